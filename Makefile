@@ -1,0 +1,115 @@
+# localgemma build. `make` builds build/localgemma and build/liblocalgemma.a;
+# `make test` runs every test and ends with one "N passed, N failed" line;
+# `make demo` installs the default model and answers a prompt with it.
+#
+# Kernel files pick their ISA by name: *_avx2.c and *_avx512.c get their own flags, the rest
+# is built for x86-64-v3 (never -march=native: the binary must run on any x86-64-v3 machine).
+
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+CC       ?= cc
+CLANG    ?= clang
+BUILD    ?= build
+ASAN_DIR ?= build-asan
+PYTHON   ?= python3
+
+WARN     = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+           -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+BASEFLAGS = -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -MMD -MP -fno-strict-aliasing $(WARN)
+OPT      ?= -O2 -g
+ARCH     ?= -march=x86-64-v3
+CFLAGS   ?=
+ALLCFLAGS = $(BASEFLAGS) $(OPT) $(ARCH) $(CFLAGS)
+AVX2FLAGS   = -mavx2 -mfma -mf16c
+AVX512FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
+LDLIBS   = -lmicrohttpd -ljansson -lcurl -lsqlite3 -lpcre2-8 -lpthread -lm
+
+LIB_SRCS  = $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+CLI_SRCS  = $(sort $(wildcard src/cli/*.c))
+TEST_SRCS = $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRCS = $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS  = $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+TESTS     = $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+ASAN_LIB_OBJS = $(LIB_SRCS:%.c=$(ASAN_DIR)/obj/%.o)
+ASAN_TESTS    = $(TEST_SRCS:tests/unit/%.c=$(ASAN_DIR)/tests/%)
+REPLAYS   = $(FUZZ_SRCS:tests/fuzz/%.c=$(ASAN_DIR)/replay/%)
+FUZZERS   = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+.PHONY: all test unit asan replay pytest demo fuzz fuzz-build setup clean format
+all: $(BUILD)/localgemma $(BUILD)/liblocalgemma.a
+
+isa_flags = $(if $(findstring _avx512,$(1)),$(AVX512FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2FLAGS)))
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $(call isa_flags,$<) -c $< -o $@
+
+$(ASAN_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) -O1 -g $(ARCH) $(CFLAGS) $(SANFLAGS) $(call isa_flags,$<) -c $< -o $@
+
+$(BUILD)/liblocalgemma.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(ASAN_DIR)/liblocalgemma.a: $(ASAN_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/localgemma: $(CLI_OBJS) $(BUILD)/liblocalgemma.a
+	$(CC) $(ALLCFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/liblocalgemma.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblocalgemma.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -Itests -o $@ $< $(BUILD)/liblocalgemma.a $(LDLIBS)
+
+$(ASAN_DIR)/tests/%: tests/unit/%.c $(ASAN_DIR)/liblocalgemma.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) -O1 -g $(ARCH) $(SANFLAGS) -Itests -o $@ $< $(ASAN_DIR)/liblocalgemma.a $(LDLIBS)
+
+# Corpus replay: each fuzz target linked with a plain main() that feeds it every corpus file.
+$(ASAN_DIR)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(ASAN_DIR)/liblocalgemma.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) -O1 -g $(ARCH) $(SANFLAGS) -Itests -o $@ $< tests/fuzz/replay_main.c $(ASAN_DIR)/liblocalgemma.a $(LDLIBS)
+
+# libFuzzer builds (clang): `make fuzz FUZZ_SECONDS=300` runs each target for that long.
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Itests -O1 -g $(ARCH) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+FUZZ_SECONDS ?= 60
+fuzz-build: $(FUZZERS)
+fuzz: fuzz-build
+	scripts/fuzz $(FUZZ_SECONDS) $(FUZZERS)
+
+setup:
+	scripts/setup
+
+unit: $(TESTS)
+asan: $(ASAN_TESTS)
+replay: $(REPLAYS)
+
+# The README's test command. scripts/setup installs what a fresh machine lacks.
+test:
+	scripts/setup
+	$(MAKE) all unit asan replay
+	scripts/run-tests
+
+demo:
+	scripts/setup
+	$(MAKE) all
+	scripts/demo
+
+format:
+	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(TEST_SRCS) $(FUZZ_SRCS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_DIR)
+
+-include $(shell find $(BUILD) $(ASAN_DIR) -name '*.d' 2>/dev/null)

@@ -35,7 +35,9 @@ enum lg_gguf_type {
 
 enum {
     LG_GGUF_MAX_DIMS = 4,
-    LG_GGUF_DEFAULT_ALIGNMENT = 32
+    LG_GGUF_DEFAULT_ALIGNMENT = 32,
+    LG_GGUF_MAX_ARRAY_DEPTH = 3,        /* array levels in one value (array of array of array) */
+    LG_GGUF_MAX_NESTED_ELEMS = 1 << 20  /* elements of nested arrays in one file, in total */
 };
 
 /* A length-delimited string inside the file (not NUL-terminated). */
@@ -129,8 +131,15 @@ enum lg_status lg_gguf_get_arr(const struct lg_gguf *g, const char *key,
 int64_t lg_gguf_arr_i64(const struct lg_gguf_value *arr, uint64_t i);
 double lg_gguf_arr_f64(const struct lg_gguf_value *arr, uint64_t i);
 
-/* Name of a value type ("u32", "string", ...). */
+/* Name of a value type ("u32", "string", ...; "unknown" out of range). */
 const char *lg_gguf_type_name(enum lg_gguf_type t);
+
+/* Bytes of one scalar element of type t; 0 for STRING, ARRAY and unknown types. */
+size_t lg_gguf_type_size(enum lg_gguf_type t);
+
+/* Name of a general.file_type value as llama.cpp/gguf-py spell it ("MOSTLY_Q4_K_M"), or NULL
+ * when the id is unknown. */
+const char *lg_gguf_file_type_name(uint32_t file_type);
 
 /* True when s equals the NUL-terminated c. */
 bool lg_str_eq(struct lg_str s, const char *c);

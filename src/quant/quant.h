@@ -46,7 +46,9 @@ enum lg_qtype {
     LG_QTYPE_TQ1_0 = 34,
     LG_QTYPE_TQ2_0 = 35,
     LG_QTYPE_MXFP4 = 39,
-    LG_QTYPE_COUNT = 40
+    LG_QTYPE_NVFP4 = 40,
+    LG_QTYPE_Q1_0 = 41,
+    LG_QTYPE_COUNT = 42
 };
 
 struct lg_qtype_info {
@@ -67,11 +69,21 @@ int lg_qtype_from_name(const char *name);
  * LG_ERR_RANGE on overflow, LG_ERR_UNSUPPORTED for an unknown type. */
 enum lg_status lg_qtype_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
 
-/* Reference dequantization of n elements (n a multiple of the block size). */
+/* Reference dequantization of n elements (n a multiple of the block size). When the type has
+ * no dequantizer (can_dequant false), is unknown, or n is not a block multiple, dst[0..n) is
+ * filled with NaN instead (check can_dequant / lg_qtype_row_bytes first). */
 void lg_dequant_row(enum lg_qtype type, const void *src, float *dst, int64_t n);
 
-/* Reference quantization of n elements (n a multiple of the block size). */
+/* Reference quantization of n elements (n a multiple of the block size), into
+ * lg_qtype_row_bytes(type, n) bytes at dst. Results equal ggml's reference (non-imatrix)
+ * quantizers (see tests/unit/test_quant*.c for which are verified bit for bit). When the type
+ * has no quantizer (can_quant false) or n is not a block multiple, dst is not touched. */
 void lg_quant_row(enum lg_qtype type, const float *src, void *dst, int64_t n);
+
+/* Checked forms of the two above: LG_ERR_UNSUPPORTED when the type cannot be (de)quantized,
+ * LG_ERR_FORMAT when n is negative or not a block multiple. */
+enum lg_status lg_dequant_row_checked(uint32_t type, const void *src, float *dst, int64_t n);
+enum lg_status lg_quant_row_checked(uint32_t type, const float *src, void *dst, int64_t n);
 
 /* Scalar conversions (IEEE round-to-nearest-even, as ggml). */
 float lg_f16_to_f32(uint16_t h);

@@ -1,0 +1,640 @@
+/* parse.c: incremental splitting of a generation into reasoning, answer text and tool calls.
+ *
+ * Gemma 4 output (spec §5.1, llama.cpp's PEG parser as the model of behaviour):
+ *   [<|turn>model\n] [<|channel>thought\n REASONING <channel|>] CONTENT
+ *   (<|tool_call>call:NAME{…}<tool_call|>)* ... then an end-of-generation token.
+ * Text arrives in pieces; markers are recognised textually (a special token is fed as its text),
+ * and a tail that could still grow into a marker is held back, so no half marker ever reaches
+ * the answer. Tolerated (spec §7.12–7.13): a stray <channel|> or <tool_call|> (dropped), an
+ * extra empty thought block (emits nothing), a channel without "thought", a tool call without
+ * its opening <|tool_call> at the start of a content segment (`call:NAME{…}`, recognised by its
+ * shape and ended when its braces balance), a tool call cut short by <|channel> or an
+ * end-of-generation marker, and everything lg_chat_parse_call() repairs. A call that cannot be
+ * parsed becomes an ERROR event holding a JSON object; its markup never leaks into the answer.
+ * Whitespace at the start and end of each content / reasoning segment is dropped (the
+ * templates trim both when the turn goes back into history).
+ *
+ * Gemma 3: everything is answer text until <end_of_turn>, <eos> or <start_of_turn>.
+ *
+ * Invariant: `pend` holds only text not yet classified; in every state but TOOLCALL it is
+ * shorter than the longest marker once process() returns.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "chat/chat.h"
+
+enum { LG_CHAT_MAX_CALL_BYTES = 1 << 20 };
+
+enum pstate { PS_START, PS_CONTENT, PS_CHANNEL_HEAD, PS_REASONING, PS_TOOLCALL, PS_DONE };
+
+enum mact {
+    MA_DROP,    /* stray marker: ignore */
+    MA_CHANNEL, /* open the thought channel */
+    MA_CLOSE_CHANNEL,
+    MA_CALL,    /* open a tool call */
+    MA_END_CALL,
+    MA_DONE     /* end of generation */
+};
+
+struct marker {
+    const char *text;
+    enum mact act;
+};
+
+static const struct marker g4_content[] = {
+    {"<|channel>", MA_CHANNEL},  {"<channel|>", MA_DROP},        {"<|tool_call>", MA_CALL},
+    {"<tool_call|>", MA_DROP},   {"<tool_response|>", MA_DROP},  {"<|turn>", MA_DONE},
+    {"<turn|>", MA_DONE},        {"<eos>", MA_DONE},             {"<|tool_response>", MA_DONE},
+    {NULL, MA_DROP}};
+static const struct marker g4_reasoning[] = {
+    {"<channel|>", MA_CLOSE_CHANNEL}, {"<|tool_call>", MA_CALL},  {"<|channel>", MA_DROP},
+    {"<tool_call|>", MA_DROP},        {"<|turn>", MA_DONE},       {"<turn|>", MA_DONE},
+    {"<eos>", MA_DONE},               {"<|tool_response>", MA_DONE}, {NULL, MA_DROP}};
+static const struct marker g4_call[] = {
+    {"<tool_call|>", MA_END_CALL}, {"<|tool_call>", MA_CALL}, {"<|channel>", MA_CHANNEL},
+    {"<|turn>", MA_DONE},          {"<turn|>", MA_DONE},      {"<eos>", MA_DONE},
+    {"<|tool_response>", MA_DONE}, {NULL, MA_DROP}};
+static const struct marker g3_content[] = {
+    {"<end_of_turn>", MA_DONE}, {"<eos>", MA_DONE}, {"<start_of_turn>", MA_DONE}, {NULL, MA_DROP}};
+
+struct lg_chat_parser {
+    enum lg_chat_flavour flavour;
+    enum pstate st;
+    struct lg_chat_buf pend;     /* unclassified text */
+    struct lg_chat_buf call;     /* body of the tool call being read */
+    bool call_bare;              /* the call had no <|tool_call> */
+    size_t bare_scan;            /* bare call: bytes of call already scanned */
+    int bare_depth;
+    bool bare_in_str, bare_opened;
+    bool seg_has_text;           /* current segment emitted non-whitespace already */
+    struct lg_chat_buf held_ws;  /* trailing whitespace of the segment, not yet emitted */
+    char **tool_names;
+    size_t n_tools;
+    bool have_tools;
+    struct lg_chat_event *q;     /* event queue [q_head, q_len) */
+    size_t q_head, q_len, q_cap;
+    bool oom;
+};
+
+/* ---- events ---------------------------------------------------------------------------------- */
+
+static struct lg_chat_event *push_event(struct lg_chat_parser *p, enum lg_chat_event_type t)
+{
+    if (p->q_len == p->q_cap) {
+        if (p->q_head > 0) { /* compact */
+            memmove(p->q, p->q + p->q_head, (p->q_len - p->q_head) * sizeof *p->q);
+            p->q_len -= p->q_head;
+            p->q_head = 0;
+        }
+        if (p->q_len == p->q_cap) {
+            size_t cap = p->q_cap ? p->q_cap * 2 : 16;
+            struct lg_chat_event *q = realloc(p->q, cap * sizeof *q);
+            if (!q) {
+                p->oom = true;
+                return NULL;
+            }
+            p->q = q;
+            p->q_cap = cap;
+        }
+    }
+    struct lg_chat_event *e = &p->q[p->q_len++];
+    memset(e, 0, sizeof *e);
+    e->type = t;
+    return e;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* Appends a text delta, merging with a queued delta of the same type. */
+static void emit_raw(struct lg_chat_parser *p, enum lg_chat_event_type t, const char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    if (p->q_len > p->q_head && p->q[p->q_len - 1].type == t) {
+        struct lg_chat_event *e = &p->q[p->q_len - 1];
+        char *grown = realloc(e->text, e->len + n + 1);
+        if (!grown) {
+            p->oom = true;
+            return;
+        }
+        memcpy(grown + e->len, s, n);
+        e->len += n;
+        grown[e->len] = 0;
+        e->text = grown;
+        return;
+    }
+    struct lg_chat_event *e = push_event(p, t);
+    if (!e)
+        return;
+    e->text = dup_n(s, n);
+    e->len = n;
+    if (!e->text) {
+        p->q_len--;
+        p->oom = true;
+    }
+}
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Segment text with leading and trailing whitespace held back (see the file comment). */
+static void emit_text(struct lg_chat_parser *p, enum lg_chat_event_type t, const char *s, size_t n)
+{
+    size_t a = 0;
+    if (!p->seg_has_text)
+        while (a < n && is_ws(s[a]))
+            a++;
+    size_t last = n;
+    while (last > a && is_ws(s[last - 1]))
+        last--;
+    if (last == a) { /* only whitespace */
+        if (p->seg_has_text)
+            lg_chat_buf_put(&p->held_ws, s + a, n - a);
+        return;
+    }
+    if (p->held_ws.len) {
+        emit_raw(p, t, p->held_ws.ptr, p->held_ws.len);
+        p->held_ws.len = 0;
+    }
+    emit_raw(p, t, s + a, last - a);
+    p->seg_has_text = true;
+    lg_chat_buf_put(&p->held_ws, s + last, n - last);
+}
+
+static void end_segment(struct lg_chat_parser *p)
+{
+    p->held_ws.len = 0;
+    p->seg_has_text = false;
+}
+
+/* JSON string literal of s[0..n) into b (invalid UTF-8 replaced). */
+static void put_json_str(struct lg_chat_buf *b, const char *s, size_t n)
+{
+    lg_chat_buf_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\';
+            e[1] = (char)c;
+            lg_chat_buf_put(b, e, 2);
+        } else if (c < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", c);
+            lg_chat_buf_puts(b, e);
+        } else if (c >= 0x80) {
+            /* copy a whole valid sequence, else U+FFFD */
+            size_t l = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+            bool ok = l && l <= n - i;
+            for (size_t k = 1; ok && k < l; k++)
+                ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+            if (ok && l == 2)
+                ok = c >= 0xc2;
+            if (ok && l == 3) {
+                unsigned c1 = (unsigned char)s[i + 1];
+                ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
+            }
+            if (ok && l == 4) {
+                unsigned c1 = (unsigned char)s[i + 1];
+                ok = c <= 0xf4 && !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+            }
+            if (ok) {
+                lg_chat_buf_put(b, s + i, l);
+                i += l - 1;
+            } else {
+                lg_chat_buf_puts(b, "\xef\xbf\xbd");
+            }
+        } else {
+            lg_chat_buf_put(b, s + i, 1);
+        }
+    }
+    lg_chat_buf_put(b, "\"", 1);
+}
+
+static void emit_error(struct lg_chat_parser *p, const char *kind, const char *msg,
+                       const char *name, const char *raw, size_t raw_len)
+{
+    struct lg_chat_buf b = {0};
+    lg_chat_buf_puts(&b, "{\"type\":");
+    put_json_str(&b, kind, strlen(kind));
+    lg_chat_buf_puts(&b, ",\"message\":");
+    put_json_str(&b, msg, strlen(msg));
+    if (name) {
+        lg_chat_buf_puts(&b, ",\"name\":");
+        put_json_str(&b, name, strlen(name));
+    }
+    lg_chat_buf_puts(&b, ",\"raw\":");
+    put_json_str(&b, raw, raw_len);
+    lg_chat_buf_puts(&b, "}");
+    if (b.oom) {
+        lg_chat_buf_free(&b);
+        p->oom = true;
+        return;
+    }
+    struct lg_chat_event *e = push_event(p, LG_CHAT_EV_ERROR);
+    if (!e) {
+        lg_chat_buf_free(&b);
+        return;
+    }
+    e->text = b.ptr;
+    e->len = b.len;
+}
+
+static void finish_call(struct lg_chat_parser *p)
+{
+    char *name = NULL, *args = NULL;
+    bool repaired = false;
+    struct lg_err err = {0};
+    const char *body = p->call.ptr ? p->call.ptr : "";
+    enum lg_status st = lg_chat_parse_call(body, p->call.len, &name, &args, &repaired, &err);
+    if (st == LG_ERR_NOMEM) {
+        p->oom = true;
+    } else if (st != LG_OK) {
+        emit_error(p, "tool_call_parse_error", err.msg, NULL, body, p->call.len);
+    } else {
+        bool known = !p->have_tools;
+        for (size_t i = 0; !known && i < p->n_tools; i++)
+            known = strcmp(p->tool_names[i], name) == 0;
+        if (!known) {
+            emit_error(p, "unknown_tool", "the model called a tool that was not offered", name,
+                       body, p->call.len);
+        } else {
+            struct lg_chat_event *e = push_event(p, LG_CHAT_EV_TOOL_CALL);
+            if (e) {
+                e->name = name;
+                e->text = args;
+                e->len = strlen(args);
+                e->repaired = repaired || p->call_bare;
+                name = args = NULL;
+            }
+        }
+    }
+    free(name);
+    free(args);
+    p->call.len = 0;
+    p->call_bare = false;
+}
+
+/* ---- scanning ---------------------------------------------------------------------------------- */
+
+static const struct marker *markers_for(const struct lg_chat_parser *p)
+{
+    if (p->flavour == LG_CHAT_GEMMA3)
+        return g3_content;
+    switch (p->st) {
+    case PS_REASONING: return g4_reasoning;
+    case PS_TOOLCALL: return g4_call;
+    default: return g4_content;
+    }
+}
+
+/* Earliest marker in s[0..n): returns its position (n if none) and sets *m. */
+static size_t find_marker(const struct marker *ms, const char *s, size_t n, const struct marker **m)
+{
+    *m = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '<')
+            continue;
+        for (const struct marker *k = ms; k->text; k++) {
+            size_t l = strlen(k->text);
+            if (l <= n - i && memcmp(s + i, k->text, l) == 0) {
+                *m = k;
+                return i;
+            }
+        }
+    }
+    return n;
+}
+
+/* Length of the longest tail of s[0..n) that is a proper prefix of some marker. */
+static size_t holdback(const struct marker *ms, const char *s, size_t n)
+{
+    size_t maxl = 0;
+    for (const struct marker *k = ms; k->text; k++)
+        if (strlen(k->text) > maxl)
+            maxl = strlen(k->text);
+    size_t from = n > maxl ? n - maxl + 1 : 0;
+    for (size_t i = from; i < n; i++) {
+        if (s[i] != '<')
+            continue;
+        for (const struct marker *k = ms; k->text; k++) {
+            size_t l = strlen(k->text);
+            if (n - i < l && memcmp(s + i, k->text, n - i) == 0)
+                return n - i;
+        }
+    }
+    return 0;
+}
+
+static bool is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+}
+
+static void consume(struct lg_chat_buf *b, size_t n)
+{
+    memmove(b->ptr, b->ptr + n, b->len - n);
+    b->len -= n;
+    b->ptr[b->len] = 0;
+}
+
+/* Bare call (no <|tool_call>): appends text to the body until its braces balance. Returns how
+ * many bytes of s were taken; may switch the state back to content. */
+static size_t bare_call_text(struct lg_chat_parser *p, const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        char c = s[i];
+        if (p->bare_in_str) {
+            if (c == '<' && n - i >= 5 && memcmp(s + i, "<|\"|>", 5) == 0) {
+                lg_chat_buf_put(&p->call, s + i, 5);
+                p->bare_in_str = false;
+                i += 5;
+                continue;
+            }
+        } else if (c == '<' && n - i >= 5 && memcmp(s + i, "<|\"|>", 5) == 0) {
+            lg_chat_buf_put(&p->call, s + i, 5);
+            p->bare_in_str = true;
+            i += 5;
+            continue;
+        } else if (c == '{' || c == '(' || c == '[') {
+            p->bare_depth++;
+            p->bare_opened = true;
+        } else if (c == '}' || c == ')' || c == ']') {
+            p->bare_depth--;
+            if (p->bare_depth <= 0 && p->bare_opened) {
+                lg_chat_buf_put(&p->call, s + i, 1);
+                finish_call(p);
+                p->st = PS_CONTENT;
+                end_segment(p);
+                return i + 1;
+            }
+        } else if (!p->bare_opened && !is_name_char(c)) {
+            /* `call:` followed by something that is not a function: it was just text */
+            lg_chat_buf_put(&p->call, s + i, 1);
+            p->st = PS_CONTENT;
+            emit_text(p, LG_CHAT_EV_CONTENT, p->call.ptr, p->call.len);
+            p->call.len = 0;
+            p->call_bare = false;
+            return i + 1;
+        }
+        lg_chat_buf_put(&p->call, s + i, 1);
+        i++;
+    }
+    return n;
+}
+
+/* Classified text of the current state. Returns bytes taken (all, except a bare call that
+ * ended inside s). */
+static size_t state_text(struct lg_chat_parser *p, const char *s, size_t n)
+{
+    switch (p->st) {
+    case PS_CONTENT: emit_text(p, LG_CHAT_EV_CONTENT, s, n); return n;
+    case PS_REASONING: emit_text(p, LG_CHAT_EV_REASONING, s, n); return n;
+    case PS_TOOLCALL:
+        if (p->call_bare)
+            return bare_call_text(p, s, n);
+        lg_chat_buf_put(&p->call, s, n);
+        return n;
+    default: return n;
+    }
+}
+
+static void start_call(struct lg_chat_parser *p, bool bare)
+{
+    p->st = PS_TOOLCALL;
+    p->call.len = 0;
+    p->call_bare = bare;
+    p->bare_depth = 0;
+    p->bare_in_str = p->bare_opened = false;
+}
+
+static void apply_marker(struct lg_chat_parser *p, enum mact act)
+{
+    bool in_call = p->st == PS_TOOLCALL;
+    if (act == MA_DROP)
+        return;
+    if (in_call && act != MA_DROP)
+        finish_call(p); /* a call ends at its close marker, or is cut short by another marker */
+    end_segment(p);
+    switch (act) {
+    case MA_CHANNEL: p->st = PS_CHANNEL_HEAD; break;
+    case MA_CLOSE_CHANNEL:
+    case MA_END_CALL: p->st = PS_CONTENT; break;
+    case MA_CALL: start_call(p, false); break;
+    case MA_DONE: p->st = PS_DONE; break;
+    case MA_DROP: break;
+    }
+}
+
+static bool is_proper_prefix(const char *s, size_t n, const char *full)
+{
+    size_t l = strlen(full);
+    return n < l && memcmp(s, full, n) == 0;
+}
+
+static enum lg_status process(struct lg_chat_parser *p, bool final)
+{
+    while (!p->oom) {
+        struct lg_chat_buf *b = &p->pend;
+        const char *s = b->ptr ? b->ptr : "";
+        size_t n = b->len;
+        if (p->st == PS_DONE) {
+            b->len = 0;
+            return LG_OK;
+        }
+        if (p->st == PS_START) {
+            static const char head[] = "<|turn>model\n";
+            if (!final && is_proper_prefix(s, n, head))
+                return LG_OK;
+            if (n >= sizeof head - 1 && memcmp(s, head, sizeof head - 1) == 0)
+                consume(b, sizeof head - 1);
+            p->st = PS_CONTENT;
+            continue;
+        }
+        if (p->st == PS_CHANNEL_HEAD) {
+            if (!final && is_proper_prefix(s, n, "thought\n"))
+                return LG_OK;
+            if (n >= 8 && memcmp(s, "thought\n", 8) == 0)
+                consume(b, 8);
+            else if (n >= 7 && memcmp(s, "thought", 7) == 0)
+                consume(b, 7);
+            p->st = PS_REASONING;
+            continue;
+        }
+        if (n == 0)
+            return LG_OK;
+        /* A tool call whose <|tool_call> was dropped, at the start of a content segment. */
+        if (p->st == PS_CONTENT && p->flavour != LG_CHAT_GEMMA3 && !p->seg_has_text) {
+            size_t a = 0;
+            while (a < n && is_ws(s[a]))
+                a++;
+            if (a == n) {
+                consume(b, n); /* leading whitespace of a segment is dropped anyway */
+                return LG_OK;
+            }
+            if (!final && n - a < 6 && is_proper_prefix(s + a, n - a, "call:") )
+                return LG_OK;
+            if (!final && n - a == 5 && memcmp(s + a, "call:", 5) == 0)
+                return LG_OK;
+            if (n - a >= 6 && memcmp(s + a, "call:", 5) == 0 && is_name_char(s[a + 5])) {
+                start_call(p, true);
+                lg_chat_buf_puts(&p->call, "call:");
+                consume(b, a + 5);
+                continue;
+            }
+        }
+        const struct marker *ms = markers_for(p), *m;
+        size_t pos = find_marker(ms, s, n, &m);
+        if (m) {
+            size_t took = state_text(p, s, pos);
+            if (took < pos) { /* a bare call ended early: re-scan the rest */
+                consume(b, took);
+                continue;
+            }
+            enum mact act = m->act;
+            size_t ml = strlen(m->text);
+            consume(b, pos + ml);
+            apply_marker(p, act);
+        } else {
+            size_t keep = final ? 0 : holdback(ms, s, n);
+            if (!final && p->st == PS_TOOLCALL && p->call_bare) {
+                /* a bare call tracks <|"|> itself: never split one across pieces */
+                for (size_t t = n > 4 ? n - 4 : 0; t < n; t++)
+                    if (s[t] == '<' && memcmp(s + t, "<|\"|>", n - t) == 0) {
+                        if (n - t > keep)
+                            keep = n - t;
+                        break;
+                    }
+            }
+            size_t took = state_text(p, s, n - keep);
+            consume(b, took);
+            if (took < n - keep)
+                continue;
+            if (p->st == PS_TOOLCALL && p->call.len > LG_CHAT_MAX_CALL_BYTES)
+                return LG_ERR_RANGE;
+            return LG_OK;
+        }
+        if (p->st == PS_TOOLCALL && p->call.len > LG_CHAT_MAX_CALL_BYTES)
+            return LG_ERR_RANGE;
+    }
+    return LG_ERR_NOMEM;
+}
+
+/* ---- public ---------------------------------------------------------------------------------- */
+
+struct lg_chat_parser *lg_chat_parser_create(enum lg_chat_flavour f, const json_t *tools)
+{
+    struct lg_chat_parser *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->flavour = f;
+    p->st = PS_START;
+    if (json_is_array(tools)) {
+        p->have_tools = json_array_size(tools) > 0;
+        p->tool_names = calloc(json_array_size(tools) + 1, sizeof *p->tool_names);
+        if (!p->tool_names) {
+            free(p);
+            return NULL;
+        }
+        for (size_t i = 0; i < json_array_size(tools); i++) {
+            json_t *name = json_object_get(json_object_get(json_array_get(tools, i), "function"), "name");
+            if (!json_is_string(name))
+                continue;
+            p->tool_names[p->n_tools] = strdup(json_string_value(name));
+            if (!p->tool_names[p->n_tools]) {
+                lg_chat_parser_destroy(p);
+                return NULL;
+            }
+            p->n_tools++;
+        }
+    }
+    return p;
+}
+
+void lg_chat_parser_begin_in_reasoning(struct lg_chat_parser *p)
+{
+    if (p && p->flavour != LG_CHAT_GEMMA3)
+        p->st = PS_REASONING;
+}
+
+void lg_chat_parser_destroy(struct lg_chat_parser *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n_tools; i++)
+        free(p->tool_names[i]);
+    free(p->tool_names);
+    for (size_t i = p->q_head; i < p->q_len; i++)
+        lg_chat_event_free(&p->q[i]);
+    free(p->q);
+    lg_chat_buf_free(&p->pend);
+    lg_chat_buf_free(&p->call);
+    lg_chat_buf_free(&p->held_ws);
+    free(p);
+}
+
+enum lg_status lg_chat_parser_feed(struct lg_chat_parser *p, const char *text, size_t len,
+                                   bool special)
+{
+    (void)special; /* markers are recognised by their text either way */
+    if (p->oom)
+        return LG_ERR_NOMEM;
+    if (p->st == PS_DONE)
+        return LG_OK;
+    lg_chat_buf_put(&p->pend, text, len);
+    if (p->pend.oom)
+        p->oom = true;
+    if (p->oom)
+        return LG_ERR_NOMEM;
+    enum lg_status st = process(p, false);
+    return p->oom ? LG_ERR_NOMEM : st;
+}
+
+enum lg_status lg_chat_parser_finish(struct lg_chat_parser *p)
+{
+    if (p->oom)
+        return LG_ERR_NOMEM;
+    enum lg_status st = process(p, true);
+    if (st != LG_OK)
+        return st;
+    if (p->st == PS_TOOLCALL) { /* generation ended inside a call */
+        finish_call(p);
+        p->st = PS_DONE;
+    }
+    end_segment(p);
+    return p->oom ? LG_ERR_NOMEM : LG_OK;
+}
+
+bool lg_chat_parser_next(struct lg_chat_parser *p, struct lg_chat_event *ev)
+{
+    if (p->q_head >= p->q_len) {
+        p->q_head = p->q_len = 0;
+        return false;
+    }
+    *ev = p->q[p->q_head++];
+    return true;
+}
+
+void lg_chat_event_free(struct lg_chat_event *ev)
+{
+    if (!ev)
+        return;
+    free(ev->text);
+    free(ev->name);
+    ev->text = ev->name = NULL;
+    ev->len = 0;
+}

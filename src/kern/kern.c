@@ -1,0 +1,127 @@
+/* kern.c: picks the kernel table once at start-up.
+ *
+ * Each ISA file (kern/x_avx2.c, kern/x_avx512.c) may define a filler
+ * `void lg_kern_fill_avx2(struct lg_kern *k)` that overwrites the slots it implements; the
+ * fillers are weak references here, so a build without that file simply keeps the reference
+ * slots. Selection: LG_ISA=ref|avx2|avx512 when set, else the best ISA the CPU supports.
+ * Invariant: every slot of a returned table is non-NULL.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern/kern.h"
+
+void lg_kern_fill_avx2(struct lg_kern *k) __attribute__((weak));
+void lg_kern_fill_avx512(struct lg_kern *k) __attribute__((weak));
+
+static struct lg_kern avx2_table, avx512_table;
+static const struct lg_kern *auto_table;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void fill_missing(struct lg_kern *k)
+{
+    const struct lg_kern *r = lg_kern_ref();
+    if (!k->matmul)
+        k->matmul = r->matmul;
+    if (!k->rmsnorm)
+        k->rmsnorm = r->rmsnorm;
+    if (!k->rope_neox)
+        k->rope_neox = r->rope_neox;
+    if (!k->softmax)
+        k->softmax = r->softmax;
+    if (!k->gelu_tanh)
+        k->gelu_tanh = r->gelu_tanh;
+    if (!k->mul)
+        k->mul = r->mul;
+    if (!k->axpy)
+        k->axpy = r->axpy;
+    if (!k->attention)
+        k->attention = r->attention;
+}
+
+static int cpu_has_avx2(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_avx512(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+static void init_tables(void)
+{
+    memset(&avx2_table, 0, sizeof avx2_table);
+    avx2_table.isa = "avx2";
+    if (lg_kern_fill_avx2)
+        lg_kern_fill_avx2(&avx2_table);
+    fill_missing(&avx2_table);
+
+    /* AVX-512 machines also run the AVX2 kernels for slots the AVX-512 file leaves empty. */
+    memset(&avx512_table, 0, sizeof avx512_table);
+    avx512_table.isa = "avx512";
+    if (lg_kern_fill_avx512)
+        lg_kern_fill_avx512(&avx512_table);
+    if (lg_kern_fill_avx2) {
+        struct lg_kern tmp;
+        memset(&tmp, 0, sizeof tmp);
+        lg_kern_fill_avx2(&tmp);
+        if (!avx512_table.matmul)
+            avx512_table.matmul = tmp.matmul;
+        if (!avx512_table.attention)
+            avx512_table.attention = tmp.attention;
+    }
+    fill_missing(&avx512_table);
+
+    const char *env = getenv("LG_ISA");
+    const struct lg_kern *t = NULL;
+    if (env && *env) {
+        if (strcmp(env, "ref") == 0)
+            t = lg_kern_ref();
+        else if (strcmp(env, "avx2") == 0 && cpu_has_avx2())
+            t = &avx2_table;
+        else if (strcmp(env, "avx512") == 0 && cpu_has_avx512())
+            t = &avx512_table;
+    }
+    if (!t) {
+        if (cpu_has_avx512() && lg_kern_fill_avx512)
+            t = &avx512_table;
+        else if (cpu_has_avx2() && lg_kern_fill_avx2)
+            t = &avx2_table;
+        else
+            t = lg_kern_ref();
+    }
+    auto_table = t;
+}
+
+const struct lg_kern *lg_kern_get(void)
+{
+    pthread_once(&once, init_tables);
+    return auto_table;
+}
+
+const struct lg_kern *lg_kern_select(const char *isa)
+{
+    pthread_once(&once, init_tables);
+    if (!isa)
+        return auto_table;
+    if (strcmp(isa, "ref") == 0)
+        return lg_kern_ref();
+    if (strcmp(isa, "avx2") == 0)
+        return cpu_has_avx2() ? &avx2_table : NULL;
+    if (strcmp(isa, "avx512") == 0)
+        return cpu_has_avx512() ? &avx512_table : NULL;
+    return NULL;
+}

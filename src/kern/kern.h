@@ -1,0 +1,106 @@
+/* kern.h: the compute kernels, as one table of function pointers.
+ *
+ * kern/ref.c defines "correct" (plain scalar C); ISA files (kern/x_avx2.c, kern/x_avx512.c) may
+ * fill some slots with faster versions later, and an empty slot falls back to the reference.
+ * lg_kern_select() fills the table once, from cpuid, with LG_ISA=ref|avx2|avx512 overriding.
+ *
+ * Conventions:
+ * - Weight matrices are described by struct lg_wmat: `rows` output rows of `cols` inputs each,
+ *   stored row-major in GGML type `type`, one row every `row_bytes` bytes (PyTorch [out, in];
+ *   GGUF ne = [cols, rows]). The data usually points into the model's mapping.
+ * - Ops that split work take (ith, nth): thread ith of nth does its share and nothing else;
+ *   calling with (0, 1) does everything. Kernels never create threads or allocate: callers
+ *   pass any scratch they need.
+ * - Activations are f32, row-major, with shapes in the comments.
+ * Thread-safety: the table is immutable after lg_kern_select(); every op is reentrant.
+ */
+#ifndef LG_KERN_H
+#define LG_KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A 2-D weight matrix view (see above). */
+struct lg_wmat {
+    uint32_t type;       /* enum lg_qtype */
+    const void *data;    /* rows * row_bytes bytes; borrowed (usually the model mapping) */
+    int64_t rows;        /* output features */
+    int64_t cols;        /* input features (a multiple of the type's block size) */
+    size_t row_bytes;    /* bytes between consecutive rows */
+};
+
+/* Arguments of one attention call: causal (optionally sliding-window) attention of n_tok
+ * queries at positions pos0..pos0+n_tok-1 over a key/value store in which position j lives in
+ * slot j % n_slots. The caller guarantees that every visible key is present (the KV module
+ * sizes rings so that it is). */
+struct lg_attn_args {
+    const float *q;      /* [n_tok][n_head][head_dim] (already normed, roped) */
+    float *out;          /* [n_tok][n_head][head_dim] */
+    const float *k;      /* [n_slots][n_head_kv][head_dim] */
+    const float *v;      /* [n_slots][n_head_kv][head_dim] */
+    int64_t n_tok;
+    int64_t n_head;
+    int64_t n_head_kv;   /* divides n_head; query head h reads KV head h / (n_head / n_head_kv) */
+    int64_t head_dim;
+    int64_t n_slots;
+    int64_t pos0;
+    int64_t window;      /* 0: full causal; else key j visible to query i iff i - j < window */
+    float scale;         /* multiplies q.k */
+    float softcap;       /* 0: none; else s = softcap * tanh(s / softcap) */
+    float *scratch;      /* per thread: scratch + ith * scratch_stride, >= n visible keys */
+    int64_t scratch_stride;
+};
+
+struct lg_kern {
+    const char *isa; /* "ref", "avx2", ... */
+
+    /* y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok and for this thread's share of rows.
+     * x: [n_tok] rows of stride ldx (>= cols); y: [n_tok] rows of stride ldy (>= rows).
+     * scratch: >= cols floats for this thread (a dequantized row). */
+    void (*matmul)(const struct lg_wmat *w, const float *x, int64_t ldx, float *y, int64_t ldy,
+                   int64_t n_tok, float *scratch, int ith, int nth);
+
+    /* y = x * (mean(x^2) + eps)^-1/2 * w over n elements; w NULL = no weight. y may equal x. */
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+
+    /* NeoX RoPE on one token: x [n_head][head_dim]; pairs (i, i + n_rot/2) for i < n_rot/2
+     * rotate by cs[i] = (cos, sin) (see lg_rope_angles); dims >= n_rot pass through. */
+    void (*rope_neox)(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot,
+                      const float *cs);
+
+    /* In place softmax over n elements (max-subtracted). */
+    void (*softmax)(float *x, int64_t n);
+
+    /* In place x = gelu_tanh(x) (PyTorch "gelu_pytorch_tanh"). */
+    void (*gelu_tanh)(float *x, int64_t n);
+
+    /* y[i] = a[i] * b[i] */
+    void (*mul)(float *y, const float *a, const float *b, int64_t n);
+
+    /* y[i] += s * x[i] */
+    void (*axpy)(float *y, const float *x, float s, int64_t n);
+
+    /* Attention for this thread's share of (token, head) pairs. */
+    void (*attention)(const struct lg_attn_args *a, int ith, int nth);
+};
+
+/* Fills cs[2*i], cs[2*i+1] = cos, sin of theta_i = pos * freq_scale * base^(-2i/n_rot) / ff[i]
+ * for i < n_rot/2 (ff NULL = all ones). Angles are computed as PyTorch does in fp32
+ * (inv_freq in fp32, product in fp32), then cos/sin. */
+void lg_rope_angles(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale,
+                    const float *ff);
+
+/* The table for this CPU (or LG_ISA). Never NULL; any thread; the first call initializes. */
+const struct lg_kern *lg_kern_get(void);
+
+/* Explicit selection: "ref", "avx2", "avx512", or NULL for auto (cpuid + LG_ISA). Returns NULL
+ * for an unknown or unsupported name. The returned table is static and immutable. */
+const struct lg_kern *lg_kern_select(const char *isa);
+
+/* The scalar reference table (always available). */
+const struct lg_kern *lg_kern_ref(void);
+
+/* Reference building blocks, exported for tests and for ISA files to fall back on. */
+float lg_kern_dot_f32(const float *a, const float *b, int64_t n);
+
+#endif

@@ -1,0 +1,192 @@
+/* ref.c: the scalar reference kernels. They define "correct" for every ISA variant.
+ *
+ * Plain C with no intrinsics. Sums use 8 independent partial accumulators so that the
+ * compiler can keep them in one vector register (and so that prefill is not pathologically
+ * slow); this changes rounding only at the 1e-7 relative level. Weight rows of any type are
+ * dequantized once per row into the caller's scratch with lg_dequant_row and then dotted
+ * with every token of the batch, so a prefill reads each weight once.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "quant/quant.h"
+
+float lg_kern_dot_f32(const float *a, const float *b, int64_t n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++)
+            acc[k] += a[i + k] * b[i + k];
+    }
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void share(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
+{
+    int64_t per = (n + nth - 1) / nth;
+    *lo = per * ith;
+    *hi = *lo + per;
+    if (*lo > n)
+        *lo = n;
+    if (*hi > n)
+        *hi = n;
+}
+
+static void ref_matmul(const struct lg_wmat *w, const float *x, int64_t ldx, float *y,
+                       int64_t ldy, int64_t n_tok, float *scratch, int ith, int nth)
+{
+    int64_t r0, r1;
+    share(w->rows, ith, nth, &r0, &r1);
+    const uint8_t *base = (const uint8_t *)w->data;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *row;
+        if (w->type == LG_QTYPE_F32) {
+            row = (const float *)(const void *)(base + (size_t)r * w->row_bytes);
+        } else {
+            lg_dequant_row((enum lg_qtype)w->type, base + (size_t)r * w->row_bytes, scratch,
+                           w->cols);
+            row = scratch;
+        }
+        for (int64_t t = 0; t < n_tok; t++)
+            y[t * ldy + r] = lg_kern_dot_f32(row, x + t * ldx, w->cols);
+    }
+}
+
+static void ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * (double)x[i];
+    float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    if (w) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] * scale * w[i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] * scale;
+    }
+}
+
+static void ref_rope_neox(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot,
+                          const float *cs)
+{
+    int64_t half = n_rot / 2;
+    for (int64_t h = 0; h < n_head; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = 0; i < half; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float a = v[i], b = v[i + half];
+            v[i] = a * c - b * s;
+            v[i + half] = b * c + a * s;
+        }
+    }
+}
+
+static void ref_softmax(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > mx)
+            mx = x[i];
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+static void ref_gelu_tanh(float *x, int64_t n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+    }
+}
+
+static void ref_mul(float *y, const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] * b[i];
+}
+
+static void ref_axpy(float *y, const float *x, float s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += s * x[i];
+}
+
+static void ref_attention(const struct lg_attn_args *a, int ith, int nth)
+{
+    int64_t n_pairs = a->n_tok * a->n_head, p0, p1;
+    share(n_pairs, ith, nth, &p0, &p1);
+    int64_t group = a->n_head / a->n_head_kv;
+    int64_t d = a->head_dim;
+    float *sc = a->scratch + (int64_t)ith * a->scratch_stride;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t t = p / a->n_head, h = p % a->n_head, kvh = h / group;
+        int64_t pos = a->pos0 + t;
+        int64_t lo = 0;
+        if (a->window > 0 && pos - a->window + 1 > 0)
+            lo = pos - a->window + 1;
+        int64_t n_keys = pos - lo + 1;
+        const float *q = a->q + (t * a->n_head + h) * d;
+        for (int64_t j = 0; j < n_keys; j++) {
+            int64_t slot = (lo + j) % a->n_slots;
+            const float *k = a->k + (slot * a->n_head_kv + kvh) * d;
+            float s = lg_kern_dot_f32(q, k, d) * a->scale;
+            if (a->softcap > 0.0f)
+                s = a->softcap * tanhf(s / a->softcap);
+            sc[j] = s;
+        }
+        ref_softmax(sc, n_keys);
+        float *o = a->out + (t * a->n_head + h) * d;
+        memset(o, 0, (size_t)d * sizeof(float));
+        for (int64_t j = 0; j < n_keys; j++) {
+            int64_t slot = (lo + j) % a->n_slots;
+            ref_axpy(o, a->v + (slot * a->n_head_kv + kvh) * d, sc[j], d);
+        }
+    }
+}
+
+void lg_rope_angles(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale,
+                    const float *ff)
+{
+    for (int64_t i = 0; i < n_rot / 2; i++) {
+        float inv = (float)(1.0 / pow((double)base, (double)(2 * i) / (double)n_rot));
+        float theta = (float)pos * inv;
+        if (freq_scale != 1.0f)
+            theta *= freq_scale;
+        if (ff)
+            theta /= ff[i];
+        cs[2 * i] = (float)cos((double)theta);
+        cs[2 * i + 1] = (float)sin((double)theta);
+    }
+}
+
+static const struct lg_kern ref_table = {
+    .isa = "ref",
+    .matmul = ref_matmul,
+    .rmsnorm = ref_rmsnorm,
+    .rope_neox = ref_rope_neox,
+    .softmax = ref_softmax,
+    .gelu_tanh = ref_gelu_tanh,
+    .mul = ref_mul,
+    .axpy = ref_axpy,
+    .attention = ref_attention,
+};
+
+const struct lg_kern *lg_kern_ref(void)
+{
+    return &ref_table;
+}

@@ -1,0 +1,473 @@
+/* forward.c: the Gemma 3 / Gemma 4 decoder forward pass (shared/spec/gemma4.md §2).
+ *
+ * A batch of tokens at consecutive positions is processed in chunks of at most n_chunk
+ * tokens; each chunk goes through every layer before the next starts, writing its K/V into the
+ * cache first and then attending over the cache (see kv/kv.h for why the sliding rings are
+ * W + n_chunk slots). Prefill and decode are the same code with n_tok = 1 for decode.
+ * Everything the pass needs is allocated in lg_model_state_create(); the pass itself does not
+ * allocate. The pass reads only the per-layer table: no branch on an architecture name.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+enum { DEFAULT_CHUNK = 64 };
+
+struct lg_model_state {
+    const struct lg_kern *k;
+    struct lg_kv *kv;
+    int64_t n_ctx, n_chunk;
+    /* C = n_chunk; HD = max over layers of n_head * head_dim; KVD likewise for KV heads. */
+    float *x;      /* [C][D] residual stream */
+    float *a;      /* [C][D] normed input of a block */
+    float *q;      /* [C][HD] */
+    float *kk;     /* [C][KVD] */
+    float *vv;     /* [C][KVD] */
+    float *att;    /* [C][HD] attention output (heads concatenated) */
+    float *o;      /* [C][D] */
+    float *g;      /* [C][Fmax] gate (also PLE gate [C][P]) */
+    float *u;      /* [C][Fmax] up */
+    float *f;      /* [C][D] FFN output */
+    float *pl;     /* [C][L*P] per-layer inputs */
+    float *plc;    /* [C][L*P] context part of the per-layer inputs */
+    float *cs;     /* [maxrot] rope cos/sin pairs */
+    float *dq;     /* [max_cols] a dequantized weight row */
+    float *sc;     /* [n_ctx] attention scores */
+    /* MoE */
+    float *x2;     /* [C][D] expert input */
+    float *racc;   /* [C][D] weighted expert sum */
+    float *rl;     /* [C][X] router logits / probabilities */
+    int32_t *sel;  /* [C][K] selected experts */
+    float *selw;   /* [C][K] their weights */
+    int32_t *etok; /* [C] tokens routed to the current expert */
+    float *ew;     /* [C] their weights */
+    float *ex;     /* [C][D] gathered expert inputs */
+    float *egu;    /* [C][2*Fe] expert gate|up */
+    float *eh;     /* [C][Fe] expert hidden */
+    float *ey;     /* [C][D] expert outputs */
+    void *mem;
+};
+
+void lg_model_state_destroy(struct lg_model_state *s)
+{
+    if (!s)
+        return;
+    lg_kv_destroy(s->kv);
+    free(s->mem);
+    free(s);
+}
+
+struct lg_kv *lg_model_state_kv(struct lg_model_state *s)
+{
+    return s->kv;
+}
+
+void lg_model_state_set_kern(struct lg_model_state *s, const struct lg_kern *k)
+{
+    s->k = k ? k : lg_kern_get();
+}
+
+enum lg_status lg_model_state_create(const struct lg_model *m, int64_t n_ctx, int64_t n_chunk,
+                                     struct lg_model_state **out, struct lg_err *err)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    enum lg_status st;
+    *out = NULL;
+    if (n_ctx <= 0 || n_ctx > ((int64_t)1 << 30))
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "context size %lld out of range",
+                          (long long)n_ctx);
+    if (n_chunk <= 0)
+        n_chunk = DEFAULT_CHUNK;
+    if (n_chunk > n_ctx)
+        n_chunk = n_ctx;
+    struct lg_model_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return lg_err_set(err, LG_ERR_NOMEM, "state: out of memory");
+    s->k = lg_kern_get();
+    s->n_ctx = n_ctx;
+    s->n_chunk = n_chunk;
+
+    struct lg_kv_layer_layout lay[LG_MODEL_MAX_LAYERS];
+    int64_t HD = 0, KVD = 0, F = 0, maxrot = 0;
+    for (int32_t il = 0; il < c->n_layer; il++) {
+        const struct lg_layer_cfg *lc = &c->layers[il];
+        lay[il].src = lc->kv_src;
+        lay[il].window = lc->sliding ? c->sliding_window : 0;
+        lay[il].n_head_kv = lc->n_head_kv;
+        lay[il].head_dim = lc->head_dim;
+        if ((int64_t)c->n_head * lc->head_dim > HD)
+            HD = (int64_t)c->n_head * lc->head_dim;
+        if ((int64_t)lc->n_head_kv * lc->head_dim > KVD)
+            KVD = (int64_t)lc->n_head_kv * lc->head_dim;
+        if (lc->n_ff > F)
+            F = lc->n_ff;
+        if (lc->n_rot > maxrot)
+            maxrot = lc->n_rot;
+    }
+    struct lg_kv_layout layout = {.n_layer = c->n_layer, .layers = lay};
+    if ((st = lg_kv_create(&layout, n_ctx, n_chunk, &s->kv, err)))
+        goto fail;
+
+    const int64_t C = n_chunk, D = c->n_embd, P = c->n_embd_per_layer;
+    const int64_t LP = (int64_t)c->n_layer * P, X = c->n_expert, K = c->n_expert_used;
+    const int64_t Fe = c->n_ff_exp;
+    if (P > F)
+        F = P;
+    /* Sizes in floats, in the order of the fields below; all fit easily in int64. */
+    int64_t sz[] = {
+        C * D, C * D, C * HD, C * KVD, C * KVD, C * HD, C * D, C * F, C * F, C * D,
+        C * LP, C * LP, maxrot + 2, (int64_t)m->max_cols + 16, n_ctx,
+        X ? C * D : 0, X ? C * D : 0, C * X, C * K, C * K, C, C, X ? C * D : 0, C * 2 * Fe,
+        C * Fe, X ? C * D : 0,
+    };
+    enum { N_BUF = sizeof sz / sizeof sz[0] };
+    size_t total = 0;
+    for (int i = 0; i < N_BUF; i++)
+        total += ((size_t)sz[i] + 15) / 16 * 16;
+    s->mem = aligned_alloc(64, total * sizeof(float) + 64);
+    if (!s->mem) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "state: cannot allocate %zu bytes of activations",
+                        total * sizeof(float));
+        goto fail;
+    }
+    float *p = s->mem;
+    float **dst[] = {&s->x,  &s->a,  &s->q,    &s->kk,  &s->vv, &s->att, &s->o,
+                     &s->g,  &s->u,  &s->f,    &s->pl,  &s->plc, &s->cs, &s->dq,
+                     &s->sc, &s->x2, &s->racc, &s->rl,  NULL,   &s->selw, NULL,
+                     &s->ew, &s->ex, &s->egu,  &s->eh,  &s->ey};
+    for (int i = 0; i < N_BUF; i++) {
+        if (dst[i])
+            *dst[i] = p;
+        else if (i == 18)
+            s->sel = (int32_t *)(void *)p;
+        else
+            s->etok = (int32_t *)(void *)p;
+        p += ((size_t)sz[i] + 15) / 16 * 16;
+    }
+    *out = s;
+    return LG_OK;
+fail:
+    lg_model_state_destroy(s);
+    return st;
+}
+
+/* y[t] = W x[t] over the chunk (single-threaded for now; the kernels take ith/nth). */
+static void mm(const struct lg_model_state *s, const struct lg_wmat *w, const float *x,
+               int64_t ldx, float *y, int64_t ldy, int64_t n)
+{
+    s->k->matmul(w, x, ldx, y, ldy, n, s->dq, 0, 1);
+}
+
+static void norm_rows(const struct lg_model_state *s, float *y, const float *x, const float *w,
+                      int64_t n_rows, int64_t width, int64_t stride, float eps)
+{
+    for (int64_t r = 0; r < n_rows; r++)
+        s->k->rmsnorm(y + r * stride, x + r * stride, w, width, eps);
+}
+
+static void rope_rows(const struct lg_model *m, const struct lg_model_state *s,
+                      const struct lg_layer_cfg *lc, float *x, int64_t n, int64_t pos0,
+                      int64_t n_head, int64_t stride)
+{
+    const float *ff = lc->use_rope_freqs ? m->rope_freqs : NULL;
+    for (int64_t t = 0; t < n; t++) {
+        lg_rope_angles(s->cs, lc->n_rot, pos0 + t, lc->rope_base, lc->rope_freq_scale, ff);
+        s->k->rope_neox(x + t * stride, n_head, lc->head_dim, lc->n_rot, s->cs);
+    }
+}
+
+static void attention_block(const struct lg_model *m, struct lg_model_state *s, int32_t il,
+                            int64_t n, int64_t pos0)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    const struct lg_layer_cfg *lc = &c->layers[il];
+    const struct lg_layer_w *w = &m->layers[il];
+    const struct lg_kern *k = s->k;
+    const int64_t D = c->n_embd, H = c->n_head, hd = lc->head_dim, Hkv = lc->n_head_kv;
+    const int64_t QD = H * hd, KD = Hkv * hd;
+
+    norm_rows(s, s->a, s->x, w->attn_norm, n, D, D, c->eps);
+    mm(s, &w->wq, s->a, D, s->q, QD, n);
+    norm_rows(s, s->q, s->q, w->q_norm, n * H, hd, hd, c->eps);
+    rope_rows(m, s, lc, s->q, n, pos0, H, QD);
+
+    if (lc->kv_src == il) {
+        mm(s, &w->wk, s->a, D, s->kk, KD, n);
+        if (lc->has_v)
+            mm(s, &w->wv, s->a, D, s->vv, KD, n);
+        else /* K==V: V is the raw K projection (neither k-normed nor roped) */
+            memcpy(s->vv, s->kk, (size_t)(n * KD) * sizeof(float));
+        norm_rows(s, s->kk, s->kk, w->k_norm, n * Hkv, hd, hd, c->eps);
+        rope_rows(m, s, lc, s->kk, n, pos0, Hkv, KD);
+        if (c->v_norm)
+            norm_rows(s, s->vv, s->vv, NULL, n * Hkv, hd, hd, c->eps);
+        float *kc = lg_kv_k(s->kv, il), *vc = lg_kv_v(s->kv, il);
+        int64_t n_slots = lg_kv_n_slots(s->kv, il);
+        for (int64_t t = 0; t < n; t++) {
+            int64_t slot = (pos0 + t) % n_slots;
+            memcpy(kc + slot * KD, s->kk + t * KD, (size_t)KD * sizeof(float));
+            memcpy(vc + slot * KD, s->vv + t * KD, (size_t)KD * sizeof(float));
+        }
+    }
+
+    struct lg_attn_args aa = {
+        .q = s->q,
+        .out = s->att,
+        .k = lg_kv_k(s->kv, il),
+        .v = lg_kv_v(s->kv, il),
+        .n_tok = n,
+        .n_head = H,
+        .n_head_kv = Hkv,
+        .head_dim = hd,
+        .n_slots = lg_kv_n_slots(s->kv, il),
+        .pos0 = pos0,
+        .window = lc->sliding ? c->sliding_window : 0,
+        .scale = lc->q_scale,
+        .softcap = c->attn_softcap,
+        .scratch = s->sc,
+        .scratch_stride = s->n_ctx,
+    };
+    k->attention(&aa, 0, 1);
+
+    mm(s, &w->wo, s->att, QD, s->o, D, n);
+    norm_rows(s, s->o, s->o, w->post_attn_norm, n, D, D, c->eps);
+    for (int64_t t = 0; t < n; t++)
+        k->axpy(s->x + t * D, s->o + t * D, 1.0f, D);
+}
+
+/* f = W_down(gelu(W_gate a) * W_up a) for the dense MLP. */
+static void dense_mlp(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
+{
+    const struct lg_layer_w *w = &m->layers[il];
+    const int64_t D = m->cfg.n_embd, F = m->cfg.layers[il].n_ff;
+    mm(s, &w->ffn_gate, s->a, D, s->g, F, n);
+    mm(s, &w->ffn_up, s->a, D, s->u, F, n);
+    s->k->gelu_tanh(s->g, n * F);
+    s->k->mul(s->g, s->g, s->u, n * F);
+    mm(s, &w->ffn_down, s->g, F, s->f, D, n);
+}
+
+static struct lg_wmat expert_mat(const struct lg_wexp *e, int32_t i)
+{
+    struct lg_wmat w = e->mat;
+    w.data = (const uint8_t *)e->mat.data + (size_t)i * e->expert_bytes;
+    return w;
+}
+
+/* The MoE branch (spec §2.5): router on the residual, top-k experts, weighted sum into racc. */
+static void moe_block(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    const struct lg_layer_w *w = &m->layers[il];
+    const struct lg_kern *k = s->k;
+    const int64_t D = c->n_embd, X = c->n_expert, K = c->n_expert_used, Fe = c->n_ff_exp;
+
+    /* Router input: weightless norm of the residual, x router scale, x D^-1/2. */
+    const float rs = (float)(1.0 / sqrt((double)D));
+    norm_rows(s, s->x2, s->x, NULL, n, D, D, c->eps);
+    for (int64_t t = 0; t < n; t++) {
+        float *r = s->x2 + t * D;
+        for (int64_t i = 0; i < D; i++)
+            r[i] = r[i] * (w->router_scale ? w->router_scale[i] : 1.0f) * rs;
+    }
+    mm(s, &w->router, s->x2, D, s->rl, X, n);
+    for (int64_t t = 0; t < n; t++) {
+        float *p = s->rl + t * X;
+        k->softmax(p, X);
+        int32_t *sel = s->sel + t * K;
+        float *sw = s->selw + t * K;
+        double sum = 0.0;
+        for (int64_t j = 0; j < K; j++) {
+            int32_t best = -1;
+            for (int32_t e = 0; e < X; e++) {
+                bool taken = false;
+                for (int64_t q = 0; q < j; q++)
+                    taken |= sel[q] == e;
+                if (!taken && (best < 0 || p[e] > p[best]))
+                    best = e;
+            }
+            sel[j] = best;
+            sw[j] = p[best];
+            sum += p[best];
+        }
+        for (int64_t j = 0; j < K; j++) {
+            sw[j] = (float)(sw[j] / sum);
+            if (w->expert_scale)
+                sw[j] *= w->expert_scale[sel[j]];
+        }
+    }
+
+    /* Experts see pre_ffw_norm_2(h); batch the tokens routed to each expert. */
+    norm_rows(s, s->x2, s->x, w->pre_ffw_norm_2, n, D, D, c->eps);
+    memset(s->racc, 0, (size_t)(n * D) * sizeof(float));
+    for (int32_t e = 0; e < X; e++) {
+        int64_t ne = 0;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t j = 0; j < K; j++)
+                if (s->sel[t * K + j] == e) {
+                    s->etok[ne] = (int32_t)t;
+                    s->ew[ne] = s->selw[t * K + j];
+                    memcpy(s->ex + ne * D, s->x2 + t * D, (size_t)D * sizeof(float));
+                    ne++;
+                }
+        if (!ne)
+            continue;
+        if (w->gate_up_exps.n_expert) {
+            struct lg_wmat gu = expert_mat(&w->gate_up_exps, e);
+            mm(s, &gu, s->ex, D, s->egu, 2 * Fe, ne);
+            for (int64_t r = 0; r < ne; r++) {
+                float *gp = s->egu + r * 2 * Fe;
+                k->gelu_tanh(gp, Fe);
+                k->mul(s->eh + r * Fe, gp, gp + Fe, Fe);
+            }
+        } else {
+            struct lg_wmat gm = expert_mat(&w->gate_exps, e), um = expert_mat(&w->up_exps, e);
+            mm(s, &gm, s->ex, D, s->egu, 2 * Fe, ne);
+            mm(s, &um, s->ex, D, s->egu + Fe, 2 * Fe, ne);
+            for (int64_t r = 0; r < ne; r++) {
+                float *gp = s->egu + r * 2 * Fe;
+                k->gelu_tanh(gp, Fe);
+                k->mul(s->eh + r * Fe, gp, gp + Fe, Fe);
+            }
+        }
+        struct lg_wmat dm = expert_mat(&w->down_exps, e);
+        mm(s, &dm, s->eh, Fe, s->ey, D, ne);
+        for (int64_t r = 0; r < ne; r++)
+            k->axpy(s->racc + (int64_t)s->etok[r] * D, s->ey + r * D, s->ew[r], D);
+    }
+}
+
+static void ffn_block(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    const struct lg_layer_w *w = &m->layers[il];
+    const int64_t D = c->n_embd;
+
+    norm_rows(s, s->a, s->x, w->ffn_norm, n, D, D, c->eps);
+    dense_mlp(m, s, il, n);
+    if (c->layers[il].has_moe) {
+        norm_rows(s, s->f, s->f, w->post_ffw_norm_1, n, D, D, c->eps);
+        moe_block(m, s, il, n);
+        norm_rows(s, s->racc, s->racc, w->post_ffw_norm_2, n, D, D, c->eps);
+        for (int64_t t = 0; t < n; t++)
+            s->k->axpy(s->f + t * D, s->racc + t * D, 1.0f, D);
+    }
+    norm_rows(s, s->f, s->f, w->post_ffw_norm, n, D, D, c->eps);
+    for (int64_t t = 0; t < n; t++)
+        s->k->axpy(s->x + t * D, s->f + t * D, 1.0f, D);
+}
+
+/* Per-layer inputs for the chunk (spec §2.2): pl[t][l*P..] = (ctx + tok) / sqrt 2. */
+static void ple_inputs(const struct lg_model *m, struct lg_model_state *s, const int32_t *tok,
+                       int64_t n)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    const int64_t D = c->n_embd, P = c->n_embd_per_layer, LP = (int64_t)c->n_layer * P;
+    const float tok_scale = (float)sqrt((double)P);
+    const float proj_scale = (float)(1.0 / sqrt((double)D));
+    const float mix = (float)(1.0 / sqrt(2.0));
+    mm(s, &m->ple_proj, s->x, D, s->plc, LP, n);
+    for (int64_t t = 0; t < n; t++) {
+        float *pc = s->plc + t * LP, *pt = s->pl + t * LP;
+        for (int64_t i = 0; i < LP; i++)
+            pc[i] *= proj_scale;
+        norm_rows(s, pc, pc, m->ple_norm, c->n_layer, P, P, c->eps);
+        lg_dequant_row((enum lg_qtype)m->ple_tok.type,
+                       (const uint8_t *)m->ple_tok.data + (size_t)tok[t] * m->ple_tok.row_bytes,
+                       pt, LP);
+        for (int64_t i = 0; i < LP; i++)
+            pt[i] = (pc[i] + pt[i] * tok_scale) * mix;
+    }
+}
+
+/* PLE injection after the FFN (spec §2.6). */
+static void ple_block(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    const struct lg_layer_w *w = &m->layers[il];
+    const int64_t D = c->n_embd, P = c->n_embd_per_layer, LP = (int64_t)c->n_layer * P;
+    mm(s, &w->inp_gate, s->x, D, s->g, P, n);
+    s->k->gelu_tanh(s->g, n * P);
+    for (int64_t t = 0; t < n; t++)
+        s->k->mul(s->g + t * P, s->g + t * P, s->pl + t * LP + (int64_t)il * P, P);
+    mm(s, &w->proj, s->g, P, s->o, D, n);
+    norm_rows(s, s->o, s->o, w->post_norm, n, D, D, c->eps);
+    for (int64_t t = 0; t < n; t++)
+        s->k->axpy(s->x + t * D, s->o + t * D, 1.0f, D);
+}
+
+static void run_chunk(const struct lg_model *m, struct lg_model_state *s, const int32_t *tok,
+                      int64_t n, int64_t pos0, float *logits, bool last_only)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    const int64_t D = c->n_embd, V = c->n_vocab;
+    const struct lg_kern *k = s->k;
+
+    for (int64_t t = 0; t < n; t++) {
+        float *xt = s->x + t * D;
+        lg_dequant_row((enum lg_qtype)m->tok_embd.type,
+                       (const uint8_t *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
+                       xt, D);
+        for (int64_t i = 0; i < D; i++)
+            xt[i] *= c->embd_scale;
+    }
+    if (c->n_embd_per_layer > 0)
+        ple_inputs(m, s, tok, n);
+
+    for (int32_t il = 0; il < c->n_layer; il++) {
+        attention_block(m, s, il, n, pos0);
+        ffn_block(m, s, il, n);
+        if (c->n_embd_per_layer > 0)
+            ple_block(m, s, il, n);
+        float sc = m->layers[il].out_scale;
+        if (sc != 1.0f)
+            for (int64_t i = 0; i < n * D; i++)
+                s->x[i] *= sc;
+    }
+
+    if (!logits)
+        return;
+    int64_t t0 = last_only ? n - 1 : 0, nt = last_only ? 1 : n;
+    norm_rows(s, s->a, s->x + t0 * D, m->output_norm, nt, D, D, c->eps);
+    mm(s, &m->output, s->a, D, logits, V, nt);
+    if (c->final_softcap > 0.0f) {
+        const float cap = c->final_softcap;
+        for (int64_t i = 0; i < nt * V; i++)
+            logits[i] = cap * tanhf(logits[i] / cap);
+    }
+    (void)k;
+}
+
+enum lg_status lg_model_forward(const struct lg_model *m, struct lg_model_state *s,
+                                const int32_t *tokens, int64_t n_tok, enum lg_logits_mode mode,
+                                float *logits, struct lg_err *err)
+{
+    if (n_tok <= 0 || !tokens || (mode != LG_LOGITS_NONE && !logits))
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: bad arguments");
+    for (int64_t i = 0; i < n_tok; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.n_vocab)
+            return lg_err_set(err, LG_ERR_INVALID_ARG, "token %lld: id %d out of range [0, %d)",
+                              (long long)i, (int)tokens[i], (int)m->cfg.n_vocab);
+    int64_t pos0 = lg_kv_n_pos(s->kv);
+    if (n_tok > s->n_ctx - pos0)
+        return lg_err_set(err, LG_ERR_CONTEXT, "%lld tokens at position %lld exceed the context "
+                          "of %lld", (long long)n_tok, (long long)pos0, (long long)s->n_ctx);
+    const int64_t V = m->cfg.n_vocab;
+    for (int64_t done = 0; done < n_tok;) {
+        int64_t n = n_tok - done < s->n_chunk ? n_tok - done : s->n_chunk;
+        bool last = done + n == n_tok;
+        float *dst = NULL;
+        if (mode == LG_LOGITS_ALL)
+            dst = logits + done * V;
+        else if (mode == LG_LOGITS_LAST && last)
+            dst = logits;
+        run_chunk(m, s, tokens + done, n, pos0 + done, dst, mode == LG_LOGITS_LAST);
+        lg_kv_advance(s->kv, n);
+        done += n;
+    }
+    return LG_OK;
+}

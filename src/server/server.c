@@ -1,0 +1,941 @@
+/* server.c: the libmicrohttpd daemon — admission (Host allow-list, CORS, API key, route,
+ * method, body size), body collection, replies, and the bridge between a connection and an
+ * engine request (struct srv_gen).
+ *
+ * One MHD thread (internal polling, epoll) runs every callback; connections that wait on
+ * the engine are suspended, never parked in a thread, so a thousand slow clients cost
+ * memory, not threads. The engine thread touches only struct srv_gen, under its mutex.
+ *
+ * srv_gen lifetime: references are held by the engine (until its terminal event), by the
+ * connection (until MHD reports the request complete) and, when streaming, by the MHD
+ * response (until its free callback). The last release frees it. A connection is
+ * suspended only by the MHD thread and resumed only by whoever clears gen->suspended under
+ * the mutex, so exactly one resume follows each suspend, and a suspended connection cannot
+ * be closed under us (MHD does not time out or close suspended connections). */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/sha256.h"
+#include "json/json.h"
+#include "server/server.h"
+
+enum {
+    M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8, M_OPTIONS = 16,
+    SRV_STREAM_BLOCK = 16 * 1024
+};
+
+struct srv_gen {
+    pthread_mutex_t mu;
+    int refs;
+    struct srv_parsed *p;
+    struct MHD_Connection *mc;
+    struct lg_server *srv;
+    bool suspended;  /* we suspended mc and nobody resumed it yet */
+    bool finished;   /* terminal event received (or forced at shutdown) */
+    bool first_seen; /* a first delta arrived (TTFT recorded) */
+    struct srv_buf out;  /* streaming: bytes not yet handed to MHD */
+    size_t out_pos;
+    struct srv_accum acc; /* non-streaming */
+    struct srv_sse sse;
+    struct srv_ndjson nd;
+    int64_t t_submit_ns;
+    struct srv_gen *next, *prev; /* server list, under srv->gens_mu */
+};
+
+struct srv_route {
+    const char *path;
+    bool prefix;
+    unsigned methods;
+    srv_handler_fn fn;
+    enum srv_route_id id;
+};
+
+struct lg_server {
+    struct lg_server_config cfg;
+    struct MHD_Daemon *d;
+    uint16_t port;
+    char bind_host[INET6_ADDRSTRLEN];
+    bool bind_wildcard;
+    atomic_bool draining;
+    pthread_mutex_t gens_mu;
+    struct srv_gen *gens;
+    int n_gens;
+};
+
+struct srv_conn {
+    struct lg_server *srv;
+    struct MHD_Connection *mc;
+    const struct srv_route *route;
+    enum srv_route_id rid;
+    enum srv_err_style style;
+    const char *url;
+    unsigned method;
+    const char *origin; /* allowed Origin to echo, or NULL */
+    struct srv_buf body;
+    bool too_large;
+    bool responded;
+    unsigned status;
+    struct srv_gen *gen;
+    int64_t t0_ns;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- routes ---- */
+
+static const struct srv_route routes[] = {
+    {"/", false, M_GET | M_HEAD, srv_route_root, SRV_R_ROOT},
+    {"/health", false, M_GET | M_HEAD, srv_route_health, SRV_R_HEALTH},
+    {"/api/version", false, M_GET | M_HEAD, srv_route_version, SRV_R_VERSION},
+    {"/metrics", false, M_GET, srv_route_metrics, SRV_R_METRICS},
+    {"/v1/chat/completions", false, M_POST, srv_route_openai_chat, SRV_R_OAI_CHAT},
+    {"/v1/completions", false, M_POST, srv_route_openai_completions, SRV_R_OAI_COMPLETIONS},
+    {"/v1/models", false, M_GET, srv_route_openai_models, SRV_R_OAI_MODELS},
+    {"/v1/models/", true, M_GET, srv_route_openai_model, SRV_R_OAI_MODELS},
+    {"/api/generate", false, M_POST, srv_route_ollama_generate, SRV_R_OLLAMA_GENERATE},
+    {"/api/chat", false, M_POST, srv_route_ollama_chat, SRV_R_OLLAMA_CHAT},
+    {"/api/tags", false, M_GET | M_HEAD, srv_route_ollama_tags, SRV_R_OLLAMA_TAGS},
+    {"/api/show", false, M_POST, srv_route_ollama_show, SRV_R_OLLAMA_SHOW},
+    {"/api/ps", false, M_GET, srv_route_ollama_ps, SRV_R_OLLAMA_PS},
+    {"/api/delete", false, M_DELETE, srv_route_ollama_delete, SRV_R_OLLAMA_DELETE},
+    {"/api/pull", false, M_POST, srv_route_ollama_pull, SRV_R_OLLAMA_PULL},
+};
+
+static unsigned method_bit(const char *m)
+{
+    if (!strcmp(m, "GET")) return M_GET;
+    if (!strcmp(m, "HEAD")) return M_HEAD;
+    if (!strcmp(m, "POST")) return M_POST;
+    if (!strcmp(m, "DELETE")) return M_DELETE;
+    if (!strcmp(m, "OPTIONS")) return M_OPTIONS;
+    return 0;
+}
+
+static void allow_header(unsigned methods, char *out, size_t n)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS"};
+    out[0] = '\0';
+    for (unsigned i = 0; i < 5; i++) {
+        if (!(methods & (1u << i)))
+            continue;
+        if (out[0])
+            strncat(out, ", ", n - strlen(out) - 1);
+        strncat(out, names[i], n - strlen(out) - 1);
+    }
+}
+
+/* ---- accessors for route files ---- */
+
+const char *srv_conn_body(const struct srv_conn *c, size_t *n)
+{
+    *n = c->body.n;
+    return c->body.p ? c->body.p : "";
+}
+
+const struct lg_server_config *srv_conn_config(const struct srv_conn *c)
+{
+    return &c->srv->cfg;
+}
+
+const char *srv_conn_url(const struct srv_conn *c)
+{
+    return c->url;
+}
+
+bool srv_conn_is_head(const struct srv_conn *c)
+{
+    return c->method == M_HEAD;
+}
+
+const struct lg_engine_ops *srv_conn_engine(const struct srv_conn *c, void **self)
+{
+    *self = c->srv->cfg.engine_self;
+    return c->srv->cfg.engine;
+}
+
+/* ---- replies ---- */
+
+unsigned srv_status_http(enum lg_status st)
+{
+    switch (st) {
+    case LG_OK: return 200;
+    case LG_ERR_FORMAT:
+    case LG_ERR_INVALID_ARG:
+    case LG_ERR_UNSUPPORTED:
+    case LG_ERR_CONTEXT: return 400;
+    case LG_ERR_RANGE: return 400;
+    case LG_ERR_NOT_FOUND: return 404;
+    case LG_ERR_BUSY:
+    case LG_ERR_NOMEM: return 503;
+    case LG_ERR_CANCELLED: return 499;
+    default: return 500;
+    }
+}
+
+static void log_request(const struct srv_conn *c, unsigned status)
+{
+    if (!c->srv->cfg.log_requests)
+        return;
+    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS"};
+    const char *m = "?";
+    for (unsigned i = 0; i < 5; i++)
+        if (c->method == (1u << i))
+            m = names[i];
+    /* path only: never bodies, queries or headers (no prompt text in logs) */
+    fprintf(stderr, "localgemma serve: %s %.200s %u %.1fms\n", m, c->url, status,
+            (double)(mono_ns() - c->t0_ns) / 1e6);
+}
+
+static int queue(struct srv_conn *c, unsigned status, struct MHD_Response *r)
+{
+    if (!r)
+        return MHD_NO;
+    if (c->origin) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", c->origin);
+        MHD_add_response_header(r, "Vary", "Origin");
+    }
+    enum MHD_Result ok = MHD_queue_response(c->mc, status, r);
+    MHD_destroy_response(r);
+    c->responded = true;
+    c->status = status;
+    srv_metrics_request(c->rid, status);
+    log_request(c, status);
+    return ok;
+}
+
+int srv_reply_text(struct srv_conn *c, unsigned status, const char *content_type,
+                   const char *text, size_t n)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(n, (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", content_type);
+    return queue(c, status, r);
+}
+
+static int reply_json_hdr(struct srv_conn *c, unsigned status, json_t *body,
+                          const char *hdr, const char *val)
+{
+    struct srv_buf b = {0};
+    srv_buf_put_json(&b, body);
+    json_decref(body);
+    if (b.oom || !b.p) {
+        srv_buf_free(&b);
+        return MHD_NO;
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.n, b.p, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        srv_buf_free(&b);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    if (hdr)
+        MHD_add_response_header(r, hdr, val);
+    return queue(c, status, r);
+}
+
+int srv_reply_json(struct srv_conn *c, unsigned status, json_t *body_steal)
+{
+    if (!body_steal)
+        return MHD_NO;
+    return reply_json_hdr(c, status, body_steal, NULL, NULL);
+}
+
+static json_t *error_body(enum srv_err_style style, unsigned status, const char *msg)
+{
+    if (style == SRV_ERR_OPENAI)
+        return srv_openai_error((int)status, msg);
+    return json_pack("{s:o}", "error", lg_json_text(msg, strlen(msg)));
+}
+
+static int reply_error_hdr(struct srv_conn *c, unsigned status, const char *hdr,
+                           const char *val, const char *msg)
+{
+    return reply_json_hdr(c, status, error_body(c->style, status, msg), hdr, val);
+}
+
+int srv_reply_error(struct srv_conn *c, unsigned status, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return reply_error_hdr(c, status, NULL, NULL, msg);
+}
+
+/* ---- generations ---- */
+
+static void gen_release(struct srv_gen *g)
+{
+    pthread_mutex_lock(&g->mu);
+    int left = --g->refs;
+    pthread_mutex_unlock(&g->mu);
+    if (left > 0)
+        return;
+    struct lg_server *s = g->srv;
+    pthread_mutex_lock(&s->gens_mu);
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        s->gens = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    s->n_gens--;
+    pthread_mutex_unlock(&s->gens_mu);
+    srv_metrics_inflight(-1);
+    srv_parsed_free(g->p);
+    free(g->p);
+    srv_buf_free(&g->out);
+    srv_accum_free(&g->acc);
+    srv_ndjson_free(&g->nd);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+static bool is_openai(const struct srv_gen *g)
+{
+    return g->p->req.api == LG_API_OPENAI_CHAT || g->p->req.api == LG_API_OPENAI_COMPLETIONS;
+}
+
+/* Under g->mu: the event into the accumulator or the stream buffer. */
+static void gen_format(struct srv_gen *g, const struct lg_gen_event *ev)
+{
+    if (!g->p->req.stream)
+        srv_accum_event(&g->acc, ev);
+    else if (is_openai(g))
+        srv_sse_event(&g->sse, ev, &g->out);
+    else
+        srv_ndjson_event(&g->nd, ev, &g->out);
+}
+
+/* Engine thread. Formats the event, wakes the connection, drops the engine's reference
+ * after the terminal event. */
+static void on_emit(void *ctx, const struct lg_gen_event *ev)
+{
+    struct srv_gen *g = ctx;
+    bool terminal = ev->kind == LG_GEN_EV_DONE || ev->kind == LG_GEN_EV_ERROR;
+    pthread_mutex_lock(&g->mu);
+    if (!g->finished) {
+        if (!g->first_seen && ev->kind <= LG_GEN_EV_TOOL_CALL) {
+            g->first_seen = true;
+            srv_metrics_ttft((double)(mono_ns() - g->t_submit_ns) / 1e9);
+        }
+        if (ev->kind == LG_GEN_EV_DONE) {
+            srv_metrics_tokens(ev->usage.prompt_tokens, ev->usage.completion_tokens);
+            if (ev->timings.eval_ns > 0 && ev->usage.completion_tokens > 0)
+                srv_metrics_tps((double)ev->usage.completion_tokens * 1e9 /
+                                (double)ev->timings.eval_ns);
+        }
+        gen_format(g, ev);
+        if (terminal)
+            g->finished = true;
+    }
+    bool wake = g->suspended;
+    g->suspended = false;
+    struct MHD_Connection *mc = g->mc;
+    pthread_mutex_unlock(&g->mu);
+    if (wake)
+        MHD_resume_connection(mc);
+    if (terminal)
+        gen_release(g);
+}
+
+/* MHD thread: hands buffered bytes to MHD, or suspends until the engine has more. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct srv_gen *g = cls;
+    (void)pos;
+    pthread_mutex_lock(&g->mu);
+    size_t avail = g->out.n - g->out_pos;
+    if (avail > 0) {
+        size_t n = avail < max ? avail : max;
+        memcpy(buf, g->out.p + g->out_pos, n);
+        g->out_pos += n;
+        if (g->out_pos == g->out.n)
+            g->out.n = g->out_pos = 0;
+        pthread_mutex_unlock(&g->mu);
+        return (ssize_t)n;
+    }
+    if (g->finished || g->out.oom) {
+        bool bad = g->out.oom;
+        pthread_mutex_unlock(&g->mu);
+        return bad ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    g->suspended = true;
+    MHD_suspend_connection(g->mc);
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+static void stream_free(void *cls)
+{
+    gen_release(cls);
+}
+
+static void random_hex(char *out, size_t n_hex)
+{
+    static atomic_uint_fast64_t counter;
+    uint64_t x = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32) ^
+                 (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
+    for (size_t i = 0; i < n_hex; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out[i] = "0123456789abcdef"[(x * 0x2545F4914F6CDD1Dull) >> 60];
+    }
+    out[n_hex] = '\0';
+}
+
+static int reply_gen_result(struct srv_conn *c, struct srv_gen *g)
+{
+    struct srv_accum *a = &g->acc;
+    if (a->failed)
+        return srv_reply_error(c, srv_status_http(a->status), "%s", a->message);
+    json_t *body = is_openai(g) ? srv_openai_body(&g->sse, a) : srv_ollama_body(&g->nd, a);
+    if (!body)
+        return srv_reply_error(c, 500, "could not build the response (invalid tool-call "
+                               "arguments from the model, or out of memory)");
+    return srv_reply_json(c, 200, body);
+}
+
+int srv_generate(struct srv_conn *c, struct srv_parsed *p)
+{
+    struct lg_server *s = c->srv;
+    const struct lg_engine_ops *eng = s->cfg.engine;
+    if (!eng || atomic_load(&s->draining)) {
+        srv_parsed_free(p);
+        free(p);
+        if (!eng)
+            return srv_reply_error(c, 503, "no inference engine in this build yet");
+        return reply_error_hdr(c, 503, "Retry-After", "5", "server is shutting down");
+    }
+    struct srv_gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        srv_parsed_free(p);
+        free(p);
+        return srv_reply_error(c, 503, "out of memory");
+    }
+    pthread_mutex_init(&g->mu, NULL);
+    g->p = p;
+    g->mc = c->mc;
+    g->srv = s;
+    g->refs = 2; /* connection + engine */
+    bool openai = is_openai(g);
+    char id[48] = "chatcmpl-";
+    if (p->req.api == LG_API_OPENAI_COMPLETIONS)
+        strcpy(id, "cmpl-");
+    random_hex(id + strlen(id), 24);
+    srv_sse_init(&g->sse, p->req.api == LG_API_OPENAI_CHAT, id, (int64_t)time(NULL),
+                 p->req.model, p->include_usage, p->reasoning_as_reasoning);
+    srv_ndjson_init(&g->nd, p->req.api == LG_API_OLLAMA_CHAT, p->req.model, NULL);
+    if (p->req.stream && openai)
+        srv_sse_begin(&g->sse, &g->out);
+    p->req.emit = on_emit;
+    p->req.emit_ctx = g;
+    atomic_store(&p->req.cancel, false);
+    pthread_mutex_lock(&s->gens_mu);
+    g->next = s->gens;
+    if (s->gens)
+        s->gens->prev = g;
+    s->gens = g;
+    s->n_gens++;
+    pthread_mutex_unlock(&s->gens_mu);
+    srv_metrics_inflight(1);
+    g->t_submit_ns = mono_ns();
+
+    struct lg_err err = {0};
+    enum lg_status st = eng->submit(s->cfg.engine_self, &p->req, NULL, &err);
+    if (st != LG_OK) {
+        g->refs = 1; /* the engine took nothing */
+        gen_release(g);
+        if (st == LG_ERR_BUSY)
+            return reply_error_hdr(c, 503, "Retry-After", "1",
+                                   err.msg[0] ? err.msg : "server busy: the queue is full");
+        return srv_reply_error(c, srv_status_http(st), "%s", err.msg[0] ? err.msg : "failed");
+    }
+    c->gen = g;
+    if (!p->req.stream) {
+        pthread_mutex_lock(&g->mu);
+        bool done = g->finished;
+        if (!done) {
+            g->suspended = true;
+            MHD_suspend_connection(c->mc);
+        }
+        pthread_mutex_unlock(&g->mu);
+        return done ? reply_gen_result(c, g) : MHD_YES;
+    }
+    pthread_mutex_lock(&g->mu);
+    g->refs++; /* the response's */
+    pthread_mutex_unlock(&g->mu);
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, SRV_STREAM_BLOCK, stream_reader, g, stream_free);
+    if (!r) {
+        gen_release(g);
+        atomic_store(&p->req.cancel, true);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type",
+                            openai ? "text/event-stream" : "application/x-ndjson");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    return queue(c, 200, r);
+}
+
+/* ---- admission ---- */
+
+static bool host_allowed(const struct lg_server *s, const char *host_hdr)
+{
+    if (!host_hdr)
+        return true; /* HTTP/1.0 without Host: not a browser, nothing to rebind */
+    char host[256];
+    size_t n = strlen(host_hdr);
+    if (n >= sizeof host)
+        return false;
+    if (host_hdr[0] == '[') {
+        const char *end = strchr(host_hdr, ']');
+        if (!end)
+            return false;
+        n = (size_t)(end - host_hdr - 1);
+        memcpy(host, host_hdr + 1, n);
+        host[n] = '\0';
+    } else {
+        memcpy(host, host_hdr, n + 1);
+        char *colon = strchr(host, ':');
+        if (colon && !strchr(colon + 1, ':'))
+            *colon = '\0';
+    }
+    n = strlen(host);
+    if (n && host[n - 1] == '.')
+        host[--n] = '\0';
+    static const char *const local[] = {"localhost", "127.0.0.1", "::1"};
+    for (size_t i = 0; i < 3; i++)
+        if (!strcasecmp(host, local[i]))
+            return true;
+    if (!s->bind_wildcard && !strcasecmp(host, s->bind_host))
+        return true;
+    for (size_t i = 0; i < s->cfg.n_allow_hosts; i++)
+        if (!strcasecmp(host, s->cfg.allow_hosts[i]))
+            return true;
+    return false;
+}
+
+static const char *origin_allowed(const struct lg_server *s, const char *origin)
+{
+    for (size_t i = 0; i < s->cfg.n_cors_origins; i++) {
+        const char *o = s->cfg.cors_origins[i];
+        if (!strcmp(o, "*") || !strcasecmp(o, origin))
+            return origin;
+    }
+    return NULL;
+}
+
+static bool key_ok(const struct lg_server *s, const char *auth)
+{
+    if (s->cfg.n_keys == 0)
+        return true;
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    const char *key = auth + 7;
+    while (*key == ' ')
+        key++;
+    uint8_t d[LG_SHA256_BYTES];
+    lg_sha256(key, strlen(key), d);
+    /* constant time over every key: no early exit on the first match or byte */
+    unsigned match = 0;
+    for (size_t i = 0; i < s->cfg.n_keys; i++) {
+        unsigned diff = 0;
+        for (size_t j = 0; j < LG_SHA256_BYTES; j++)
+            diff |= (unsigned)(d[j] ^ s->cfg.key_digests[i][j]);
+        match |= (unsigned)(diff == 0);
+    }
+    return match != 0;
+}
+
+static const struct srv_route *find_route(const char *url, bool *path_known)
+{
+    *path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct srv_route *r = &routes[i];
+        bool hit = r->prefix ? (!strncmp(url, r->path, strlen(r->path)) &&
+                                url[strlen(r->path)] != '\0')
+                             : !strcmp(url, r->path);
+        if (hit) {
+            *path_known = true;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* First call for a request: everything decided from the request line and headers. Returns
+ * true when a response was queued (the body, if any, is then discarded). */
+static bool admit(struct srv_conn *c, const char *method, int *ret)
+{
+    struct lg_server *s = c->srv;
+    struct MHD_Connection *mc = c->mc;
+    c->method = method_bit(method);
+    const char *host = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host");
+    if (!host_allowed(s, host)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "host '%.100s' is not allowed (DNS-rebinding protection); "
+                 "use localhost or 127.0.0.1, or start the server with --allow-host", host);
+        *ret = reply_error_hdr(c, 421, NULL, NULL, msg);
+        return true;
+    }
+    const char *origin = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Origin");
+    if (origin) {
+        c->origin = origin_allowed(s, origin);
+        if (!c->origin) {
+            *ret = reply_error_hdr(c, 403, NULL, NULL, "cross-origin requests are refused; "
+                                   "start the server with --cors-origin ORIGIN to allow one");
+            return true;
+        }
+    }
+    bool known;
+    c->route = find_route(c->url, &known);
+    if (c->route)
+        c->rid = c->route->id;
+    if (c->method == M_OPTIONS && c->route) {
+        char allow[64];
+        allow_header(c->route->methods | M_OPTIONS, allow, sizeof allow);
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"",
+                                                                 MHD_RESPMEM_PERSISTENT);
+        if (r) {
+            MHD_add_response_header(r, "Allow", allow);
+            if (c->origin) {
+                MHD_add_response_header(r, "Access-Control-Allow-Methods", allow);
+                MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                                        "Authorization, Content-Type");
+                MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+            }
+        }
+        *ret = queue(c, 204, r);
+        return true;
+    }
+    bool open_route = c->route && (c->rid == SRV_R_ROOT || c->rid == SRV_R_HEALTH);
+    if (!open_route && !key_ok(s, MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+                                                              "Authorization"))) {
+        *ret = reply_error_hdr(c, 401, "WWW-Authenticate", "Bearer",
+                               "missing or invalid API key (Authorization: Bearer KEY)");
+        return true;
+    }
+    if (!c->route) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "no route for %.20s %.200s", method, c->url);
+        *ret = reply_error_hdr(c, 404, NULL, NULL, msg);
+        return true;
+    }
+    if (!(c->route->methods & c->method)) {
+        char allow[64], msg[400];
+        allow_header(c->route->methods, allow, sizeof allow);
+        snprintf(msg, sizeof msg, "method %.20s not allowed on %.200s (allowed: %s)", method,
+                 c->url, allow);
+        *ret = reply_error_hdr(c, 405, "Allow", allow, msg);
+        return true;
+    }
+    const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (end == cl || *end != '\0' || v > s->cfg.max_body_bytes) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "request body too large (limit %zu bytes)",
+                     s->cfg.max_body_bytes);
+            *ret = reply_error_hdr(c, 413, NULL, NULL, msg);
+            return true;
+        }
+    }
+    if (atomic_load(&s->draining)) {
+        *ret = reply_error_hdr(c, 503, "Retry-After", "5", "server is shutting down");
+        return true;
+    }
+    return false;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    struct lg_server *s = cls;
+    struct srv_conn *c = *con_cls;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return MHD_NO;
+        *con_cls = c;
+        c->srv = s;
+        c->mc = mc;
+        c->url = url;
+        c->rid = SRV_R_OTHER;
+        c->t0_ns = mono_ns();
+        c->style = !strncmp(url, "/v1/", 4) ? SRV_ERR_OPENAI : SRV_ERR_OLLAMA;
+        int ret = MHD_YES;
+        if (admit(c, method, &ret))
+            return (enum MHD_Result)ret;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!c->responded && !c->too_large) {
+            if (*upload_data_size > s->cfg.max_body_bytes - c->body.n)
+                c->too_large = true;
+            else
+                srv_buf_put(&c->body, upload_data, *upload_data_size);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (c->gen) { /* resumed: a non-streamed generation finished */
+        struct srv_gen *g = c->gen;
+        pthread_mutex_lock(&g->mu);
+        bool done = g->finished;
+        if (!done) {
+            g->suspended = true;
+            MHD_suspend_connection(mc);
+        }
+        pthread_mutex_unlock(&g->mu);
+        return done ? (enum MHD_Result)reply_gen_result(c, g) : MHD_YES;
+    }
+    if (c->responded)
+        return MHD_YES;
+    if (c->too_large)
+        return (enum MHD_Result)srv_reply_error(
+            c, 413, "request body too large (limit %zu bytes)", s->cfg.max_body_bytes);
+    if (c->body.oom)
+        return (enum MHD_Result)srv_reply_error(c, 503, "out of memory reading the body");
+    return (enum MHD_Result)c->route->fn(c);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)mc;
+    (void)toe;
+    struct srv_conn *c = *con_cls;
+    if (!c)
+        return;
+    if (c->gen) {
+        struct srv_gen *g = c->gen;
+        pthread_mutex_lock(&g->mu);
+        bool running = !g->finished;
+        pthread_mutex_unlock(&g->mu);
+        if (running) /* the client went away: the engine stops within one step */
+            atomic_store(&g->p->req.cancel, true);
+        gen_release(g);
+    }
+    srv_buf_free(&c->body);
+    free(c);
+    *con_cls = NULL;
+}
+
+/* ---- start / stop ---- */
+
+void lg_server_config_default(struct lg_server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = "127.0.0.1";
+    cfg->port = LG_SERVER_DEFAULT_PORT;
+    cfg->max_body_bytes = LG_JSON_MAX_BODY;
+    cfg->max_connections = 1024;
+    cfg->conn_memory_bytes = 64 * 1024;
+    cfg->idle_timeout_s = 30;
+    cfg->keep_alive_ms = 5 * 60 * 1000;
+    cfg->n_parallel = 1;
+    cfg->max_queue = 512;
+}
+
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *out,
+                   socklen_t *len)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", (unsigned)port);
+    if (getaddrinfo(host, ps, &hints, &res) != 0 || !res)
+        return -1;
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) { /* prefer IPv4 for "localhost" */
+            pick = a;
+            break;
+        }
+    memcpy(out, pick->ai_addr, pick->ai_addrlen);
+    *len = pick->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+bool lg_server_host_is_loopback(const char *host)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (resolve(host, 0, &ss, &len) != 0)
+        return false;
+    return addr_is_loopback((const struct sockaddr *)&ss);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    const struct lg_server *s = cls;
+    if (!s->cfg.log_requests)
+        return;
+    fprintf(stderr, "localgemma serve: http: ");
+    vfprintf(stderr, fmt, ap);
+}
+
+enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_server **out,
+                               struct lg_err *err)
+{
+    *out = NULL;
+    struct sockaddr_storage ss;
+    socklen_t slen;
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    if (resolve(host, cfg->port, &ss, &slen) != 0)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "cannot resolve bind address '%s'", host);
+    bool loopback = addr_is_loopback((struct sockaddr *)&ss);
+    if (!loopback && cfg->n_keys == 0)
+        return lg_err_set(err, LG_ERR_INVALID_ARG,
+                          "refusing to listen on %s: it is not a loopback address and no API "
+                          "key is configured, so anyone who can reach this machine could use "
+                          "the server; add --api-key-file FILE, or bind 127.0.0.1", host);
+    struct lg_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    s->cfg = *cfg;
+    if (!s->cfg.max_body_bytes)
+        s->cfg.max_body_bytes = LG_JSON_MAX_BODY;
+    pthread_mutex_init(&s->gens_mu, NULL);
+    atomic_init(&s->draining, false);
+    const void *addr = ss.ss_family == AF_INET
+                           ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                           : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+    inet_ntop(ss.ss_family, addr, s->bind_host, sizeof s->bind_host);
+    s->bind_wildcard = !strcmp(s->bind_host, "0.0.0.0") || !strcmp(s->bind_host, "::");
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->d = MHD_start_daemon(
+        flags, cfg->port, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->conn_memory_bytes,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_END);
+    if (!s->d) {
+        pthread_mutex_destroy(&s->gens_mu);
+        free(s);
+        return lg_err_set(err, LG_ERR_IO, "cannot listen on %s port %u (address in use, or "
+                          "not permitted)", host, (unsigned)cfg->port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : cfg->port;
+    *out = s;
+    return LG_OK;
+}
+
+uint16_t lg_server_port(const struct lg_server *s)
+{
+    return s->port;
+}
+
+static int n_gens(struct lg_server *s)
+{
+    pthread_mutex_lock(&s->gens_mu);
+    int n = s->n_gens;
+    pthread_mutex_unlock(&s->gens_mu);
+    return n;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+void lg_server_stop(struct lg_server *s, int drain_ms)
+{
+    if (!s)
+        return;
+    atomic_store(&s->draining, true);
+    MHD_socket lfd = MHD_quiesce_daemon(s->d);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    for (int waited = 0; n_gens(s) > 0 && waited < drain_ms; waited += 10)
+        sleep_ms(10);
+    /* cancel what is left and give the engine a moment to deliver terminal events */
+    pthread_mutex_lock(&s->gens_mu);
+    for (struct srv_gen *g = s->gens; g; g = g->next)
+        atomic_store(&g->p->req.cancel, true);
+    pthread_mutex_unlock(&s->gens_mu);
+    for (int waited = 0; n_gens(s) > 0 && waited < 2000; waited += 10)
+        sleep_ms(10);
+    /* An engine that never answered: end the responses ourselves so no connection stays
+     * suspended (MHD_stop_daemon must not see one). The engine still holds its reference;
+     * its late terminal event only frees the srv_gen. */
+    pthread_mutex_lock(&s->gens_mu);
+    for (struct srv_gen *g = s->gens; g; g = g->next) {
+        pthread_mutex_lock(&g->mu);
+        if (!g->finished) {
+            struct lg_gen_event ev = {.kind = LG_GEN_EV_ERROR, .status = LG_ERR_BUSY,
+                                      .message = "server shutting down"};
+            gen_format(g, &ev);
+            g->finished = true;
+        }
+        bool wake = g->suspended;
+        g->suspended = false;
+        pthread_mutex_unlock(&g->mu);
+        if (wake)
+            MHD_resume_connection(g->mc);
+    }
+    pthread_mutex_unlock(&s->gens_mu);
+    for (int waited = 0; waited < 200; waited += 10)
+        sleep_ms(10);
+    MHD_stop_daemon(s->d);
+    /* srv_gens still referenced by a stuck engine (and the server they point to) are leaked
+     * on purpose: freeing them would hand the engine a dangling emit_ctx. */
+    if (n_gens(s) > 0)
+        return;
+    pthread_mutex_destroy(&s->gens_mu);
+    free(s);
+}

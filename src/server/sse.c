@@ -1,0 +1,311 @@
+/* sse.c: turning engine events into OpenAI wire formats — the accumulator for non-streamed
+ * answers, the SSE chunk writer, the chat.completion / text_completion bodies and the error
+ * object. Pure functions of their inputs (byte-exact unit tests in test_server_stream.c).
+ *
+ * Chunk sequence for chat (api.md §2.1): a role-only first chunk, then reasoning_content /
+ * content / tool_calls deltas (id, type and name only on a call's first fragment), a finish
+ * chunk with an empty delta, a usage chunk (choices: []) when stream_options.include_usage,
+ * and `data: [DONE]`. An engine error becomes `data: {"error":{...}}` and then [DONE]. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json/json.h"
+#include "server/server.h"
+
+/* ---- accumulator ---- */
+
+void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
+{
+    switch (ev->kind) {
+    case LG_GEN_EV_REASONING:
+        srv_buf_put(&a->reasoning, ev->text, ev->n_text);
+        break;
+    case LG_GEN_EV_CONTENT:
+        srv_buf_put(&a->content, ev->text, ev->n_text);
+        break;
+    case LG_GEN_EV_TOOL_CALL: {
+        int32_t i = ev->tool_index;
+        if (i == a->n_calls && i < SRV_MAX_TOOL_CALLS) {
+            struct srv_tool_call *tc = &a->calls[a->n_calls++];
+            memset(tc, 0, sizeof *tc);
+            if (ev->tool_id && ev->tool_id[0])
+                snprintf(tc->id, sizeof tc->id, "%s", ev->tool_id);
+            else
+                snprintf(tc->id, sizeof tc->id, "call_%d", (int)i);
+            tc->name = strdup(ev->tool_name ? ev->tool_name : "");
+        }
+        if (i >= 0 && i == a->n_calls - 1)
+            srv_buf_put(&a->calls[i].args, ev->text, ev->n_text);
+        break;
+    }
+    case LG_GEN_EV_DONE:
+        a->done = true;
+        a->finish = ev->finish;
+        a->usage = ev->usage;
+        a->timings = ev->timings;
+        break;
+    case LG_GEN_EV_ERROR:
+        a->done = true;
+        a->failed = true;
+        a->status = ev->status;
+        snprintf(a->message, sizeof a->message, "%s", ev->message ? ev->message : "error");
+        break;
+    }
+}
+
+void srv_accum_free(struct srv_accum *a)
+{
+    srv_buf_free(&a->content);
+    srv_buf_free(&a->reasoning);
+    for (int32_t i = 0; i < a->n_calls; i++) {
+        free(a->calls[i].name);
+        srv_buf_free(&a->calls[i].args);
+    }
+    a->n_calls = 0;
+}
+
+/* ---- shared pieces ---- */
+
+static const char *oai_finish(enum lg_finish f, bool had_calls)
+{
+    switch (f) {
+    case LG_FINISH_LENGTH: return "length";
+    case LG_FINISH_TOOL_CALLS: return "tool_calls";
+    default: return had_calls ? "tool_calls" : "stop";
+    }
+}
+
+static json_t *usage_json(const struct lg_gen_usage *u)
+{
+    return json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)u->prompt_tokens,
+                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
+                     (json_int_t)u->prompt_tokens + u->completion_tokens,
+                     "prompt_tokens_details", "cached_tokens", (json_int_t)u->cached_tokens);
+}
+
+static double per_second(int64_t n, int64_t ns)
+{
+    return ns > 0 ? (double)n * 1e9 / (double)ns : 0.0;
+}
+
+/* llama.cpp's "timings" extension. */
+static json_t *timings_json(const struct lg_gen_usage *u, const struct lg_gen_timings *t)
+{
+    return json_pack("{s:I, s:I, s:f, s:f, s:I, s:f, s:f}", "cache_n",
+                     (json_int_t)u->cached_tokens, "prompt_n", (json_int_t)t->prompt_eval_n,
+                     "prompt_ms", (double)t->prompt_ns / 1e6, "prompt_per_second",
+                     per_second(t->prompt_eval_n, t->prompt_ns), "predicted_n",
+                     (json_int_t)u->completion_tokens, "predicted_ms", (double)t->eval_ns / 1e6,
+                     "predicted_per_second", per_second(u->completion_tokens, t->eval_ns));
+}
+
+json_t *srv_openai_error(int http_status, const char *message)
+{
+    const char *type;
+    if (http_status == 401)
+        type = "authentication_error";
+    else if (http_status == 403)
+        type = "permission_error";
+    else if (http_status == 429)
+        type = "rate_limit_error";
+    else if (http_status == 501)
+        type = "not_implemented_error";
+    else if (http_status == 503)
+        type = "unavailable_error";
+    else if (http_status >= 500)
+        type = "server_error";
+    else
+        type = "invalid_request_error";
+    /* "field.path: what is wrong" → param = field.path */
+    json_t *param = json_null();
+    const char *colon = strstr(message, ": ");
+    if (colon && colon > message && (size_t)(colon - message) < LG_JSON_PATH_MAX &&
+        !memchr(message, ' ', (size_t)(colon - message)))
+        param = json_stringn(message, (size_t)(colon - message));
+    json_t *msg = lg_json_text(message, strlen(message));
+    return json_pack("{s:{s:o, s:s, s:o, s:I}}", "error", "message", msg, "type", type,
+                     "param", param, "code", (json_int_t)http_status);
+}
+
+/* ---- SSE writer ---- */
+
+void srv_sse_init(struct srv_sse *w, bool chat, const char *id, int64_t created,
+                  const char *model, bool include_usage, bool reasoning_as_reasoning)
+{
+    memset(w, 0, sizeof *w);
+    w->chat = chat;
+    snprintf(w->id, sizeof w->id, "%s", id);
+    w->created = created;
+    snprintf(w->model, sizeof w->model, "%s", model);
+    w->include_usage = include_usage;
+    w->reasoning_as_reasoning = reasoning_as_reasoning;
+}
+
+static json_t *chunk_head(const struct srv_sse *w)
+{
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", w->id, "object",
+                     w->chat ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)w->created, "model", w->model);
+}
+
+static void sse_send(struct srv_buf *out, json_t *chunk_steal)
+{
+    if (!chunk_steal) {
+        out->oom = true;
+        return;
+    }
+    srv_buf_puts(out, "data: ");
+    srv_buf_put_json(out, chunk_steal);
+    srv_buf_puts(out, "\n\n");
+    json_decref(chunk_steal);
+}
+
+/* A chunk with one choice: chat {"index":0,"delta":delta,"finish_reason":fr} or completion
+ * {"index":0,"text":text,"logprobs":null,"finish_reason":fr}. */
+static void sse_choice(struct srv_sse *w, struct srv_buf *out, json_t *delta_steal,
+                       json_t *text_steal, const char *finish)
+{
+    json_t *c = chunk_head(w);
+    json_t *choice;
+    json_t *fr = finish ? json_string(finish) : json_null();
+    if (w->chat)
+        choice = json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta_steal,
+                           "finish_reason", fr);
+    else
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text", text_steal, "logprobs",
+                           "finish_reason", fr);
+    if (!c || !choice) {
+        json_decref(c);
+        json_decref(choice);
+        out->oom = true;
+        return;
+    }
+    json_object_set_new(c, "choices", json_pack("[o]", choice));
+    sse_send(out, c);
+}
+
+void srv_sse_begin(struct srv_sse *w, struct srv_buf *out)
+{
+    if (w->chat)
+        sse_choice(w, out, json_pack("{s:s, s:n}", "role", "assistant", "content"), NULL, NULL);
+}
+
+void srv_sse_event(struct srv_sse *w, const struct lg_gen_event *ev, struct srv_buf *out)
+{
+    if (w->finished)
+        return;
+    switch (ev->kind) {
+    case LG_GEN_EV_REASONING:
+        if (!w->chat || ev->n_text == 0)
+            return; /* a raw completion has no thought channel to report */
+        sse_choice(w, out,
+                   json_pack("{s:o}", w->reasoning_as_reasoning ? "reasoning"
+                                                                : "reasoning_content",
+                             lg_json_text(ev->text, ev->n_text)),
+                   NULL, NULL);
+        return;
+    case LG_GEN_EV_CONTENT:
+        if (ev->n_text == 0)
+            return;
+        if (w->chat)
+            sse_choice(w, out, json_pack("{s:o}", "content", lg_json_text(ev->text, ev->n_text)),
+                       NULL, NULL);
+        else
+            sse_choice(w, out, NULL, lg_json_text(ev->text, ev->n_text), NULL);
+        return;
+    case LG_GEN_EV_TOOL_CALL: {
+        if (!w->chat || ev->tool_index < 0 || ev->tool_index > w->n_calls_started)
+            return;
+        json_t *tc;
+        json_t *args = lg_json_text(ev->text, ev->n_text);
+        if (ev->tool_index == w->n_calls_started) {
+            char idbuf[64];
+            const char *id = ev->tool_id;
+            if (!id || !id[0]) {
+                snprintf(idbuf, sizeof idbuf, "call_%d", (int)ev->tool_index);
+                id = idbuf;
+            }
+            tc = json_pack("{s:I, s:s, s:s, s:{s:s, s:o}}", "index", (json_int_t)ev->tool_index,
+                           "id", id, "type", "function", "function", "name",
+                           ev->tool_name ? ev->tool_name : "", "arguments", args);
+            w->n_calls_started++;
+        } else {
+            tc = json_pack("{s:I, s:{s:o}}", "index", (json_int_t)ev->tool_index, "function",
+                           "arguments", args);
+        }
+        sse_choice(w, out, json_pack("{s:[o]}", "tool_calls", tc), NULL, NULL);
+        return;
+    }
+    case LG_GEN_EV_DONE: {
+        const char *fr = oai_finish(ev->finish, w->n_calls_started > 0);
+        if (w->chat)
+            sse_choice(w, out, json_object(), NULL, fr);
+        else
+            sse_choice(w, out, NULL, json_string(""), fr);
+        if (w->include_usage) {
+            json_t *c = chunk_head(w);
+            if (c) {
+                json_object_set_new(c, "choices", json_array());
+                json_object_set_new(c, "usage", usage_json(&ev->usage));
+            }
+            sse_send(out, c);
+        }
+        srv_buf_puts(out, "data: [DONE]\n\n");
+        w->finished = true;
+        return;
+    }
+    case LG_GEN_EV_ERROR: {
+        int http = (int)srv_status_http(ev->status);
+        sse_send(out, srv_openai_error(http, ev->message ? ev->message : "generation failed"));
+        srv_buf_puts(out, "data: [DONE]\n\n");
+        w->finished = true;
+        return;
+    }
+    }
+}
+
+/* ---- non-streamed bodies ---- */
+
+json_t *srv_openai_body(const struct srv_sse *w, const struct srv_accum *a)
+{
+    json_t *body = json_pack("{s:s, s:s, s:I, s:s}", "id", w->id, "object",
+                             w->chat ? "chat.completion" : "text_completion", "created",
+                             (json_int_t)w->created, "model", w->model);
+    if (!body)
+        return NULL;
+    const char *fr = oai_finish(a->finish, a->n_calls > 0);
+    json_t *choice;
+    if (w->chat) {
+        json_t *msg = json_pack("{s:s}", "role", "assistant");
+        if (a->content.n == 0 && a->n_calls > 0)
+            json_object_set_new(msg, "content", json_null());
+        else
+            json_object_set_new(msg, "content", lg_json_text(a->content.p, a->content.n));
+        if (a->reasoning.n)
+            json_object_set_new(msg,
+                                w->reasoning_as_reasoning ? "reasoning" : "reasoning_content",
+                                lg_json_text(a->reasoning.p, a->reasoning.n));
+        if (a->n_calls > 0) {
+            json_t *calls = json_array();
+            for (int32_t i = 0; i < a->n_calls; i++) {
+                const struct srv_tool_call *tc = &a->calls[i];
+                json_array_append_new(
+                    calls, json_pack("{s:s, s:s, s:{s:s, s:o}}", "id", tc->id, "type",
+                                     "function", "function", "name", tc->name ? tc->name : "",
+                                     "arguments", lg_json_text(tc->args.p, tc->args.n)));
+            }
+            json_object_set_new(msg, "tool_calls", calls);
+        }
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg, "logprobs",
+                           "finish_reason", fr);
+    } else {
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text",
+                           lg_json_text(a->content.p, a->content.n), "logprobs",
+                           "finish_reason", fr);
+    }
+    json_object_set_new(body, "choices", json_pack("[o]", choice));
+    json_object_set_new(body, "usage", usage_json(&a->usage));
+    json_object_set_new(body, "timings", timings_json(&a->usage, &a->timings));
+    return body;
+}

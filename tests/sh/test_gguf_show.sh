@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# test_gguf_show.sh: `localgemma show` on every malformed corpus file exits 1 with exactly one
+# line "localgemma show: gguf: ..." on stderr and nothing on stdout; on the valid fuzz seeds it
+# exits 0, and --json prints one JSON object whose tensor list and metadata count match the text
+# output. Usage errors exit 2. LG_BIN overrides the binary (default build/localgemma).
+set -u
+cd "$(dirname "$0")/../.."
+BIN=${LG_BIN:-build/localgemma}
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if [ ! -x "$BIN" ]; then
+    echo "test_gguf_show: $BIN not built" >&2
+    echo "test_gguf_show: 0 passed, 1 failed"
+    exit 1
+fi
+
+n_files=0
+for f in tests/corpus/gguf/*.gguf; do
+    n_files=$((n_files + 1))
+    "$BIN" show "$f" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    lines=$(wc -l <"$tmp/err")
+    if [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] && [ ! -s "$tmp/out" ] &&
+        grep -q '^localgemma show: gguf: .* at byte [0-9]*: ' "$tmp/err"; then
+        ok
+    else
+        bad "$f: rc=$rc, $lines stderr lines: $(head -c 300 "$tmp/err")"
+    fi
+    # --json must fail the same way (no partial JSON on stdout)
+    "$BIN" show --json "$f" >"$tmp/out" 2>"$tmp/err2"
+    rc=$?
+    if [ "$rc" -eq 1 ] && [ ! -s "$tmp/out" ] && cmp -s "$tmp/err" "$tmp/err2"; then ok; else bad "$f --json: rc=$rc"; fi
+done
+[ "$n_files" -ge 60 ] && ok || bad "only $n_files corpus files"
+
+for f in tests/fuzz/corpus/gguf/valid_*.gguf; do
+    if "$BIN" show "$f" >"$tmp/out" 2>"$tmp/err" && [ ! -s "$tmp/err" ] &&
+        grep -q '^tensors (' "$tmp/out"; then ok; else bad "$f: show failed: $(cat "$tmp/err")"; fi
+    if "$BIN" show --json --hash "$f" >"$tmp/json" 2>"$tmp/err"; then
+        n_text=$(sed -n 's/^tensors (\([0-9]*\)):$/\1/p' "$tmp/out")
+        kv_text=$(sed -n 's/^metadata (\([0-9]*\) keys):$/\1/p' "$tmp/out")
+        if python3 - "$tmp/json" "$n_text" "$kv_text" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d["tensors"]) == int(sys.argv[2]), "tensor count"
+assert len(d["metadata"]) == d["n_kv"] == int(sys.argv[3]), "kv count"
+assert all(len(t["sha256"]) == 64 for t in d["tensors"]), "sha256"
+PY
+        then ok; else bad "$f: --json disagrees with text output"; fi
+    else
+        bad "$f: show --json failed: $(cat "$tmp/err")"
+    fi
+done
+
+# the small valid file: figures that the generator put there
+f=tests/fuzz/corpus/gguf/valid_small.gguf
+if "$BIN" show "$f" | grep -q '^architecture: "gemma3"$'; then ok; else bad "architecture line"; fi
+if "$BIN" show "$f" | grep -qE '^  token_embd.weight +Q8_0 +32 x 4 +136$'; then ok; else bad "tensor row"; fi
+if "$BIN" show "$f" | grep -q '^parameters:   192 '; then ok; else bad "parameter count"; fi
+if "$BIN" show "$f" | grep -q '^  test.nested = \[array x 2\] \[\[u16 x 2\] \[1, 2\], \[u16 x 1\] \[3\]\]$'; then ok; else bad "nested array line"; fi
+
+# usage and file errors
+"$BIN" show >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "no FILE should exit 2"
+"$BIN" show --bogus "$f" >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "unknown option should exit 2"
+"$BIN" show /nonexistent/x.gguf >/dev/null 2>"$tmp/err"; rc=$?
+if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok; else bad "missing file: rc=$rc"; fi
+"$BIN" show tests >/dev/null 2>"$tmp/err"; rc=$?
+if [ $rc -eq 1 ] && grep -q 'not a regular file' "$tmp/err"; then ok; else bad "directory: rc=$rc"; fi
+
+echo "test_gguf_show: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -104,7 +104,7 @@ test:
 demo:
 	scripts/setup
 	$(MAKE) all
-	scripts/demo
+	scripts/demo "$(PROMPT)"
 
 format:
 	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(TEST_SRCS) $(FUZZ_SRCS)

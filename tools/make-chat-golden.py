@@ -399,6 +399,22 @@ CASES = [
                   "tool_calls": [call(1, "f", {"a": 1})]},
         {"role": "tool", "tool_call_id": "call_1", "content": "r"}, A("final"), U("q2")],
         "options": {"preserve_thinking": True}}),
+    ("unicode_key_order", {"messages": [U("keys"), {"role": "assistant", "tool_calls": [call(1, "f", {
+        "éa": 1, "Éb": 2, "eZ": 3, "Ωmega": 4, "ωa": 5, "ß": 6, "SS": 7, "ÿ": 8, "Ÿ": 9, "Жук": 10, "жа": 11,
+        "z": 12, "_u": 13, "日本": 14})]}]}),
+    ("python_repr_in_schema", {"messages": [U("repr")], "tools": [{"type": "function", "function": {
+        "name": "r", "description": ["list", "desc", None, True, 1.5, {"k": "it's"}],
+        "parameters": {"type": "object", "properties": {
+            "p": {"type": ["string", "integer"], "description": {"nested": ["a\"b", "tab\there", "nl\n"]}},
+            "q": {"type": "array", "items": {"type": ["number", "null"], "default": [0.0, -1e-7, 2e20]}},
+            "req_str": {"type": "object", "properties": {"x": {"type": "string"}}, "required": "xy"}},
+            "required": ["p"]}}}]}),
+    ("tool_call_id_numbers", {"messages": [
+        U("ids"), {"role": "assistant", "tool_calls": [
+            {"id": 1, "type": "function", "function": {"name": "first", "arguments": {}}},
+            {"type": "function", "function": {"name": "no_id", "arguments": {}}}]},
+        {"role": "tool", "tool_call_id": 1.0, "content": "matched by number"},
+        {"role": "tool", "content": "matched None == None"}]}),
 ]
 
 # Cases rendered a second time with thinking on, and once more with the llama.cpp-style fold.

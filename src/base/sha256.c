@@ -1,8 +1,12 @@
-/* sha256.c: SHA-256 per FIPS 180-4, written from the standard's pseudo-code.
+/* sha256.c: SHA-256 per FIPS 180-4, written from the standard's pseudo-code, plus a path
+ * for the x86 SHA extensions (sha256rnds2/msg1/msg2), picked once at first use from cpuid.
+ * The scalar code defines "correct"; tests run both on the same vectors.
  *
  * Invariant: c->n_buf < 64 between calls; whole blocks are compressed straight from the
  * caller's buffer, only the tail is copied. Big-endian word order as the standard says. */
 #include "base/sha256.h"
+
+#include <stdatomic.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +68,105 @@ static void sha_compress(uint32_t h[8], const uint8_t *p)
     h[7] += hh;
 }
 
+static void sha_blocks_ref(uint32_t h[8], const uint8_t *p, size_t n_blocks)
+{
+    for (size_t i = 0; i < n_blocks; i++)
+        sha_compress(h, p + 64 * i);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+
+/* The SHA extensions keep the state as two vectors, ABEF and CDGH (dword 3 first); each
+ * sha256rnds2 does two rounds with the low two dwords of W+K, and after two rounds the old
+ * ABEF is the new CDGH, so the two vectors swap roles every call. The message schedule
+ * W[t..t+3] = msg2(msg1(W[t-16..], W[t-12..]) + W[t-7..t-4], W[t-4..t-1]). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+sha_blocks_shani(uint32_t h[8], const uint8_t *p, size_t n_blocks)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i abcd = _mm_loadu_si128((const __m128i *)&h[0]);
+    __m128i efgh = _mm_loadu_si128((const __m128i *)&h[4]);
+    __m128i badc = _mm_shuffle_epi32(abcd, 0xB1);
+    __m128i hgfe = _mm_shuffle_epi32(efgh, 0x1B);
+    __m128i abef = _mm_alignr_epi8(badc, hgfe, 8);   /* [F E B A] in dwords 0..3 */
+    __m128i cdgh = _mm_blend_epi16(hgfe, badc, 0xF0); /* [H G D C] */
+    for (size_t b = 0; b < n_blocks; b++, p += 64) {
+        __m128i w[16];
+        for (int i = 0; i < 4; i++)
+            w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+        for (int i = 4; i < 16; i++)
+            w[i] = _mm_sha256msg2_epu32(
+                _mm_add_epi32(_mm_sha256msg1_epu32(w[i - 4], w[i - 3]),
+                              _mm_alignr_epi8(w[i - 1], w[i - 2], 4)),
+                w[i - 1]);
+        __m128i s0 = abef, s1 = cdgh;
+        for (int i = 0; i < 16; i++) {
+            __m128i m = _mm_add_epi32(w[i], _mm_loadu_si128((const __m128i *)&sha_k[4 * i]));
+            s1 = _mm_sha256rnds2_epu32(s1, s0, m);
+            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m, 0x0E));
+        }
+        abef = _mm_add_epi32(abef, s0);
+        cdgh = _mm_add_epi32(cdgh, s1);
+    }
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);  /* [A B E F] */
+    __m128i ghcd = _mm_shuffle_epi32(cdgh, 0xB1);  /* [G H C D] */
+    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(feba, ghcd, 0xF0));
+    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(ghcd, feba, 8));
+}
+
+static bool sha_hw_available(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    bool sha = (b >> 29) & 1u;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    bool sse41 = (c >> 19) & 1u, ssse3 = (c >> 9) & 1u;
+    return sha && sse41 && ssse3;
+}
+#else
+static void sha_blocks_shani(uint32_t h[8], const uint8_t *p, size_t n_blocks)
+{
+    sha_blocks_ref(h, p, n_blocks);
+}
+
+static bool sha_hw_available(void)
+{
+    return false;
+}
+#endif
+
+/* 0 = not chosen yet, 1 = reference, 2 = SHA extensions */
+static _Atomic int sha_impl;
+
+bool lg_sha256_select(enum lg_sha256_impl impl)
+{
+    bool hw = sha_hw_available();
+    const char *isa = getenv("LG_ISA");
+    if (impl == LG_SHA256_IMPL_AUTO)
+        impl = hw && !(isa && !strcmp(isa, "ref")) ? LG_SHA256_IMPL_HW : LG_SHA256_IMPL_REF;
+    if (impl == LG_SHA256_IMPL_HW && !hw)
+        return false;
+    atomic_store(&sha_impl, impl == LG_SHA256_IMPL_HW ? 2 : 1);
+    return true;
+}
+
+static void sha_blocks(uint32_t h[8], const uint8_t *p, size_t n_blocks)
+{
+    int impl = atomic_load_explicit(&sha_impl, memory_order_relaxed);
+    if (impl == 0) {
+        lg_sha256_select(LG_SHA256_IMPL_AUTO);
+        impl = atomic_load(&sha_impl);
+    }
+    if (impl == 2)
+        sha_blocks_shani(h, p, n_blocks);
+    else
+        sha_blocks_ref(h, p, n_blocks);
+}
+
 void lg_sha256_init(struct lg_sha256 *c)
 {
     static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -87,13 +190,14 @@ void lg_sha256_update(struct lg_sha256 *c, const void *data, size_t n)
         n -= take;
         if (c->n_buf < 64)
             return;
-        sha_compress(c->h, c->buf);
+        sha_blocks(c->h, c->buf, 1);
         c->n_buf = 0;
     }
-    while (n >= 64) {
-        sha_compress(c->h, p);
-        p += 64;
-        n -= 64;
+    if (n >= 64) {
+        size_t n_blocks = n / 64;
+        sha_blocks(c->h, p, n_blocks);
+        p += 64 * n_blocks;
+        n -= 64 * n_blocks;
     }
     if (n) {
         memcpy(c->buf, p, n);
@@ -107,13 +211,13 @@ void lg_sha256_final(struct lg_sha256 *c, uint8_t out[LG_SHA256_BYTES])
     c->buf[c->n_buf++] = 0x80;
     if (c->n_buf > 56) {
         memset(c->buf + c->n_buf, 0, 64 - c->n_buf);
-        sha_compress(c->h, c->buf);
+        sha_blocks(c->h, c->buf, 1);
         c->n_buf = 0;
     }
     memset(c->buf + c->n_buf, 0, 56 - c->n_buf);
     for (int i = 0; i < 8; i++)
         c->buf[56 + i] = (uint8_t)(n_bits >> (56 - 8 * i));
-    sha_compress(c->h, c->buf);
+    sha_blocks(c->h, c->buf, 1);
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(c->h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);

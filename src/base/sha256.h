@@ -5,6 +5,7 @@
 #ifndef LG_BASE_SHA256_H
 #define LG_BASE_SHA256_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,16 @@ void lg_sha256_init(struct lg_sha256 *c);
 void lg_sha256_update(struct lg_sha256 *c, const void *data, size_t n);
 /* Writes the 32-byte digest; the context must be re-initialised before reuse. */
 void lg_sha256_final(struct lg_sha256 *c, uint8_t out[LG_SHA256_BYTES]);
+
+/* Implementation choice. AUTO (the default, made at first use) takes the x86 SHA extensions
+ * when cpuid has them, unless LG_ISA=ref. Returns false (and changes nothing) when HW is
+ * asked for but missing. For tests and benchmarks; any thread. */
+enum lg_sha256_impl {
+    LG_SHA256_IMPL_AUTO = 0,
+    LG_SHA256_IMPL_REF = 1,
+    LG_SHA256_IMPL_HW = 2
+};
+bool lg_sha256_select(enum lg_sha256_impl impl);
 
 /* One-shot helpers. hex gets 64 lower-case digits + NUL. */
 void lg_sha256(const void *data, size_t n, uint8_t out[LG_SHA256_BYTES]);

@@ -133,6 +133,12 @@ void lg_chat_buf_put(struct lg_chat_buf *b, const char *s, size_t n);
 void lg_chat_buf_puts(struct lg_chat_buf *b, const char *s);
 void lg_chat_buf_free(struct lg_chat_buf *b);
 
+/* The Gemma 4 template over normalised messages (render_gemma4.c): appends to b; on failure
+ * returns false with *status and err set (status LG_OK with b->oom set means out of memory). */
+bool lg_chat_render_gemma4(struct lg_chat_buf *b, const json_t *messages, const json_t *tools,
+                           const struct lg_chat_opts *opts, struct lg_err *err,
+                           enum lg_status *status);
+
 /* Python / Jinja value semantics over jansson values (pyval.c). */
 bool lg_py_truthy(const json_t *v);                          /* Python bool(); NULL = Undefined */
 void lg_py_str(struct lg_chat_buf *b, const json_t *v);      /* str(v); NULL = Undefined -> "" */

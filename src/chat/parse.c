@@ -71,9 +71,7 @@ struct lg_chat_parser {
     bool bare_in_str, bare_opened;
     bool seg_has_text;           /* current segment emitted non-whitespace already */
     struct lg_chat_buf held_ws;  /* trailing whitespace of the segment, not yet emitted */
-    char **tool_names;
-    size_t n_tools;
-    bool have_tools;
+    json_t *tools;               /* deep copy of the request's tools, or NULL */
     struct lg_chat_event *q;     /* event queue [q_head, q_len) */
     size_t q_head, q_len, q_cap;
     bool oom;
@@ -252,6 +250,47 @@ static void emit_error(struct lg_chat_parser *p, const char *kind, const char *m
     e->len = b.len;
 }
 
+/* Spec §7.13 (llama.cpp #21384): an array or object argument written as a string holding
+ * JSON. When the tool's schema says the parameter is an array / object and the string parses as
+ * one, replace it. Returns true when *args was rewritten (re-encoded by jansson). */
+static bool coerce_stringified(const json_t *fn, char **args)
+{
+    const json_t *props = json_object_get(json_object_get(fn, "parameters"), "properties");
+    if (!json_is_object(props))
+        return false;
+    json_t *obj = json_loads(*args, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return false;
+    }
+    bool changed = false;
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val) {
+        if (!json_is_string(val))
+            continue;
+        const char *type = json_string_value(json_object_get(json_object_get(props, key), "type"));
+        bool want_arr = type && strcmp(type, "array") == 0, want_obj = type && strcmp(type, "object") == 0;
+        if (!want_arr && !want_obj)
+            continue;
+        json_t *parsed = json_loadb(json_string_value(val), json_string_length(val),
+                                    JSON_DECODE_ANY, NULL);
+        if ((want_arr && json_is_array(parsed)) || (want_obj && json_is_object(parsed))) {
+            json_object_set_new(obj, key, parsed);
+            changed = true;
+        } else {
+            json_decref(parsed);
+        }
+    }
+    char *txt = changed ? json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(obj);
+    if (!txt)
+        return false;
+    free(*args);
+    *args = txt;
+    return true;
+}
+
 static void finish_call(struct lg_chat_parser *p)
 {
     char *name = NULL, *args = NULL;
@@ -264,9 +303,16 @@ static void finish_call(struct lg_chat_parser *p)
     } else if (st != LG_OK) {
         emit_error(p, "tool_call_parse_error", err.msg, NULL, body, p->call.len);
     } else {
-        bool known = !p->have_tools;
-        for (size_t i = 0; !known && i < p->n_tools; i++)
-            known = strcmp(p->tool_names[i], name) == 0;
+        const json_t *fn = NULL;
+        for (size_t i = 0; !fn && i < json_array_size(p->tools); i++) {
+            const json_t *f = json_object_get(json_array_get(p->tools, i), "function");
+            const char *fname = json_string_value(json_object_get(f, "name"));
+            if (fname && strcmp(fname, name) == 0)
+                fn = f;
+        }
+        bool known = !p->tools || fn;
+        if (fn && coerce_stringified(fn, &args))
+            repaired = true;
         if (!known) {
             emit_error(p, "unknown_tool", "the model called a tool that was not offered", name,
                        body, p->call.len);
@@ -500,8 +546,10 @@ static enum lg_status process(struct lg_chat_parser *p, bool final)
         const struct marker *ms = markers_for(p), *m;
         size_t pos = find_marker(ms, s, n, &m);
         if (m) {
+            enum pstate before = p->st;
             size_t took = state_text(p, s, pos);
-            if (took < pos) { /* a bare call ended early: re-scan the rest */
+            if (took < pos || p->st != before) {
+                /* a bare call ended or was abandoned: the marker belongs to the new state */
                 consume(b, took);
                 continue;
             }
@@ -543,23 +591,11 @@ struct lg_chat_parser *lg_chat_parser_create(enum lg_chat_flavour f, const json_
         return NULL;
     p->flavour = f;
     p->st = PS_START;
-    if (json_is_array(tools)) {
-        p->have_tools = json_array_size(tools) > 0;
-        p->tool_names = calloc(json_array_size(tools) + 1, sizeof *p->tool_names);
-        if (!p->tool_names) {
+    if (json_is_array(tools) && json_array_size(tools) > 0) {
+        p->tools = json_deep_copy(tools);
+        if (!p->tools) {
             free(p);
             return NULL;
-        }
-        for (size_t i = 0; i < json_array_size(tools); i++) {
-            json_t *name = json_object_get(json_object_get(json_array_get(tools, i), "function"), "name");
-            if (!json_is_string(name))
-                continue;
-            p->tool_names[p->n_tools] = strdup(json_string_value(name));
-            if (!p->tool_names[p->n_tools]) {
-                lg_chat_parser_destroy(p);
-                return NULL;
-            }
-            p->n_tools++;
         }
     }
     return p;
@@ -575,9 +611,7 @@ void lg_chat_parser_destroy(struct lg_chat_parser *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < p->n_tools; i++)
-        free(p->tool_names[i]);
-    free(p->tool_names);
+    json_decref(p->tools);
     for (size_t i = p->q_head; i < p->q_len; i++)
         lg_chat_event_free(&p->q[i]);
     free(p->q);

@@ -617,9 +617,10 @@ enum lg_status lg_chat_parse_call(const char *body, size_t len, char **name, cha
         c.repaired = true;
     skip_ws(&c);
     size_t a = c.i;
-    while (c.i < c.n) {
+    while (c.i < c.n) { /* OpenAI names are [A-Za-z0-9_-]; MCP-style names add . : / */
         char ch = c.s[c.i];
-        if (ch == '{' || ch == '(' || is_ws(ch) || ch == '<' || ch == '"')
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.' || ch == ':' || ch == '/'))
             break;
         c.i++;
     }

@@ -2,65 +2,14 @@
  *
  * The file is opened with the full GGUF reader first (a file we could not load is refused
  * before anything is copied); a few facts go into the manifest, and the default name comes
- * from general.basename + general.size_label, else the file stem. The first gemma4 file
- * imported also gets the alias `gemma4` (issue #5). */
+ * from general.basename + general.size_label, else the file stem (lg_store_default_name).
+ * The first gemma4 file imported also gets the alias `gemma4` (issue #5). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "gguf/gguf.h"
 #include "store/store.h"
-
-static void str_to_buf(struct lg_str s, char *buf, size_t cap)
-{
-    size_t n = s.len < cap - 1 ? (size_t)s.len : cap - 1;
-    memcpy(buf, s.ptr, n);
-    buf[n] = '\0';
-}
-
-static void read_facts(const struct lg_gguf *g, struct lg_store_gguf_facts *f)
-{
-    struct lg_str s;
-    memset(f, 0, sizeof *f);
-    if (lg_gguf_get_str(g, "general.architecture", &s, NULL) == LG_OK)
-        str_to_buf(s, f->architecture, sizeof f->architecture);
-    if (lg_gguf_get_str(g, "general.basename", &s, NULL) == LG_OK)
-        str_to_buf(s, f->basename, sizeof f->basename);
-    if (lg_gguf_get_str(g, "general.size_label", &s, NULL) == LG_OK)
-        str_to_buf(s, f->size_label, sizeof f->size_label);
-    uint32_t u;
-    if (lg_gguf_get_u32(g, "general.file_type", &u, NULL) == LG_OK)
-        f->file_type = u;
-    if (f->architecture[0]) {
-        char key[128];
-        int64_t v;
-        snprintf(key, sizeof key, "%s.context_length", f->architecture);
-        if (lg_gguf_get_i64(g, key, &v, NULL) == LG_OK && v > 0)
-            f->context_length = (uint64_t)v;
-    }
-    f->n_tensors = g->n_tensors;
-}
-
-/* general.basename[:size_label], else the file stem with tag "latest". */
-static bool default_name(const char *path, const struct lg_store_gguf_facts *f,
-                         struct lg_store_name *out)
-{
-    if (lg_store_sanitize_part(f->basename, out->family)) {
-        if (!lg_store_sanitize_part(f->size_label, out->tag))
-            strcpy(out->tag, "latest");
-        return true;
-    }
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    char stem[256];
-    snprintf(stem, sizeof stem, "%s", base);
-    size_t n = strlen(stem);
-    if (n > 5 && !strcmp(stem + n - 5, ".gguf"))
-        stem[n - 5] = '\0';
-    strcpy(out->tag, "latest");
-    return lg_store_sanitize_part(stem, out->family);
-}
 
 int lg_cmd_import(int argc, char **argv)
 {
@@ -99,14 +48,11 @@ int lg_cmd_import(int argc, char **argv)
         fprintf(stderr, "localgemma import: %s\n", err.msg);
         return 1;
     }
-    struct lg_gguf *g = NULL;
-    if (lg_gguf_open(file, &g, &err) != LG_OK) {
-        fprintf(stderr, "localgemma import: %s: %s\n", file, err.msg);
+    if (lg_store_gguf_facts(file, &m.gguf, &err) != LG_OK) {
+        fprintf(stderr, "localgemma import: %s\n", err.msg);
         return 1;
     }
-    read_facts(g, &m.gguf);
-    lg_gguf_close(g);
-    if (!name && !default_name(file, &m.gguf, &m.name)) {
+    if (!name && !lg_store_default_name(file, &m.gguf, &m.name)) {
         fprintf(stderr, "localgemma import: cannot derive a model name from %s; give NAME\n",
                 file);
         return 1;

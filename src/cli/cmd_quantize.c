@@ -1,10 +1,12 @@
 /* cmd_quantize.c: `localgemma quantize IN.gguf OUT.gguf TYPE [--threads N] [--pure] [-v]`.
  *
  * TYPE is a llama.cpp quantization name: a single type (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1
- * Q8_0 Q6_K IQ4_NL IQ4_XS) or a mix (Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M;
- * Q3_K/Q4_K/Q5_K mean the _M mix). As llama-quantize, the per-tensor rules of
- * src/quant/quant_mix.c apply to every block type (output.weight gets Q6_K, some attn_v and
- * ffn_down layers get more bits); --pure gives every quantizable tensor exactly TYPE.
+ * Q8_0 Q6_K IQ4_NL IQ4_XS) or a mix (Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M
+ * MXFP4_MOE; Q3_K/Q4_K/Q5_K mean the _M mix). As llama-quantize, the per-tensor rules of
+ * src/quant/quant_mix.c apply to every block type (output.weight or tied embeddings get Q6_K,
+ * some attn_v and ffn_down layers get more bits, 1-D tensors and norms stay as they are);
+ * --pure gives every quantizable tensor exactly TYPE. Exit: 0 ok, 1 error, 2 usage or an
+ * unknown TYPE.
  * The output is written to OUT.tmp.<pid> and renamed over OUT at the end: an interrupted run
  * (error, SIGINT, SIGTERM, SIGHUP, even SIGKILL) never leaves a partial OUT; on the catchable
  * signals the temporary file is removed too.
@@ -35,7 +37,7 @@ static void quantize_usage(FILE *f)
     fprintf(f,
             "usage: localgemma quantize IN.gguf OUT.gguf TYPE [--threads N] [--pure] [-v]\n"
             "  TYPE       F32 F16 BF16 Q8_0 Q6_K Q5_0 Q5_1 Q4_0 Q4_1 IQ4_NL IQ4_XS, or a mix:\n"
-            "             Q5_K_M Q5_K_S Q4_K_M Q4_K_S Q3_K_L Q3_K_M Q3_K_S Q2_K\n"
+            "             Q5_K_M Q5_K_S Q4_K_M Q4_K_S Q3_K_L Q3_K_M Q3_K_S Q2_K MXFP4_MOE\n"
             "  --threads  worker threads (default: all cores)\n"
             "  --pure     no per-tensor upgrades: every quantizable tensor gets TYPE\n"
             "  -v         print the type chosen for each tensor\n");

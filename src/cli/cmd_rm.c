@@ -37,6 +37,10 @@ int lg_cmd_rm(int argc, char **argv)
         lg_store_format_name(&n, shown, sizeof shown);
         printf("deleted '%s'%s\n", shown, blob_gone ? "" : " (file kept: used by another name)");
     }
+    /* also collect blobs orphaned by an earlier crash or I/O error */
+    int n_gc = 0;
+    if (lg_store_gc(s, &n_gc, &err) == LG_OK && n_gc > 0)
+        printf("removed %d unreferenced file%s\n", n_gc, n_gc == 1 ? "" : "s");
     lg_store_close(s);
     return rc;
 }

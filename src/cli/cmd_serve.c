@@ -133,6 +133,17 @@ int lg_cmd_serve(int argc, char **argv)
             cfg.log_requests = true;
             continue;
         }
+        static const char *const known[] = {
+            "--host", "--port", "--model", "--parallel", "--ctx", "--max-queue",
+            "--keep-alive", "--cors-origin", "--allow-host", "--api-key-file", "--max-body",
+            "--max-connections", "--timeout"};
+        size_t name_len = strcspn(arg, "=");
+        bool is_known = false;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            is_known |= strlen(known[k]) == name_len && !strncmp(arg, known[k], name_len);
+        if (!is_known)
+            return usage_error(strncmp(arg, "--", 2) ? "unexpected argument '%s'%s"
+                                                     : "unknown option '%s'%s", arg, "");
         /* --flag=value or --flag value */
         char *eq = strchr(arg, '=');
         if (eq && (size_t)(eq - arg) < sizeof name) {

@@ -27,10 +27,11 @@ struct show_opts {
 
 static void show_usage(FILE *f)
 {
-    fprintf(f, "usage: localgemma show FILE.gguf [--json] [--full] [--hash]\n"
-               "  --json  one JSON object: header, metadata, tensors\n"
-               "  --full  print arrays in full (default: type, length, first %d elements)\n"
-               "  --hash  add the sha256 of each tensor's bytes\n",
+    fprintf(f,
+            "usage: localgemma show FILE.gguf [--json] [--full] [--hash]\n"
+            "  --json  one JSON object: header, metadata, tensors\n"
+            "  --full  print arrays in full (default: type, length, first %d elements)\n"
+            "  --hash  add the sha256 of each tensor's bytes\n",
             (int)SHOW_ARR_HEAD);
 }
 
@@ -55,27 +56,68 @@ static void show_hash(const struct lg_gguf_tensor *t, char hex[LG_SHA256_HEX_LEN
     lg_sha256_hex(digest, hex);
 }
 
+/* Length of the valid UTF-8 sequence at p[0..n), or 0 (overlongs and surrogates refused). */
+static size_t show_utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        if (c == 0xf4)
+            hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (len > n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
 /* ---- text output ---- */
 
-/* A string from the file, quoted: UTF-8 passes, control bytes become \xNN. */
+/* A string from the file, quoted: valid UTF-8 passes, control and invalid bytes become \xNN
+ * (the terminal never sees raw bytes from the file). */
 static void show_print_str_q(FILE *f, struct lg_str s, size_t max, bool quote)
 {
     if (quote)
         fputc('"', f);
     size_t n = s.len > max ? max : (size_t)s.len;
     const unsigned char *p = (const unsigned char *)s.ptr;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned c = p[i];
+        size_t len = show_utf8_len(p + i, n - i);
+        if (len > 1) {
+            fwrite(p + i, 1, len, f);
+            i += len;
+            continue;
+        }
         if (c == '"' || c == '\\')
             fprintf(f, "\\%c", c);
         else if (c == '\n')
             fputs("\\n", f);
         else if (c == '\t')
             fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7f)
+        else if (c < 0x20 || c >= 0x7f)
             fprintf(f, "\\x%02x", c);
         else
             fputc((int)c, f);
+        i++;
     }
     if (quote)
         fputc('"', f);
@@ -106,12 +148,24 @@ static void show_print_scalar(FILE *f, const struct lg_gguf_value *v)
     case LG_GGUF_TYPE_INT8:
     case LG_GGUF_TYPE_INT16:
     case LG_GGUF_TYPE_INT32:
-    case LG_GGUF_TYPE_INT64: fprintf(f, "%" PRId64, v->v.i64); break;
-    case LG_GGUF_TYPE_FLOAT32: show_print_f32(f, v->v.f64); break;
-    case LG_GGUF_TYPE_FLOAT64: fprintf(f, "%.17g", v->v.f64); break;
-    case LG_GGUF_TYPE_BOOL: fputs(v->v.u64 ? "true" : "false", f); break;
-    case LG_GGUF_TYPE_STRING: show_print_str(f, v->v.str, 200); break;
-    default: fprintf(f, "%" PRIu64, v->v.u64); break;
+    case LG_GGUF_TYPE_INT64:
+        fprintf(f, "%" PRId64, v->v.i64);
+        break;
+    case LG_GGUF_TYPE_FLOAT32:
+        show_print_f32(f, v->v.f64);
+        break;
+    case LG_GGUF_TYPE_FLOAT64:
+        fprintf(f, "%.17g", v->v.f64);
+        break;
+    case LG_GGUF_TYPE_BOOL:
+        fputs(v->v.u64 ? "true" : "false", f);
+        break;
+    case LG_GGUF_TYPE_STRING:
+        show_print_str(f, v->v.str, 200);
+        break;
+    default:
+        fprintf(f, "%" PRIu64, v->v.u64);
+        break;
     }
 }
 
@@ -158,8 +212,9 @@ static void show_text(const struct lg_gguf *g, const struct show_opts *o)
         n_bytes += g->tensors[i].nbytes;
     }
     fprintf(f, "file:         %s\n", o->path);
-    fprintf(f, "format:       GGUF v%u, %" PRIu64 " bytes, alignment %u, data at byte %" PRIu64
-               "\n", g->version, g->size, g->alignment, g->data_offset);
+    fprintf(f,
+            "format:       GGUF v%u, %" PRIu64 " bytes, alignment %u, data at byte %" PRIu64 "\n",
+            g->version, g->size, g->alignment, g->data_offset);
     fputs("architecture: ", f);
     show_print_str(f, arch, 64);
     fputc('\n', f);
@@ -195,8 +250,7 @@ static void show_text(const struct lg_gguf *g, const struct show_opts *o)
         fputs("  ", f);
         int w = (int)(t->name.len < 40 ? 40 - t->name.len : 0);
         show_print_str_q(f, t->name, 200, false);
-        fprintf(f, "%*s %-8s %-24s %14" PRIu64, w, "", show_tensor_type(t->type),
-                shape, t->nbytes);
+        fprintf(f, "%*s %-8s %-24s %14" PRIu64, w, "", show_tensor_type(t->type), shape, t->nbytes);
         if (o->hash) {
             show_hash(t, hex);
             fprintf(f, "  %s", hex);
@@ -220,17 +274,8 @@ static json_t *show_json_str(struct lg_str s, bool *lossy)
     const unsigned char *p = (const unsigned char *)s.ptr;
     for (size_t i = 0; i < s.len;) {
         /* copy one valid UTF-8 sequence, or emit U+FFFD for one bad byte */
-        unsigned c = p[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0 && i + len <= s.len;
-        for (size_t m = 1; ok && m < len; m++)
-            ok = (p[i + m] & 0xc0) == 0x80;
-        if (ok && len > 1) {
-            json_t *probe = json_stringn((const char *)p + i, len);
-            ok = probe != NULL;
-            json_decref(probe);
-        }
-        if (ok) {
+        size_t len = show_utf8_len(p + i, (size_t)s.len - i);
+        if (len) {
             memcpy(buf + k, p + i, len);
             k += len;
             i += len;
@@ -252,7 +297,8 @@ static json_t *show_json_num(const struct lg_gguf_value *v)
     case LG_GGUF_TYPE_INT8:
     case LG_GGUF_TYPE_INT16:
     case LG_GGUF_TYPE_INT32:
-    case LG_GGUF_TYPE_INT64: return json_integer((json_int_t)v->v.i64);
+    case LG_GGUF_TYPE_INT64:
+        return json_integer((json_int_t)v->v.i64);
     case LG_GGUF_TYPE_FLOAT32:
     case LG_GGUF_TYPE_FLOAT64:
         if (isnan(v->v.f64))
@@ -260,7 +306,8 @@ static json_t *show_json_num(const struct lg_gguf_value *v)
         if (isinf(v->v.f64))
             return json_string(v->v.f64 > 0 ? "inf" : "-inf");
         return json_real(v->v.f64);
-    case LG_GGUF_TYPE_BOOL: return json_boolean(v->v.u64 != 0);
+    case LG_GGUF_TYPE_BOOL:
+        return json_boolean(v->v.u64 != 0);
     default:
         if (v->v.u64 > (uint64_t)INT64_MAX) { /* JSON integers are int64 in jansson */
             char buf[32];
@@ -378,7 +425,8 @@ static int show_json(const struct lg_gguf *g, const struct show_opts *o)
     json_object_set_new(root, "tensors", ts);
     if (lossy)
         json_object_set_new(root, "invalid_utf8_replaced", json_true());
-    int rc = json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    int rc =
+        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     fputc('\n', stdout);
     json_decref(root);
     return rc == 0 ? 0 : 1;

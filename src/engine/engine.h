@@ -133,11 +133,29 @@ struct lg_gen_timings {       /* nanoseconds, monotonic clock */
     int32_t prompt_eval_n;    /* prompt tokens actually evaluated (prompt - cached) */
 };
 
+/* Log-probabilities of one sampled token (only when req->top_logprobs >= 0). Token text is
+ * the token's bytes, which may be part of a UTF-8 sequence (byte-fallback tokens). */
+struct lg_gen_top_logprob {
+    const char *token;
+    size_t n_token;
+    float logprob;
+};
+struct lg_gen_logprob {
+    const char *token;
+    size_t n_token;
+    float logprob;
+    const struct lg_gen_top_logprob *top; /* req->top_logprobs alternatives, best first */
+    int32_t n_top;
+};
+
 struct lg_gen_event {
     enum lg_gen_event_kind kind;
     /* REASONING, CONTENT: a text delta. TOOL_CALL: an arguments fragment (JSON text). */
     const char *text;
     size_t n_text;
+    /* REASONING, CONTENT: the tokens that produced this delta, when logprobs were asked. */
+    const struct lg_gen_logprob *logprobs;
+    int32_t n_logprobs;
     /* TOOL_CALL: calls are numbered 0, 1, ... in order; the first fragment of each call
      * carries id (e.g. "call_x7"), and name; later fragments have both NULL. A call's
      * fragments are contiguous and, concatenated, form one JSON object. */

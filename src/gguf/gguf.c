@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -54,9 +55,10 @@ struct gg_priv {
     uint64_t alloc_bytes, alloc_budget;
     uint32_t *kv_index; /* open addressing: 0 = empty, else kv index + 1 */
     uint64_t kv_mask;
-    uint32_t *t_index;  /* same for tensors */
+    uint32_t *t_index; /* same for tensors */
     uint64_t t_mask;
-    void *map;          /* mmap of lg_gguf_open, NULL for a borrowed buffer */
+    uint64_t seed; /* hash key of both indexes */
+    void *map;     /* mmap of lg_gguf_open, NULL for a borrowed buffer */
     size_t map_size;
 };
 
@@ -103,14 +105,42 @@ static void gg_arena_free(struct gg_priv *pv)
 
 /* ---- small helpers ---- */
 
-static uint64_t gg_hash(const char *s, uint64_t len)
+/* Names come from the file, so the index hash is keyed with a random seed per open: without
+ * it a file could hold 2^20 names that collide in the table and turn the duplicate check into
+ * 10^11 comparisons (hash flooding). The seed changes nothing observable. */
+static uint64_t gg_mix(uint64_t h)
 {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (uint64_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 33);
+}
+
+static uint64_t gg_hash(uint64_t seed, const char *s, uint64_t len)
+{
+    uint64_t h = seed ^ (len * 0x9e3779b97f4a7c15ull);
+    uint64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = gg_mix(h ^ w);
     }
-    return h ^ (h >> 29);
+    uint64_t tail = 0;
+    for (uint64_t k = 0; i + k < len; k++)
+        tail |= (uint64_t)(unsigned char)s[i + k] << (8 * k);
+    return gg_mix(h ^ tail ^ 0x5bd1e995ull);
+}
+
+static uint64_t gg_seed(void)
+{
+    uint64_t seed = 0;
+    if (getentropy(&seed, sizeof seed) != 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&ts;
+    }
+    return seed;
 }
 
 /* Copies a name from the file into buf for an error message: printable ASCII only. */
@@ -130,10 +160,10 @@ static const char *gg_show(char *buf, const char *s, uint64_t len)
 }
 
 static const uint8_t gg_type_size[LG_GGUF_TYPE_COUNT] = {
-    [LG_GGUF_TYPE_UINT8] = 1,  [LG_GGUF_TYPE_INT8] = 1,    [LG_GGUF_TYPE_UINT16] = 2,
-    [LG_GGUF_TYPE_INT16] = 2,  [LG_GGUF_TYPE_UINT32] = 4,  [LG_GGUF_TYPE_INT32] = 4,
+    [LG_GGUF_TYPE_UINT8] = 1,   [LG_GGUF_TYPE_INT8] = 1,   [LG_GGUF_TYPE_UINT16] = 2,
+    [LG_GGUF_TYPE_INT16] = 2,   [LG_GGUF_TYPE_UINT32] = 4, [LG_GGUF_TYPE_INT32] = 4,
     [LG_GGUF_TYPE_FLOAT32] = 4, [LG_GGUF_TYPE_BOOL] = 1,   [LG_GGUF_TYPE_STRING] = 0,
-    [LG_GGUF_TYPE_ARRAY] = 0,  [LG_GGUF_TYPE_UINT64] = 8,  [LG_GGUF_TYPE_INT64] = 8,
+    [LG_GGUF_TYPE_ARRAY] = 0,   [LG_GGUF_TYPE_UINT64] = 8, [LG_GGUF_TYPE_INT64] = 8,
     [LG_GGUF_TYPE_FLOAT64] = 8,
 };
 
@@ -144,9 +174,9 @@ size_t lg_gguf_type_size(enum lg_gguf_type t)
 
 const char *lg_gguf_type_name(enum lg_gguf_type t)
 {
-    static const char *const names[LG_GGUF_TYPE_COUNT] = {
-        "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64",
-        "f64"};
+    static const char *const names[LG_GGUF_TYPE_COUNT] = {"u8",  "i8",  "u16",  "i16",    "u32",
+                                                          "i32", "f32", "bool", "string", "array",
+                                                          "u64", "i64", "f64"};
     return (unsigned)t < LG_GGUF_TYPE_COUNT ? names[t] : "unknown";
 }
 
@@ -154,17 +184,17 @@ const char *lg_gguf_file_type_name(uint32_t file_type)
 {
     /* llama.cpp's llama_ftype; holes are ids that were removed there */
     static const char *const names[] = {
-        [0] = "ALL_F32",         [1] = "MOSTLY_F16",      [2] = "MOSTLY_Q4_0",
-        [3] = "MOSTLY_Q4_1",     [7] = "MOSTLY_Q8_0",     [8] = "MOSTLY_Q5_0",
-        [9] = "MOSTLY_Q5_1",     [10] = "MOSTLY_Q2_K",    [11] = "MOSTLY_Q3_K_S",
-        [12] = "MOSTLY_Q3_K_M",  [13] = "MOSTLY_Q3_K_L",  [14] = "MOSTLY_Q4_K_S",
-        [15] = "MOSTLY_Q4_K_M",  [16] = "MOSTLY_Q5_K_S",  [17] = "MOSTLY_Q5_K_M",
-        [18] = "MOSTLY_Q6_K",    [19] = "MOSTLY_IQ2_XXS", [20] = "MOSTLY_IQ2_XS",
-        [21] = "MOSTLY_Q2_K_S",  [22] = "MOSTLY_IQ3_XS",  [23] = "MOSTLY_IQ3_XXS",
-        [24] = "MOSTLY_IQ1_S",   [25] = "MOSTLY_IQ4_NL",  [26] = "MOSTLY_IQ3_S",
-        [27] = "MOSTLY_IQ3_M",   [28] = "MOSTLY_IQ2_S",   [29] = "MOSTLY_IQ2_M",
-        [30] = "MOSTLY_IQ4_XS",  [31] = "MOSTLY_IQ1_M",   [32] = "MOSTLY_BF16",
-        [36] = "MOSTLY_TQ1_0",   [37] = "MOSTLY_TQ2_0",   [38] = "MOSTLY_MXFP4_MOE",
+        [0] = "ALL_F32",        [1] = "MOSTLY_F16",      [2] = "MOSTLY_Q4_0",
+        [3] = "MOSTLY_Q4_1",    [7] = "MOSTLY_Q8_0",     [8] = "MOSTLY_Q5_0",
+        [9] = "MOSTLY_Q5_1",    [10] = "MOSTLY_Q2_K",    [11] = "MOSTLY_Q3_K_S",
+        [12] = "MOSTLY_Q3_K_M", [13] = "MOSTLY_Q3_K_L",  [14] = "MOSTLY_Q4_K_S",
+        [15] = "MOSTLY_Q4_K_M", [16] = "MOSTLY_Q5_K_S",  [17] = "MOSTLY_Q5_K_M",
+        [18] = "MOSTLY_Q6_K",   [19] = "MOSTLY_IQ2_XXS", [20] = "MOSTLY_IQ2_XS",
+        [21] = "MOSTLY_Q2_K_S", [22] = "MOSTLY_IQ3_XS",  [23] = "MOSTLY_IQ3_XXS",
+        [24] = "MOSTLY_IQ1_S",  [25] = "MOSTLY_IQ4_NL",  [26] = "MOSTLY_IQ3_S",
+        [27] = "MOSTLY_IQ3_M",  [28] = "MOSTLY_IQ2_S",   [29] = "MOSTLY_IQ2_M",
+        [30] = "MOSTLY_IQ4_XS", [31] = "MOSTLY_IQ1_M",   [32] = "MOSTLY_BF16",
+        [36] = "MOSTLY_TQ1_0",  [37] = "MOSTLY_TQ2_0",   [38] = "MOSTLY_MXFP4_MOE",
     };
     if (file_type < sizeof names / sizeof names[0])
         return names[file_type];
@@ -189,15 +219,33 @@ static void gg_decode_scalar(enum lg_gguf_type t, const uint8_t *p, struct lg_gg
 {
     v->type = t;
     switch (t) {
-    case LG_GGUF_TYPE_UINT8: v->v.u64 = p[0]; break;
-    case LG_GGUF_TYPE_BOOL: v->v.u64 = p[0] != 0; break;
-    case LG_GGUF_TYPE_UINT16: v->v.u64 = gg_rd(p, 2); break;
-    case LG_GGUF_TYPE_UINT32: v->v.u64 = gg_rd(p, 4); break;
-    case LG_GGUF_TYPE_UINT64: v->v.u64 = gg_rd(p, 8); break;
-    case LG_GGUF_TYPE_INT8: v->v.i64 = (int8_t)p[0]; break;
-    case LG_GGUF_TYPE_INT16: v->v.i64 = (int16_t)(uint16_t)gg_rd(p, 2); break;
-    case LG_GGUF_TYPE_INT32: v->v.i64 = (int32_t)(uint32_t)gg_rd(p, 4); break;
-    case LG_GGUF_TYPE_INT64: v->v.i64 = (int64_t)gg_rd(p, 8); break;
+    case LG_GGUF_TYPE_UINT8:
+        v->v.u64 = p[0];
+        break;
+    case LG_GGUF_TYPE_BOOL:
+        v->v.u64 = p[0] != 0;
+        break;
+    case LG_GGUF_TYPE_UINT16:
+        v->v.u64 = gg_rd(p, 2);
+        break;
+    case LG_GGUF_TYPE_UINT32:
+        v->v.u64 = gg_rd(p, 4);
+        break;
+    case LG_GGUF_TYPE_UINT64:
+        v->v.u64 = gg_rd(p, 8);
+        break;
+    case LG_GGUF_TYPE_INT8:
+        v->v.i64 = (int8_t)p[0];
+        break;
+    case LG_GGUF_TYPE_INT16:
+        v->v.i64 = (int16_t)(uint16_t)gg_rd(p, 2);
+        break;
+    case LG_GGUF_TYPE_INT32:
+        v->v.i64 = (int32_t)(uint32_t)gg_rd(p, 4);
+        break;
+    case LG_GGUF_TYPE_INT64:
+        v->v.i64 = (int64_t)gg_rd(p, 8);
+        break;
     case LG_GGUF_TYPE_FLOAT32: {
         uint32_t u = (uint32_t)gg_rd(p, 4);
         float f;
@@ -212,7 +260,9 @@ static void gg_decode_scalar(enum lg_gguf_type t, const uint8_t *p, struct lg_gg
         v->v.f64 = d;
         break;
     }
-    default: v->v.u64 = 0; break;
+    default:
+        v->v.u64 = 0;
+        break;
     }
 }
 
@@ -223,9 +273,9 @@ struct gg_parser {
     uint64_t size, pos;
     struct lg_err *err;
     struct gg_priv *pv;
-    char ctx[160];           /* "kv #3 'general.name'", "tensor #2 'x'" */
-    uint64_t nested_elems;   /* elements of nested arrays so far (global budget) */
-    uint64_t total_bytes;    /* sum of tensor nbytes so far */
+    char ctx[160];         /* "kv #3 'general.name'", "tensor #2 'x'" */
+    uint64_t nested_elems; /* elements of nested arrays so far (global budget) */
+    uint64_t total_bytes;  /* sum of tensor nbytes so far */
 };
 
 static uint64_t gg_left(const struct gg_parser *p)
@@ -290,8 +340,7 @@ static enum lg_status gg_nomem(struct gg_parser *p, const char *what, uint64_t b
 /* Field names are built only when an error is reported: "value[7] length". */
 enum { GG_NO_IDX = -1 };
 
-static const char *gg_field(char *buf, size_t n, const char *field, int64_t idx,
-                            const char *suffix)
+static const char *gg_field(char *buf, size_t n, const char *field, int64_t idx, const char *suffix)
 {
     if (idx == GG_NO_IDX)
         snprintf(buf, n, "%s%s", field, suffix);
@@ -357,9 +406,8 @@ static enum lg_status gg_array(struct gg_parser *p, struct lg_gguf_value *out, u
                        (unsigned long long)n, (int)GG_MAX_ARR_ELEMS);
     if (n > gg_left(p) / min_elem)
         return gg_fail(p, LG_ERR_FORMAT, at, f,
-                       "%llu %s elements cannot fit in the %llu bytes left",
-                       (unsigned long long)n, lg_gguf_type_name((enum lg_gguf_type)et),
-                       (unsigned long long)gg_left(p));
+                       "%llu %s elements cannot fit in the %llu bytes left", (unsigned long long)n,
+                       lg_gguf_type_name((enum lg_gguf_type)et), (unsigned long long)gg_left(p));
     out->type = LG_GGUF_TYPE_ARRAY;
     out->v.arr.elem_type = (enum lg_gguf_type)et;
     out->v.arr.n = n;
@@ -395,7 +443,8 @@ static enum lg_status gg_array(struct gg_parser *p, struct lg_gguf_value *out, u
             for (uint64_t i = 0; i < n; i++)
                 if (p->base[p->pos + i] > 1)
                     return gg_fail(p, LG_ERR_FORMAT, p->pos + i,
-                                   gg_field(f, sizeof f, field, idx, ""), "bool element %llu has value %u (not 0 or 1)",
+                                   gg_field(f, sizeof f, field, idx, ""),
+                                   "bool element %llu has value %u (not 0 or 1)",
                                    (unsigned long long)i, p->base[p->pos + i]);
         p->pos += bytes;
     }
@@ -440,11 +489,12 @@ static enum lg_status gg_index_create(struct gg_parser *p, uint64_t n, uint32_t 
 }
 
 /* Returns the slot holding name, or the empty slot where it would go. */
-static uint32_t *gg_index_slot(uint32_t *tab, uint64_t mask, const char *s, uint64_t len,
+static uint32_t *gg_index_slot(uint32_t *tab, uint64_t mask, uint64_t seed, const char *s,
+                               uint64_t len,
                                const struct lg_str *(*name_of)(const void *, uint32_t),
                                const void *items)
 {
-    uint64_t h = gg_hash(s, len) & mask;
+    uint64_t h = gg_hash(seed, s, len) & mask;
     for (;;) {
         uint32_t e = tab[h];
         if (e == 0)
@@ -493,8 +543,8 @@ static enum lg_status gg_parse_kvs(struct gg_parser *p, struct lg_gguf *g)
             return gg_fail(p, LG_ERR_FORMAT, kv->offset, "key", "key contains a NUL byte");
         snprintf(p->ctx, sizeof p->ctx, "kv #%llu '%s'", (unsigned long long)i,
                  gg_show(nm, kv->key.ptr, kv->key.len));
-        uint32_t *slot = gg_index_slot(pv->kv_index, pv->kv_mask, kv->key.ptr, kv->key.len,
-                                       gg_kv_name, g->kv);
+        uint32_t *slot = gg_index_slot(pv->kv_index, pv->kv_mask, pv->seed, kv->key.ptr,
+                                       kv->key.len, gg_kv_name, g->kv);
         if (*slot)
             return gg_fail(p, LG_ERR_FORMAT, kv->offset, "key",
                            "duplicate key (first at byte %llu)",
@@ -555,7 +605,7 @@ static enum lg_status gg_parse_tensor_infos(struct gg_parser *p, struct lg_gguf 
                            "tensor name contains a NUL byte");
         snprintf(p->ctx, sizeof p->ctx, "tensor '%s' (#%llu)",
                  gg_show(nm, t->name.ptr, t->name.len), (unsigned long long)i);
-        uint32_t *slot = gg_index_slot(pv->t_index, pv->t_mask, t->name.ptr, t->name.len,
+        uint32_t *slot = gg_index_slot(pv->t_index, pv->t_mask, pv->seed, t->name.ptr, t->name.len,
                                        gg_tensor_name, g->tensors);
         if (*slot)
             return gg_fail(p, LG_ERR_FORMAT, info_off[i], "name",
@@ -586,8 +636,7 @@ static enum lg_status gg_parse_tensor_infos(struct gg_parser *p, struct lg_gguf 
             return st;
         const struct lg_qtype_info *qi = lg_qtype_get(t->type);
         if (!qi)
-            return gg_fail(p, LG_ERR_UNSUPPORTED, at, "type", "unknown tensor type %u",
-                           t->type);
+            return gg_fail(p, LG_ERR_UNSUPPORTED, at, "type", "unknown tensor type %u", t->type);
         if (qi->block_size == 0 || t->ne[0] % qi->block_size != 0)
             return gg_fail(p, LG_ERR_FORMAT, at, "type",
                            "ne[0] = %llu is not a multiple of the %s block size %u",
@@ -654,14 +703,13 @@ static enum lg_status gg_place_tensors(struct gg_parser *p, struct lg_gguf *g,
         snprintf(p->ctx, sizeof p->ctx, "tensor '%s' (#%llu)",
                  gg_show(nm, t->name.ptr, t->name.len), (unsigned long long)i);
         if (t->offset % a != 0)
-            return gg_fail(p, LG_ERR_FORMAT, info_off[i], "",
-                           "offset %llu is not aligned to %llu", (unsigned long long)t->offset,
-                           (unsigned long long)a);
+            return gg_fail(p, LG_ERR_FORMAT, info_off[i], "", "offset %llu is not aligned to %llu",
+                           (unsigned long long)t->offset, (unsigned long long)a);
         uint64_t end;
         if (__builtin_add_overflow(t->offset, t->nbytes, &end) || end >= GG_MAX_SIZE)
             return gg_fail(p, LG_ERR_FORMAT, info_off[i], "",
-                           "offset %llu + %llu bytes overflows 2^62",
-                           (unsigned long long)t->offset, (unsigned long long)t->nbytes);
+                           "offset %llu + %llu bytes overflows 2^62", (unsigned long long)t->offset,
+                           (unsigned long long)t->nbytes);
         if (end > data_size)
             return gg_fail(p, LG_ERR_FORMAT, info_off[i], "",
                            "data [%llu, %llu) ends past the end of the file (%llu bytes; data "
@@ -688,8 +736,7 @@ static enum lg_status gg_place_tensors(struct gg_parser *p, struct lg_gguf *g,
                      gg_show(nm, t->name.ptr, t->name.len), spans[k].idx);
             return gg_fail(p, LG_ERR_FORMAT, info_off[spans[k].idx], "",
                            "data [%llu, %llu) overlaps tensor '%s' [%llu, %llu)",
-                           (unsigned long long)spans[k].offset,
-                           (unsigned long long)spans[k].end,
+                           (unsigned long long)spans[k].offset, (unsigned long long)spans[k].end,
                            gg_show(nm2, u->name.ptr, u->name.len),
                            (unsigned long long)spans[k - 1].offset,
                            (unsigned long long)spans[k - 1].end);
@@ -711,9 +758,8 @@ static enum lg_status gg_parse(struct gg_parser *p, struct lg_gguf *g)
     if ((st = gg_need(p, 4, "magic")))
         return st;
     if (memcmp(p->base, "GGUF", 4) != 0)
-        return gg_fail(p, LG_ERR_FORMAT, 0, "magic",
-                       "not a GGUF file (magic %02x %02x %02x %02x)", p->base[0], p->base[1],
-                       p->base[2], p->base[3]);
+        return gg_fail(p, LG_ERR_FORMAT, 0, "magic", "not a GGUF file (magic %02x %02x %02x %02x)",
+                       p->base[0], p->base[1], p->base[2], p->base[3]);
     p->pos = 4;
     if ((st = gg_u32(p, &g->version, "version")))
         return st;
@@ -765,8 +811,8 @@ static enum lg_status gg_parse(struct gg_parser *p, struct lg_gguf *g)
 
 /* ---- open / close ---- */
 
-static enum lg_status gg_open_mem(const uint8_t *data, size_t size, void *map,
-                                  struct lg_gguf **out, struct lg_err *err)
+static enum lg_status gg_open_mem(const uint8_t *data, size_t size, void *map, struct lg_gguf **out,
+                                  struct lg_err *err)
 {
     *out = NULL;
     struct lg_gguf *g = calloc(1, sizeof *g);
@@ -782,6 +828,7 @@ static enum lg_status gg_open_mem(const uint8_t *data, size_t size, void *map,
     pv->map = map;
     pv->map_size = size;
     pv->alloc_budget = (uint64_t)size + GG_ALLOC_SLACK;
+    pv->seed = gg_seed();
     struct gg_parser p = {.base = data, .size = size, .pos = 0, .err = err, .pv = pv};
     enum lg_status st = gg_parse(&p, g);
     if (st != LG_OK) {
@@ -862,7 +909,7 @@ const struct lg_gguf_kv *lg_gguf_find_kv(const struct lg_gguf *g, const char *ke
     if (!pv->kv_index)
         return NULL;
     uint32_t *slot =
-        gg_index_slot(pv->kv_index, pv->kv_mask, key, strlen(key), gg_kv_name, g->kv);
+        gg_index_slot(pv->kv_index, pv->kv_mask, pv->seed, key, strlen(key), gg_kv_name, g->kv);
     return *slot ? &g->kv[*slot - 1] : NULL;
 }
 
@@ -873,8 +920,8 @@ const struct lg_gguf_tensor *lg_gguf_find_tensor(const struct lg_gguf *g, const 
     const struct gg_priv *pv = g->priv;
     if (!pv->t_index)
         return NULL;
-    uint32_t *slot =
-        gg_index_slot(pv->t_index, pv->t_mask, name, strlen(name), gg_tensor_name, g->tensors);
+    uint32_t *slot = gg_index_slot(pv->t_index, pv->t_mask, pv->seed, name, strlen(name),
+                                   gg_tensor_name, g->tensors);
     return *slot ? &g->tensors[*slot - 1] : NULL;
 }
 
@@ -887,12 +934,11 @@ static enum lg_status gg_lookup(const struct lg_gguf *g, const char *key,
     return LG_OK;
 }
 
-static enum lg_status gg_wrong_type(const struct lg_gguf_kv *kv, const char *key,
-                                    const char *want, struct lg_err *err)
+static enum lg_status gg_wrong_type(const struct lg_gguf_kv *kv, const char *key, const char *want,
+                                    struct lg_err *err)
 {
     return lg_err_set(err, LG_ERR_FORMAT, "gguf: key '%s' at byte %llu: type is %s, expected %s",
-                      key, (unsigned long long)kv->offset, lg_gguf_type_name(kv->val.type),
-                      want);
+                      key, (unsigned long long)kv->offset, lg_gguf_type_name(kv->val.type), want);
 }
 
 static bool gg_is_uint(enum lg_gguf_type t)
@@ -924,12 +970,13 @@ enum lg_status lg_gguf_get_u32(const struct lg_gguf *g, const char *key, uint32_
         return LG_OK;
     }
     if (gg_is_uint(t) || gg_is_sint(t))
-        return lg_err_set(err, LG_ERR_FORMAT, "gguf: key '%s' at byte %llu: value %s%llu does "
-                          "not fit in u32", key, (unsigned long long)kv->offset,
-                          gg_is_sint(t) && kv->val.v.i64 < 0 ? "-" : "",
-                          gg_is_sint(t) && kv->val.v.i64 < 0
-                              ? (unsigned long long)(-(kv->val.v.i64 + 1)) + 1
-                              : (unsigned long long)kv->val.v.u64);
+        return lg_err_set(
+            err, LG_ERR_FORMAT,
+            "gguf: key '%s' at byte %llu: value %s%llu does "
+            "not fit in u32",
+            key, (unsigned long long)kv->offset, gg_is_sint(t) && kv->val.v.i64 < 0 ? "-" : "",
+            gg_is_sint(t) && kv->val.v.i64 < 0 ? (unsigned long long)(-(kv->val.v.i64 + 1)) + 1
+                                               : (unsigned long long)kv->val.v.u64);
     return gg_wrong_type(kv, key, "an integer", err);
 }
 
@@ -949,8 +996,7 @@ enum lg_status lg_gguf_get_i64(const struct lg_gguf *g, const char *key, int64_t
         if (kv->val.v.u64 > (uint64_t)INT64_MAX)
             return lg_err_set(err, LG_ERR_FORMAT,
                               "gguf: key '%s' at byte %llu: value %llu does not fit in i64", key,
-                              (unsigned long long)kv->offset,
-                              (unsigned long long)kv->val.v.u64);
+                              (unsigned long long)kv->offset, (unsigned long long)kv->val.v.u64);
         *out = (int64_t)kv->val.v.u64;
         return LG_OK;
     }
@@ -1010,8 +1056,7 @@ enum lg_status lg_gguf_get_arr(const struct lg_gguf *g, const char *key,
         return lg_err_set(err, LG_ERR_FORMAT,
                           "gguf: key '%s' at byte %llu: array of %s, expected array of %s", key,
                           (unsigned long long)kv->offset,
-                          lg_gguf_type_name(kv->val.v.arr.elem_type),
-                          lg_gguf_type_name(elem_type));
+                          lg_gguf_type_name(kv->val.v.arr.elem_type), lg_gguf_type_name(elem_type));
     *out = &kv->val;
     return LG_OK;
 }

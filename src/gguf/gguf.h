@@ -78,7 +78,7 @@ struct lg_gguf_tensor {
     uint32_t type;                 /* enum lg_qtype value */
     uint64_t offset;               /* relative to the data section */
     uint64_t nbytes;
-    const void *data;              /* points into the mapping */
+    const void *data;              /* points into the mapping; NULL when nbytes is 0 */
 };
 
 struct lg_gguf {
@@ -94,8 +94,16 @@ struct lg_gguf {
     void *priv;                    /* reader internals (index, owned arrays) */
 };
 
-/* Opens and validates a file (read-only mmap). On failure *out is NULL and err names the
- * field and byte offset. */
+/* Opens and validates a file (read-only mmap). On failure *out is NULL and err holds one line
+ * "gguf: <where> <field> at byte <offset>: <problem>". Status: LG_ERR_FORMAT malformed (caps:
+ * key and tensor name <= 64 KiB, string <= 16 MiB, array <= 2^26 elements and nested at most
+ * LG_GGUF_MAX_ARRAY_DEPTH levels, n_kv <= 65536, n_tensors <= 2^20, n_dims 1..4, sizes and
+ * offsets < 2^62, general.alignment a u32 power of two <= 1 MiB, tensors aligned, inside the
+ * file and disjoint, unique keys and tensor names without NUL bytes, bool bytes 0/1);
+ * LG_ERR_VERSION not v2/v3; LG_ERR_UNSUPPORTED unknown tensor type or big-endian file;
+ * LG_ERR_NOMEM the parsed metadata would need more than file size + 16 MiB; LG_ERR_NOT_FOUND /
+ * LG_ERR_IO for the path. Tensor data is never read here. The file must not be truncated by
+ * someone else while it is open (that is SIGBUS for any mmap reader). */
 enum lg_status lg_gguf_open(const char *path, struct lg_gguf **out, struct lg_err *err);
 
 /* Same over a caller's buffer, which must outlive the object (used by fuzzers and tests). */
@@ -127,7 +135,8 @@ enum lg_status lg_gguf_get_arr(const struct lg_gguf *g, const char *key,
                                enum lg_gguf_type elem_type, const struct lg_gguf_value **out,
                                struct lg_err *err);
 
-/* Element i of a scalar array as integer / double (range-checked by the caller via n). */
+/* Element i of a scalar array as integer / double; 0 when i >= n or the elements are not
+ * scalars. u64 elements above INT64_MAX come back as their two's-complement int64. */
 int64_t lg_gguf_arr_i64(const struct lg_gguf_value *arr, uint64_t i);
 double lg_gguf_arr_f64(const struct lg_gguf_value *arr, uint64_t i);
 
@@ -155,7 +164,9 @@ struct lg_gguf_writer *lg_gguf_writer_create(void);
 void lg_gguf_writer_destroy(struct lg_gguf_writer *w);
 void lg_gguf_writer_set_alignment(struct lg_gguf_writer *w, uint32_t alignment);
 
-/* Each add copies key/strings. Adding a key twice replaces the earlier value (keeps order). */
+/* Each add copies key/strings. Adding a key twice replaces the earlier value (keeps order).
+ * LG_ERR_INVALID_ARG for an empty/over-long key or NULL data, LG_ERR_NOMEM.
+ * set_alignment also stores general.alignment (u32); an invalid value fails at write time. */
 enum lg_status lg_gguf_writer_add_u32(struct lg_gguf_writer *w, const char *key, uint32_t v);
 enum lg_status lg_gguf_writer_add_i32(struct lg_gguf_writer *w, const char *key, int32_t v);
 enum lg_status lg_gguf_writer_add_u64(struct lg_gguf_writer *w, const char *key, uint64_t v);
@@ -175,7 +186,9 @@ typedef enum lg_status (*lg_gguf_fill_fn)(void *user, void *dst, uint64_t nbytes
                                           struct lg_err *err);
 
 /* A tensor with ne[n_dims] (ggml order) and type; data either given (borrowed) or produced
- * by fill(user,...) at write time (data NULL). */
+ * by fill(user,...) at write time (data NULL). LG_ERR_EXISTS for a name already added,
+ * LG_ERR_INVALID_ARG for bad n_dims/name, lg_qtype_row_bytes' error for an unknown type or a
+ * row that is not a whole number of blocks, LG_ERR_RANGE when the size reaches 2^62. */
 enum lg_status lg_gguf_writer_add_tensor(struct lg_gguf_writer *w, const char *name,
                                          uint32_t type, uint32_t n_dims, const uint64_t *ne,
                                          const void *data, lg_gguf_fill_fn fill, void *user);

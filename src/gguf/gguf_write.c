@@ -240,7 +240,9 @@ enum lg_status lg_gguf_writer_add_str_arr(struct lg_gguf_writer *w, const char *
 static void gw_value(struct gw_buf *b, const struct lg_gguf_value *v)
 {
     switch (v->type) {
-    case LG_GGUF_TYPE_STRING: gw_str(b, v->v.str.ptr, v->v.str.len); break;
+    case LG_GGUF_TYPE_STRING:
+        gw_str(b, v->v.str.ptr, v->v.str.len);
+        break;
     case LG_GGUF_TYPE_ARRAY: {
         enum lg_gguf_type et = v->v.arr.elem_type;
         gw_le(b, (uint64_t)et, 4);
@@ -293,9 +295,9 @@ enum lg_status lg_gguf_writer_copy_kv(struct lg_gguf_writer *w, const struct lg_
     return st;
 }
 
-enum lg_status lg_gguf_writer_add_tensor(struct lg_gguf_writer *w, const char *name,
-                                         uint32_t type, uint32_t n_dims, const uint64_t *ne,
-                                         const void *data, lg_gguf_fill_fn fill, void *user)
+enum lg_status lg_gguf_writer_add_tensor(struct lg_gguf_writer *w, const char *name, uint32_t type,
+                                         uint32_t n_dims, const uint64_t *ne, const void *data,
+                                         lg_gguf_fill_fn fill, void *user)
 {
     if (!w || !name || !name[0] || strlen(name) > GW_MAX_KEY_BYTES || n_dims < 1 ||
         n_dims > LG_GGUF_MAX_DIMS || !ne || (!data && !fill))
@@ -303,8 +305,7 @@ enum lg_status lg_gguf_writer_add_tensor(struct lg_gguf_writer *w, const char *n
     for (size_t i = 0; i < w->n_t; i++)
         if (strcmp(w->t[i].name, name) == 0)
             return LG_ERR_EXISTS;
-    struct gw_tensor t = {.type = type, .n_dims = n_dims, .data = data, .fill = fill,
-                          .user = user};
+    struct gw_tensor t = {.type = type, .n_dims = n_dims, .data = data, .fill = fill, .user = user};
     uint64_t n_el = 1, row;
     for (uint32_t d = 0; d < LG_GGUF_MAX_DIMS; d++) {
         t.ne[d] = d < n_dims ? ne[d] : 1;
@@ -449,8 +450,7 @@ enum lg_status lg_gguf_writer_write(struct lg_gguf_writer *w, const char *path,
         return st;
     }
     uint64_t done = 0;
-    if ((st = gw_write_all(fd, h.p, h.len, tmp, err)) ||
-        (st = gw_pad(fd, h.len, align, tmp, err)))
+    if ((st = gw_write_all(fd, h.p, h.len, tmp, err)) || (st = gw_pad(fd, h.len, align, tmp, err)))
         goto fail;
     done = hdr_padded;
     if (progress)
@@ -460,8 +460,10 @@ enum lg_status lg_gguf_writer_write(struct lg_gguf_writer *w, const char *path,
         const void *src = t->data;
         if (!src && t->nbytes) {
             if (t->nbytes > SIZE_MAX || !(buf = malloc((size_t)t->nbytes))) {
-                st = lg_err_set(err, LG_ERR_NOMEM, "gguf: writer: tensor '%s': cannot allocate "
-                                "%llu bytes", t->name, (unsigned long long)t->nbytes);
+                st = lg_err_set(err, LG_ERR_NOMEM,
+                                "gguf: writer: tensor '%s': cannot allocate "
+                                "%llu bytes",
+                                t->name, (unsigned long long)t->nbytes);
                 goto fail;
             }
             struct lg_err ferr = {0};

@@ -26,6 +26,34 @@ float lg_kern_dot_f32(const float *a, const float *b, int64_t n)
     return s;
 }
 
+/* Four dot products of one weight row with four token rows: each weight element is loaded
+ * once for four tokens (the common prefill case). Same summation order as lg_kern_dot_f32, so
+ * the results are bit-identical to four separate calls. */
+static void dot4(const float *w, const float *x0, const float *x1, const float *x2,
+                 const float *x3, int64_t n, float *out, int64_t ldo)
+{
+    float a0[8] = {0}, a1[8] = {0}, a2[8] = {0}, a3[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++) {
+            float wk = w[i + k];
+            a0[k] += wk * x0[i + k];
+            a1[k] += wk * x1[i + k];
+            a2[k] += wk * x2[i + k];
+            a3[k] += wk * x3[i + k];
+        }
+    }
+    float *acc[4] = {a0, a1, a2, a3};
+    const float *xs[4] = {x0, x1, x2, x3};
+    for (int t = 0; t < 4; t++) {
+        float *a = acc[t];
+        float s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+        for (int64_t j = i; j < n; j++)
+            s += w[j] * xs[t][j];
+        out[t * ldo] = s;
+    }
+}
+
 static void share(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
 {
     int64_t per = (n + nth - 1) / nth;
@@ -52,7 +80,11 @@ static void ref_matmul(const struct lg_wmat *w, const float *x, int64_t ldx, flo
                            w->cols);
             row = scratch;
         }
-        for (int64_t t = 0; t < n_tok; t++)
+        int64_t t = 0;
+        for (; t + 4 <= n_tok; t += 4)
+            dot4(row, x + t * ldx, x + (t + 1) * ldx, x + (t + 2) * ldx, x + (t + 3) * ldx,
+                 w->cols, y + t * ldy + r, ldy);
+        for (; t < n_tok; t++)
             y[t * ldy + r] = lg_kern_dot_f32(row, x + t * ldx, w->cols);
     }
 }

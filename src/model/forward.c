@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/pool.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -20,7 +21,10 @@ enum { DEFAULT_CHUNK = 64 };
 struct lg_model_state {
     const struct lg_kern *k;
     struct lg_kv *kv;
+    struct lg_pool *pool;  /* nth threads; matmuls and attention split across them */
+    int nth;
     int64_t n_ctx, n_chunk;
+    int64_t dq_stride;     /* floats of dequant scratch per thread */
     /* C = n_chunk; HD = max over layers of n_head * head_dim; KVD likewise for KV heads. */
     float *x;      /* [C][D] residual stream */
     float *a;      /* [C][D] normed input of a block */
@@ -35,8 +39,8 @@ struct lg_model_state {
     float *pl;     /* [C][L*P] per-layer inputs */
     float *plc;    /* [C][L*P] context part of the per-layer inputs */
     float *cs;     /* [maxrot] rope cos/sin pairs */
-    float *dq;     /* [max_cols] a dequantized weight row */
-    float *sc;     /* [n_ctx] attention scores */
+    float *dq;     /* [nth][dq_stride] a dequantized weight row per thread */
+    float *sc;     /* [nth][n_ctx] attention scores per thread */
     /* MoE */
     float *x2;     /* [C][D] expert input */
     float *racc;   /* [C][D] weighted expert sum */
@@ -57,6 +61,7 @@ void lg_model_state_destroy(struct lg_model_state *s)
     if (!s)
         return;
     lg_kv_destroy(s->kv);
+    lg_pool_destroy(s->pool);
     free(s->mem);
     free(s);
 }
@@ -90,6 +95,13 @@ enum lg_status lg_model_state_create(const struct lg_model *m, int64_t n_ctx, in
     s->k = lg_kern_get();
     s->n_ctx = n_ctx;
     s->n_chunk = n_chunk;
+    s->nth = lg_pool_default_threads();
+    s->pool = lg_pool_create(s->nth);
+    if (!s->pool) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "state: cannot start %d threads", s->nth);
+        goto fail;
+    }
+    s->dq_stride = ((int64_t)m->max_cols + 16 + 15) / 16 * 16;
 
     struct lg_kv_layer_layout lay[LG_MODEL_MAX_LAYERS];
     int64_t HD = 0, KVD = 0, F = 0, maxrot = 0;
@@ -120,7 +132,7 @@ enum lg_status lg_model_state_create(const struct lg_model *m, int64_t n_ctx, in
     /* Sizes in floats, in the order of the fields below; all fit easily in int64. */
     int64_t sz[] = {
         C * D, C * D, C * HD, C * KVD, C * KVD, C * HD, C * D, C * F, C * F, C * D,
-        C * LP, C * LP, maxrot + 2, (int64_t)m->max_cols + 16, n_ctx,
+        C * LP, C * LP, maxrot + 2, s->nth * s->dq_stride, s->nth * n_ctx,
         X ? C * D : 0, X ? C * D : 0, C * X, C * K, C * K, C, C, X ? C * D : 0, C * 2 * Fe,
         C * Fe, X ? C * D : 0,
     };
@@ -155,11 +167,42 @@ fail:
     return st;
 }
 
-/* y[t] = W x[t] over the chunk (single-threaded for now; the kernels take ith/nth). */
+struct mm_job {
+    const struct lg_model_state *s;
+    const struct lg_wmat *w;
+    const float *x;
+    int64_t ldx;
+    float *y;
+    int64_t ldy, n;
+};
+
+static void mm_run(void *arg, int ith, int nth)
+{
+    const struct mm_job *j = arg;
+    j->s->k->matmul(j->w, j->x, j->ldx, j->y, j->ldy, j->n, j->s->dq + ith * j->s->dq_stride,
+                    ith, nth);
+}
+
+/* y[t] = W x[t] over the chunk, rows split across the pool. */
 static void mm(const struct lg_model_state *s, const struct lg_wmat *w, const float *x,
                int64_t ldx, float *y, int64_t ldy, int64_t n)
 {
-    s->k->matmul(w, x, ldx, y, ldy, n, s->dq, 0, 1);
+    struct mm_job j = {s, w, x, ldx, y, ldy, n};
+    if (w->rows * w->cols * n < 32768) /* too small to be worth waking the workers */
+        s->k->matmul(w, x, ldx, y, ldy, n, s->dq, 0, 1);
+    else
+        lg_pool_run(s->pool, mm_run, &j);
+}
+
+struct attn_job {
+    const struct lg_kern *k;
+    const struct lg_attn_args *a;
+};
+
+static void attn_run(void *arg, int ith, int nth)
+{
+    const struct attn_job *j = arg;
+    j->k->attention(j->a, ith, nth);
 }
 
 static void norm_rows(const struct lg_model_state *s, float *y, const float *x, const float *w,
@@ -231,7 +274,8 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
         .scratch = s->sc,
         .scratch_stride = s->n_ctx,
     };
-    k->attention(&aa, 0, 1);
+    struct attn_job aj = {k, &aa};
+    lg_pool_run(s->pool, attn_run, &aj);
 
     mm(s, &w->wo, s->att, QD, s->o, D, n);
     norm_rows(s, s->o, s->o, w->post_attn_norm, n, D, D, c->eps);

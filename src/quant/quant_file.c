@@ -3,10 +3,13 @@
  * data produced row by row at write time (dequantize the source row to f32, quantize to
  * the new type) by n_threads pthreads, and the file written atomically by the GGUF writer.
  *
+ * Tensors are visited and written in llama.cpp's order (lg_quant_mix_order), so the per-layer
+ * counters of the mix rules and the output layout match llama-quantize's.
  * Memory: the input is mmapped; besides the writer's per-tensor buffer, each thread holds
  * one f32 row. Rows are independent, so the bytes do not depend on the thread count.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,18 +23,38 @@
 
 enum { LG_QUANTIZATION_VERSION = 2 }; /* GGML_QNT_VERSION, written as general.quantization_version */
 
+/* The writer reports progress after each tensor; this wrapper remembers where it is so that
+ * a long tensor can report its rows as they get done (from the calling thread only). */
+struct qf_progress {
+    void (*cb)(void *user, uint64_t done, uint64_t total);
+    void *user;
+    uint64_t done, total; /* as last reported by the writer */
+};
+
+static void qf_progress_cb(void *user, uint64_t done, uint64_t total)
+{
+    struct qf_progress *p = user;
+    p->done = done;
+    p->total = total;
+    if (p->cb)
+        p->cb(p->user, done, total);
+}
+
 struct qf_job {
     const struct lg_gguf_tensor *src;
     uint32_t dst_type;
     uint64_t n_per_row, n_rows;
     uint64_t src_row_bytes, dst_row_bytes;
     int32_t n_threads;
+    struct qf_progress *prog;
 };
 
 struct qf_part {
     const struct qf_job *job;
     uint8_t *dst;
     uint64_t row0, row1;
+    atomic_uint_fast64_t *rows_done; /* shared by the parts of one tensor */
+    bool reporter;                   /* the calling thread's part: reports progress */
     enum lg_status status;
 };
 
@@ -44,11 +67,18 @@ static void *qf_run(void *arg)
         p->status = LG_ERR_NOMEM;
         return NULL;
     }
+    const uint64_t step = j->n_rows / 200 + 1;
     for (uint64_t r = p->row0; r < p->row1; r++) {
         const uint8_t *src = (const uint8_t *)j->src->data + r * j->src_row_bytes;
         lg_dequant_row((enum lg_qtype)j->src->type, src, row, (int64_t)j->n_per_row);
         lg_quant_row((enum lg_qtype)j->dst_type, row, p->dst + r * j->dst_row_bytes,
                      (int64_t)j->n_per_row);
+        uint64_t n_done = atomic_fetch_add(p->rows_done, 1) + 1;
+        if (p->reporter && j->prog->cb && (r - p->row0) % step == step - 1) {
+            uint64_t bytes = (uint64_t)((double)(j->n_rows * j->dst_row_bytes) *
+                                        ((double)n_done / (double)j->n_rows));
+            j->prog->cb(j->prog->user, j->prog->done + bytes, j->prog->total);
+        }
     }
     free(row);
     p->status = LG_OK;
@@ -69,11 +99,14 @@ static enum lg_status qf_fill(void *user, void *dst, uint64_t nbytes, struct lg_
     struct qf_part parts[64];
     pthread_t tids[64];
     bool started[64] = {false};
+    atomic_uint_fast64_t rows_done;
+    atomic_init(&rows_done, 0);
     if (n > 64)
         n = 64;
     for (int32_t i = 0; i < n; i++) {
-        parts[i] = (struct qf_part){j, dst, j->n_rows * (uint64_t)i / (uint64_t)n,
-                                    j->n_rows * (uint64_t)(i + 1) / (uint64_t)n, LG_OK};
+        parts[i] = (struct qf_part){j,         dst,    j->n_rows * (uint64_t)i / (uint64_t)n,
+                                    j->n_rows * (uint64_t)(i + 1) / (uint64_t)n,
+                                    &rows_done, i == 0, LG_OK};
     }
     for (int32_t i = 1; i < n; i++)
         started[i] = pthread_create(&tids[i], NULL, qf_run, &parts[i]) == 0;
@@ -135,6 +168,13 @@ static int32_t arch_int(const struct lg_gguf *g, const char *arch, const char *s
     return x < 0 || x > INT32_MAX ? 0 : (int32_t)x;
 }
 
+/* split.no / split.count / split.tensors.count: llama.cpp drops them from its output. */
+static bool is_split_key(struct lg_str key)
+{
+    return lg_str_eq(key, "split.no") || lg_str_eq(key, "split.count") ||
+           lg_str_eq(key, "split.tensors.count");
+}
+
 static bool same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
@@ -153,10 +193,12 @@ enum lg_status lg_quant_file(const char *in_path, const char *out_path,
     struct lg_gguf_writer *w = NULL;
     char **names = NULL;
     struct qf_job *jobs = NULL;
+    uint64_t *order = NULL;
     char *arch = NULL;
     enum lg_status st = LG_OK;
 
-    if (!in_path || !out_path || !opts || opts->n_threads < 1 || !lg_qtype_get(opts->base_type))
+    if (!in_path || !out_path || !opts || opts->n_threads < 1 || opts->n_threads > 64 ||
+        !lg_qtype_get(opts->base_type))
         return lg_err_set(err, LG_ERR_INVALID_ARG, "quantize: bad arguments");
     if (same_file(in_path, out_path))
         return lg_err_set(err, LG_ERR_INVALID_ARG, "quantize: output is the input file");
@@ -165,8 +207,9 @@ enum lg_status lg_quant_file(const char *in_path, const char *out_path,
 
     names = calloc(g->n_tensors + 1, sizeof *names);
     jobs = calloc(g->n_tensors + 1, sizeof *jobs);
+    order = calloc(g->n_tensors + 1, sizeof *order);
     w = lg_gguf_writer_create();
-    if (!names || !jobs || !w) {
+    if (!names || !jobs || !order || !w) {
         st = lg_err_set(err, LG_ERR_NOMEM, "quantize: out of memory");
         goto fail;
     }
@@ -177,6 +220,7 @@ enum lg_status lg_quant_file(const char *in_path, const char *out_path,
         }
     }
 
+    struct qf_progress prog = {opts->progress, opts->progress_user, 0, 0};
     struct lg_quant_mix mix;
     lg_quant_mix_init(&mix, opts->ftype, opts->base_type, opts->pure);
     struct lg_str arch_s;
@@ -191,11 +235,19 @@ enum lg_status lg_quant_file(const char *in_path, const char *out_path,
         if (n_head > 0 && n_head_kv > 0)
             mix.n_gqa = n_head / n_head_kv;
         mix.n_expert = arch_int(g, arch, "expert_count");
+        mix.is_falcon = strcmp(arch, "falcon") == 0;
+        mix.is_70b = strcmp(arch, "llama") == 0 && mix.n_layer == 80 && n_head != n_head_kv;
     }
     lg_quant_mix_scan_names(&mix, (const char *const *)names, g->n_tensors);
+    if (!lg_quant_mix_order((const char *const *)names, g->n_tensors, order)) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "quantize: out of memory");
+        goto fail;
+    }
 
     /* metadata: everything, then the two keys we own (replacing in place if present) */
     for (uint64_t i = 0; i < g->n_kv; i++) {
+        if (is_split_key(g->kv[i].key))
+            continue; /* the output is one file */
         if ((st = lg_gguf_writer_copy_kv(w, &g->kv[i])) != LG_OK) {
             st = lg_err_set(err, st, "quantize: cannot copy metadata key %.*s",
                             (int)(g->kv[i].key.len > 200 ? 200 : g->kv[i].key.len),
@@ -210,7 +262,8 @@ enum lg_status lg_quant_file(const char *in_path, const char *out_path,
         goto fail;
     }
 
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
+    for (uint64_t k = 0; k < g->n_tensors; k++) {
+        const uint64_t i = order[k];
         const struct lg_gguf_tensor *t = &g->tensors[i];
         uint32_t dst = lg_quant_mix_choose(&mix, names[i], t->n_dims, t->ne, t->type);
         struct qf_job *j = &jobs[i];
@@ -218,6 +271,7 @@ enum lg_status lg_quant_file(const char *in_path, const char *out_path,
         j->dst_type = dst;
         j->n_per_row = t->ne[0];
         j->n_threads = opts->n_threads;
+        j->prog = &prog;
         j->n_rows = t->ne[0] ? t->ne[1] * t->ne[2] * t->ne[3] : 0;
         if (lg_qtype_row_bytes(t->type, j->n_per_row, &j->src_row_bytes) != LG_OK ||
             lg_qtype_row_bytes(dst, j->n_per_row, &j->dst_row_bytes) != LG_OK) {
@@ -255,7 +309,7 @@ enum lg_status lg_quant_file(const char *in_path, const char *out_path,
         }
     }
     st0.n_fallback = (uint64_t)mix.n_fallback;
-    st = lg_gguf_writer_write(w, out_path, opts->progress, opts->progress_user, err);
+    st = lg_gguf_writer_write(w, out_path, qf_progress_cb, &prog, err);
 
 fail:
     if (stats)
@@ -266,6 +320,7 @@ fail:
             free(names[i]);
     free(names);
     free(jobs);
+    free(order);
     free(arch);
     lg_gguf_close(g);
     return st;

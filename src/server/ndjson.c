@@ -175,6 +175,9 @@ void srv_ndjson_event(struct srv_ndjson *w, const struct lg_gen_event *ev, struc
         }
         json_decref(text);
         json_object_set_new(l, "done", json_false());
+        json_t *lp = think ? NULL : srv_logprobs_json(ev);
+        if (lp)
+            json_object_set_new(l, "logprobs", lp);
         nd_send(out, l);
         return;
     }
@@ -234,6 +237,8 @@ json_t *srv_ollama_body(const struct srv_ndjson *w, const struct srv_accum *a)
     }
     json_object_set_new(l, "done", json_true());
     json_object_set_new(l, "done_reason", json_string(ollama_done_reason(a->finish)));
+    if (a->logprobs)
+        json_object_set(l, "logprobs", a->logprobs);
     struct lg_gen_event ev = {.kind = LG_GEN_EV_DONE, .usage = a->usage, .timings = a->timings};
     add_metrics(l, &ev);
     return l;

@@ -16,6 +16,15 @@
 #include "server/server.h"
 #include "store/store.h"
 
+/* "MOSTLY_Q4_K_M" → "Q4_K_M", as Ollama shows quantization levels. */
+static void set_quant(struct srv_model_info *o, uint32_t file_type)
+{
+    const char *q = lg_gguf_file_type_name(file_type);
+    if (q && !strncmp(q, "MOSTLY_", 7))
+        q += 7;
+    snprintf(o->quant, sizeof o->quant, "%s", q ? q : "");
+}
+
 static void from_manifest(const struct lg_store_manifest *m, struct srv_model_info *o)
 {
     memset(o, 0, sizeof *o);
@@ -26,7 +35,7 @@ static void from_manifest(const struct lg_store_manifest *m, struct srv_model_in
     snprintf(o->arch, sizeof o->arch, "%s", m->gguf.architecture);
     snprintf(o->size_label, sizeof o->size_label, "%s", m->gguf.size_label);
     if (m->gguf.file_type)
-        snprintf(o->quant, sizeof o->quant, "%s", lg_gguf_file_type_name(m->gguf.file_type));
+        set_quant(o, m->gguf.file_type);
     o->context_length = m->gguf.context_length;
 }
 
@@ -39,6 +48,20 @@ static bool from_path(const char *path, struct srv_model_info *o)
     snprintf(o->name, sizeof o->name, "%s", path);
     o->size = (uint64_t)st.st_size;
     o->modified = (int64_t)st.st_mtime;
+    /* facts from the GGUF header (metadata only; the tensor data is not touched) */
+    struct lg_gguf *g;
+    if (lg_gguf_open(path, &g, NULL) != LG_OK)
+        return true;
+    struct lg_str s;
+    uint32_t ft;
+    if (lg_gguf_get_str(g, "general.architecture", &s, NULL) == LG_OK)
+        snprintf(o->arch, sizeof o->arch, "%.*s", (int)(s.len < 63 ? s.len : 63), s.ptr);
+    if (lg_gguf_get_str(g, "general.size_label", &s, NULL) == LG_OK)
+        snprintf(o->size_label, sizeof o->size_label, "%.*s", (int)(s.len < 31 ? s.len : 31),
+                 s.ptr);
+    if (lg_gguf_get_u32(g, "general.file_type", &ft, NULL) == LG_OK)
+        set_quant(o, ft);
+    lg_gguf_close(g);
     return true;
 }
 

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,10 @@
 
 enum {
     M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8, M_OPTIONS = 16,
-    SRV_STREAM_BLOCK = 16 * 1024
+    SRV_STREAM_BLOCK = 8 * 1024,
+    SRV_MAX_HEADERS = 100,            /* header fields per request (hardening.md G9) */
+    SRV_MAX_HEADER_BYTES = 16 * 1024, /* names + values (G9) */
+    SRV_MAX_URL_BYTES = 8 * 1024      /* request target (G9: 414) */
 };
 
 struct srv_gen {
@@ -39,6 +43,7 @@ struct srv_gen {
     int refs;
     struct srv_parsed *p;
     struct MHD_Connection *mc;
+    int fd;          /* mc's socket, watched for hang-ups while suspended */
     struct lg_server *srv;
     bool suspended;  /* we suspended mc and nobody resumed it yet */
     bool finished;   /* terminal event received (or forced at shutdown) */
@@ -70,6 +75,8 @@ struct lg_server {
     pthread_mutex_t gens_mu;
     struct srv_gen *gens;
     int n_gens;
+    pthread_t watchdog;
+    atomic_bool watchdog_stop;
 };
 
 struct srv_conn {
@@ -435,6 +442,9 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
     pthread_mutex_init(&g->mu, NULL);
     g->p = p;
     g->mc = c->mc;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    g->fd = ci ? (int)ci->connect_fd : -1;
     g->srv = s;
     g->refs = 2; /* connection + engine */
     bool openai = is_openai(g);
@@ -495,6 +505,34 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
                             openai ? "text/event-stream" : "application/x-ndjson");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     return queue(c, 200, r);
+}
+
+/* While a connection is suspended MHD does not notice that the client hung up, and a
+ * non-streamed request (or a stream during a long prefill) sends nothing that could fail.
+ * This thread polls the sockets of suspended connections every 100 ms and sets the cancel
+ * flag of any whose peer closed, so the engine stops within a step (hardening.md §6). The
+ * fd stays valid while gen->suspended is true: MHD cannot close a suspended connection, and
+ * the flag is cleared (under gen->mu, which we hold) before anyone resumes it. */
+static void *watchdog_main(void *arg)
+{
+    struct lg_server *s = arg;
+    while (!atomic_load(&s->watchdog_stop)) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&s->gens_mu);
+        for (struct srv_gen *g = s->gens; g; g = g->next) {
+            pthread_mutex_lock(&g->mu);
+            if (g->suspended && !g->finished && g->fd >= 0 &&
+                !atomic_load(&g->p->req.cancel)) {
+                struct pollfd pfd = {.fd = g->fd, .events = POLLRDHUP};
+                if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                    atomic_store(&g->p->req.cancel, true);
+            }
+            pthread_mutex_unlock(&g->mu);
+        }
+        pthread_mutex_unlock(&s->gens_mu);
+    }
+    return NULL;
 }
 
 /* ---- admission ---- */
@@ -583,6 +621,14 @@ static const struct srv_route *find_route(const char *url, bool *path_known)
     return NULL;
 }
 
+static enum MHD_Result count_header_bytes(void *cls, enum MHD_ValueKind kind,
+                                          const char *key, const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " + CRLF */
+    return MHD_YES;
+}
+
 /* First call for a request: everything decided from the request line and headers. Returns
  * true when a response was queued (the body, if any, is then discarded). */
 static bool admit(struct srv_conn *c, const char *method, int *ret)
@@ -590,6 +636,25 @@ static bool admit(struct srv_conn *c, const char *method, int *ret)
     struct lg_server *s = c->srv;
     struct MHD_Connection *mc = c->mc;
     c->method = method_bit(method);
+    bool known;
+    c->route = find_route(c->url, &known);
+    if (c->route)
+        c->rid = c->route->id; /* for metrics, even when refused below */
+    if (strlen(c->url) > SRV_MAX_URL_BYTES) {
+        *ret = reply_error_hdr(c, 414, NULL, NULL, "request target longer than 8192 bytes");
+        return true;
+    }
+    size_t header_bytes = 0;
+    int n_headers = MHD_get_connection_values(mc, MHD_HEADER_KIND, count_header_bytes,
+                                              &header_bytes);
+    if (n_headers > SRV_MAX_HEADERS || header_bytes > SRV_MAX_HEADER_BYTES) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "request headers too large (%d fields, %zu bytes; at most "
+                 "%d fields, %d bytes)", n_headers, header_bytes, SRV_MAX_HEADERS,
+                 SRV_MAX_HEADER_BYTES);
+        *ret = reply_error_hdr(c, 431, NULL, NULL, msg);
+        return true;
+    }
     const char *host = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host");
     if (!host_allowed(s, host)) {
         char msg[400];
@@ -607,10 +672,6 @@ static bool admit(struct srv_conn *c, const char *method, int *ret)
             return true;
         }
     }
-    bool known;
-    c->route = find_route(c->url, &known);
-    if (c->route)
-        c->rid = c->route->id;
     if (c->method == M_OPTIONS && c->route) {
         char allow[64];
         allow_header(c->route->methods | M_OPTIONS, allow, sizeof allow);
@@ -755,7 +816,7 @@ void lg_server_config_default(struct lg_server_config *cfg)
     cfg->port = LG_SERVER_DEFAULT_PORT;
     cfg->max_body_bytes = LG_JSON_MAX_BODY;
     cfg->max_connections = 1024;
-    cfg->conn_memory_bytes = 64 * 1024;
+    cfg->conn_memory_bytes = 32 * 1024; /* request line + headers ~16 KiB (G9) */
     cfg->idle_timeout_s = 30;
     cfg->keep_alive_ms = 5 * 60 * 1000;
     cfg->n_parallel = 1;
@@ -870,6 +931,13 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
+    atomic_init(&s->watchdog_stop, false);
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0) {
+        MHD_stop_daemon(s->d);
+        pthread_mutex_destroy(&s->gens_mu);
+        free(s);
+        return lg_err_set(err, LG_ERR_NOMEM, "cannot start the watchdog thread");
+    }
     *out = s;
     return LG_OK;
 }
@@ -931,6 +999,8 @@ void lg_server_stop(struct lg_server *s, int drain_ms)
     pthread_mutex_unlock(&s->gens_mu);
     for (int waited = 0; waited < 200; waited += 10)
         sleep_ms(10);
+    atomic_store(&s->watchdog_stop, true);
+    pthread_join(s->watchdog, NULL);
     MHD_stop_daemon(s->d);
     /* srv_gens still referenced by a stuck engine (and the server they point to) are leaked
      * on purpose: freeing them would hand the engine a dangling emit_ctx. */

@@ -178,6 +178,7 @@ struct srv_tool_call {
 /* Everything a non-streamed answer needs, collected from events. */
 struct srv_accum {
     struct srv_buf content, reasoning;
+    json_t *logprobs; /* array of OpenAI-style token entries (content only), or NULL */
     struct srv_tool_call calls[SRV_MAX_TOOL_CALLS];
     int32_t n_calls;
     bool done, failed;
@@ -228,6 +229,10 @@ void srv_ndjson_free(struct srv_ndjson *w);
 json_t *srv_ollama_body(const struct srv_ndjson *w, const struct srv_accum *a);
 /* RFC 3339 with nanoseconds, trailing zeros trimmed (Go's RFC3339Nano). out >= 40 bytes. */
 void srv_format_time(int64_t unix_ns, char *out, size_t n);
+
+/* [{"token","logprob","bytes":[...],"top_logprobs":[{"token","logprob","bytes"}]}] for an
+ * event's tokens (OpenAI chat and Ollama share this shape); NULL when it carries none. */
+json_t *srv_logprobs_json(const struct lg_gen_event *ev);
 
 /* Tool-call arguments text → object; NULL if it is not a JSON object. */
 json_t *srv_parse_tool_args(const struct srv_buf *args);

@@ -21,9 +21,17 @@ void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
     case LG_GEN_EV_REASONING:
         srv_buf_put(&a->reasoning, ev->text, ev->n_text);
         break;
-    case LG_GEN_EV_CONTENT:
+    case LG_GEN_EV_CONTENT: {
         srv_buf_put(&a->content, ev->text, ev->n_text);
+        json_t *lp = srv_logprobs_json(ev);
+        if (lp) {
+            if (!a->logprobs)
+                a->logprobs = json_array();
+            json_array_extend(a->logprobs, lp);
+            json_decref(lp);
+        }
         break;
+    }
     case LG_GEN_EV_TOOL_CALL: {
         int32_t i = ev->tool_index;
         if (i == a->n_calls && i < SRV_MAX_TOOL_CALLS) {
@@ -54,8 +62,41 @@ void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
     }
 }
 
+static json_t *bytes_json(const char *s, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n && a; i++)
+        json_array_append_new(a, json_integer((unsigned char)s[i]));
+    return a;
+}
+
+json_t *srv_logprobs_json(const struct lg_gen_event *ev)
+{
+    if (!ev->logprobs || ev->n_logprobs <= 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (int32_t i = 0; i < ev->n_logprobs && arr; i++) {
+        const struct lg_gen_logprob *lp = &ev->logprobs[i];
+        json_t *top = json_array();
+        for (int32_t k = 0; k < lp->n_top && top; k++)
+            json_array_append_new(
+                top, json_pack("{s:o, s:f, s:o}", "token",
+                               lg_json_text(lp->top[k].token, lp->top[k].n_token), "logprob",
+                               (double)lp->top[k].logprob, "bytes",
+                               bytes_json(lp->top[k].token, lp->top[k].n_token)));
+        json_array_append_new(arr, json_pack("{s:o, s:f, s:o, s:o}", "token",
+                                             lg_json_text(lp->token, lp->n_token), "logprob",
+                                             (double)lp->logprob, "bytes",
+                                             bytes_json(lp->token, lp->n_token),
+                                             "top_logprobs", top));
+    }
+    return arr;
+}
+
 void srv_accum_free(struct srv_accum *a)
 {
+    json_decref(a->logprobs);
+    a->logprobs = NULL;
     srv_buf_free(&a->content);
     srv_buf_free(&a->reasoning);
     for (int32_t i = 0; i < a->n_calls; i++) {
@@ -163,13 +204,16 @@ static void sse_send(struct srv_buf *out, json_t *chunk_steal)
 
 /* A chunk with one choice: chat {"index":0,"delta":delta,"finish_reason":fr} or completion
  * {"index":0,"text":text,"logprobs":null,"finish_reason":fr}. */
-static void sse_choice(struct srv_sse *w, struct srv_buf *out, json_t *delta_steal,
-                       json_t *text_steal, const char *finish)
+static void sse_choice_lp(struct srv_sse *w, struct srv_buf *out, json_t *delta_steal,
+                          json_t *text_steal, const char *finish, json_t *logprobs_steal)
 {
     json_t *c = chunk_head(w);
     json_t *choice;
     json_t *fr = finish ? json_string(finish) : json_null();
-    if (w->chat)
+    if (w->chat && logprobs_steal)
+        choice = json_pack("{s:i, s:o, s:{s:o}, s:o}", "index", 0, "delta", delta_steal,
+                           "logprobs", "content", logprobs_steal, "finish_reason", fr);
+    else if (w->chat)
         choice = json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta_steal,
                            "finish_reason", fr);
     else
@@ -183,6 +227,12 @@ static void sse_choice(struct srv_sse *w, struct srv_buf *out, json_t *delta_ste
     }
     json_object_set_new(c, "choices", json_pack("[o]", choice));
     sse_send(out, c);
+}
+
+static void sse_choice(struct srv_sse *w, struct srv_buf *out, json_t *delta_steal,
+                       json_t *text_steal, const char *finish)
+{
+    sse_choice_lp(w, out, delta_steal, text_steal, finish, NULL);
 }
 
 void srv_sse_begin(struct srv_sse *w, struct srv_buf *out)
@@ -209,8 +259,9 @@ void srv_sse_event(struct srv_sse *w, const struct lg_gen_event *ev, struct srv_
         if (ev->n_text == 0)
             return;
         if (w->chat)
-            sse_choice(w, out, json_pack("{s:o}", "content", lg_json_text(ev->text, ev->n_text)),
-                       NULL, NULL);
+            sse_choice_lp(w, out,
+                          json_pack("{s:o}", "content", lg_json_text(ev->text, ev->n_text)),
+                          NULL, NULL, srv_logprobs_json(ev));
         else
             sse_choice(w, out, NULL, lg_json_text(ev->text, ev->n_text), NULL);
         return;
@@ -297,8 +348,11 @@ json_t *srv_openai_body(const struct srv_sse *w, const struct srv_accum *a)
             }
             json_object_set_new(msg, "tool_calls", calls);
         }
-        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg, "logprobs",
-                           "finish_reason", fr);
+        choice = a->logprobs
+                     ? json_pack("{s:i, s:o, s:{s:O}, s:s}", "index", 0, "message", msg,
+                                 "logprobs", "content", a->logprobs, "finish_reason", fr)
+                     : json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", msg,
+                                 "logprobs", "finish_reason", fr);
     } else {
         choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text",
                            lg_json_text(a->content.p, a->content.n), "logprobs",

@@ -32,7 +32,10 @@ struct lg_store {
     struct timespec t_open; /* partials older than this and unlocked are orphans */
 };
 
-enum { MANIFEST_MAX_BYTES = 64 * 1024 };
+enum {
+    MANIFEST_MAX_BYTES = 64 * 1024,
+    SIDECAR_MAX_AGE_S = 7 * 24 * 3600 /* an unresumed download is dropped after a week */
+};
 
 /* ---- names ------------------------------------------------------------------------------ */
 
@@ -178,23 +181,30 @@ enum lg_status lg_store_manifest_path(const struct lg_store *s, const struct lg_
     return path_join(out, cap, err, "%s/%s/%s", s->manifests, n->family, n->tag);
 }
 
+/* mkdir -p that touches only missing components: existing parents are never mkdir'ed (so a
+ * trace of the store shows no write attempt outside the root). */
 static enum lg_status mkdir_p(const char *path, struct lg_err *err)
 {
-    char buf[LG_STORE_PATH_MAX];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return lg_err_set(err, LG_ERR_RANGE, "store path too long");
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char save = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return lg_err_set(err, LG_ERR_IO, "mkdir %s: %s", buf, strerror(errno));
-        buf[i] = save;
-    }
     struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return lg_err_set(err, LG_ERR_IO, "%s is not a directory", path);
+        return LG_OK;
+    }
+    char parent[LG_STORE_PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof parent)
+        return lg_err_set(err, LG_ERR_RANGE, "store path too long");
+    memcpy(parent, path, n + 1);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        enum lg_status r = mkdir_p(parent, err);
+        if (r != LG_OK)
+            return r;
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return lg_err_set(err, LG_ERR_IO, "mkdir %s: %s", path, strerror(errno));
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return lg_err_set(err, LG_ERR_IO, "%s is not a directory", path);
     return LG_OK;
@@ -439,9 +449,21 @@ enum lg_status lg_store_scan_tmp(struct lg_store *s, int *n_removed, struct lg_e
                 removed++;
             continue;
         }
+        struct stat ss;
         if (path_join(side, sizeof side, NULL, "%s%s%s", p, ".json", "") == LG_OK &&
-            access(side, F_OK) == 0)
-            continue; /* resumable download: keep */
+            lstat(side, &ss) == 0) {
+            /* resumable download: keep, unless nobody resumed it for a week */
+            if (ss.st_mtim.tv_sec + SIDECAR_MAX_AGE_S >= s->t_open.tv_sec)
+                continue;
+            int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(p) == 0) {
+                unlink(side);
+                removed += 2;
+            }
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
         /* newest of mtime/ctime: a fresh hard link has an old mtime but a new ctime */
         struct timespec t = ts_before(sb.st_mtim, sb.st_ctim) ? sb.st_ctim : sb.st_mtim;
         if (!ts_before(t, s->t_open))
@@ -778,6 +800,15 @@ static enum lg_status commit_locked(struct lg_store *s, const struct lg_store_ma
     enum lg_status st = lg_store_manifest_write(s, m, err);
     if (st == LG_OK && had_old && strcmp(old.hex, m->hex) != 0)
         drop_blob_if_unused(s, old.hex);
+    if (st != LG_OK) {
+        /* The rename may have happened before the failing fsync of the directory: undo it,
+         * so that a failed command leaves the name as it was (best effort). */
+        char path[LG_STORE_PATH_MAX];
+        if (had_old)
+            lg_store_manifest_write(s, &old, NULL);
+        else if (lg_store_manifest_path(s, &m->name, path, sizeof path, NULL) == LG_OK)
+            unlink(path);
+    }
     return st;
 }
 
@@ -824,7 +855,43 @@ enum lg_status lg_store_publish(struct lg_store *s, int fd, const char *tmp_path
     enum lg_status st = publish_blob_locked(s, fd, tmp_path, m->hex, err);
     if (st == LG_OK)
         st = commit_locked(s, m, err);
+    if (st != LG_OK)
+        drop_blob_if_unused(s, m->hex); /* renamed in, but no manifest names it */
     close(lk);
+    return st;
+}
+
+enum lg_status lg_store_gc(struct lg_store *s, int *n_removed, struct lg_err *err)
+{
+    int removed = 0;
+    int lk = store_lock(s, err);
+    if (lk < 0)
+        return err ? err->code : LG_ERR_IO;
+    struct lg_store_manifest *v = NULL;
+    size_t n = 0;
+    enum lg_status st = lg_store_list(s, &v, &n, NULL, err);
+    DIR *d = st == LG_OK ? opendir(s->blobs) : NULL;
+    if (st == LG_OK && !d)
+        st = lg_err_set(err, LG_ERR_IO, "open %s: %s", s->blobs, strerror(errno));
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char hex[LG_SHA256_HEX_LEN + 1], p[LG_STORE_PATH_MAX];
+        if (lg_store_parse_digest(e->d_name, hex, NULL) != LG_OK)
+            continue; /* not ours: leave it */
+        bool used = false;
+        for (size_t i = 0; i < n && !used; i++)
+            used = strcmp(v[i].hex, hex) == 0;
+        if (!used && lg_store_blob_path(s, hex, p, sizeof p, NULL) == LG_OK && unlink(p) == 0)
+            removed++;
+    }
+    if (d)
+        closedir(d);
+    if (removed)
+        lg_store_fsync_dir(s->blobs, NULL);
+    free(v);
+    close(lk);
+    if (n_removed)
+        *n_removed = removed;
     return st;
 }
 
@@ -885,17 +952,17 @@ enum lg_status lg_store_copy(struct lg_store *s, const struct lg_store_name *src
 
 /* ---- resolution ------------------------------------------------------------------------- */
 
-enum lg_status lg_store_resolve_name(const struct lg_store *s, const char *name_or_path,
+enum lg_status lg_store_resolve_name(const struct lg_store *s, const char *name,
                                      bool verify, char *out, size_t cap, struct lg_err *err)
 {
-    if (!name_or_path || !*name_or_path)
+    if (!name || !*name)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "empty model name");
     struct stat sb;
     struct lg_store_name n;
     struct lg_err nerr;
-    if (lg_store_parse_name(name_or_path, strlen(name_or_path), &n, &nerr) != LG_OK)
+    if (lg_store_parse_name(name, strlen(name), &n, &nerr) != LG_OK)
         return lg_err_set(err, LG_ERR_NOT_FOUND, "no file or model named '%.200s' (%s)",
-                          name_or_path, nerr.msg);
+                          name, nerr.msg);
     if (!s)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "no store");
     struct lg_store_manifest m;
@@ -903,7 +970,7 @@ enum lg_status lg_store_resolve_name(const struct lg_store *s, const char *name_
     if (st == LG_ERR_NOT_FOUND)
         return lg_err_set(err, LG_ERR_NOT_FOUND,
                           "no file or model named '%.200s' in %s (see 'localgemma list')",
-                          name_or_path, s->root);
+                          name, s->root);
     if (st != LG_OK)
         return st;
     char blob[LG_STORE_PATH_MAX];
@@ -911,11 +978,11 @@ enum lg_status lg_store_resolve_name(const struct lg_store *s, const char *name_
         return st;
     if (lstat(blob, &sb) != 0 || !S_ISREG(sb.st_mode))
         return lg_err_set(err, LG_ERR_NOT_FOUND, "model '%.200s': blob sha256-%.12s is missing",
-                          name_or_path, m.hex);
+                          name, m.hex);
     if ((uint64_t)sb.st_size != m.size)
         return lg_err_set(err, LG_ERR_FORMAT,
                           "model '%.200s': blob has %llu bytes, manifest says %llu",
-                          name_or_path, (unsigned long long)sb.st_size,
+                          name, (unsigned long long)sb.st_size,
                           (unsigned long long)m.size);
     if (verify) {
         char hex[LG_SHA256_HEX_LEN + 1];
@@ -924,7 +991,7 @@ enum lg_status lg_store_resolve_name(const struct lg_store *s, const char *name_
         if (strcmp(hex, m.hex) != 0)
             return lg_err_set(err, LG_ERR_FORMAT,
                               "model '%.200s': blob is corrupt (sha256 %.12s, expected %.12s)",
-                              name_or_path, hex, m.hex);
+                              name, hex, m.hex);
     }
     return path_join(out, cap, err, "%s%s%s", blob, "", "");
 }

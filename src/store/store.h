@@ -67,7 +67,8 @@ void lg_store_close(struct lg_store *s);
 const char *lg_store_root(const struct lg_store *s);
 
 /* Removes tmp/<x>.partial files that no process holds (flock), older than this handle and
- * without a .partial.json sidecar; also sidecars without their partial. *n_removed may be
+ * without a .partial.json sidecar; also sidecars without their partial, and resumable pairs
+ * whose sidecar was last written more than a week ago. *n_removed may be
  * NULL. Called by lg_store_open. */
 enum lg_status lg_store_scan_tmp(struct lg_store *s, int *n_removed, struct lg_err *err);
 
@@ -143,6 +144,11 @@ enum lg_status lg_store_publish(struct lg_store *s, int fd, const char *tmp_path
 enum lg_status lg_store_remove(struct lg_store *s, const struct lg_store_name *n,
                                bool *blob_removed, struct lg_err *err);
 
+/* Removes every blob no manifest names (left by a crash between a blob's rename and its
+ * manifest, or a failed fsync). Under the store lock, so never races an import. A listing
+ * error removes nothing. *n_removed may be NULL. */
+enum lg_status lg_store_gc(struct lg_store *s, int *n_removed, struct lg_err *err);
+
 /* Copies the manifest of src to dst (replacing dst). Blob shared. */
 enum lg_status lg_store_copy(struct lg_store *s, const struct lg_store_name *src,
                              const struct lg_store_name *dst, struct lg_err *err);
@@ -167,6 +173,16 @@ enum lg_status lg_store_resolve_default(const char *name_or_path, bool verify, c
 /* Progress callback: bytes done, total (0 = unknown). */
 typedef void (*lg_store_progress_fn)(void *user, uint64_t done, uint64_t total);
 
+/* Opens path with the full GGUF reader (so a file we cannot load is refused) and reads
+ * general.architecture/basename/size_label/file_type, <arch>.context_length, n_tensors. */
+enum lg_status lg_store_gguf_facts(const char *path, struct lg_store_gguf_facts *f,
+                                   struct lg_err *err);
+/* Default model name: sanitized general.basename, tag from general.size_label (else
+ * "latest"); without a basename, the file stem of path (a URL's last segment works too).
+ * False when nothing usable remains. */
+bool lg_store_default_name(const char *path, const struct lg_store_gguf_facts *f,
+                           struct lg_store_name *out);
+
 /* Checks the first 8 bytes: "GGUF" magic and version 2 or 3. LG_ERR_FORMAT/_VERSION/_IO. */
 enum lg_status lg_store_check_gguf_header(const char *path, struct lg_err *err);
 
@@ -179,24 +195,39 @@ enum lg_status lg_store_import(struct lg_store *s, const char *path,
                                lg_store_progress_fn progress, void *user, bool *linked,
                                struct lg_err *err);
 
+/* Called by pull after the download is complete and verified, before publishing, with the
+ * downloaded file: fill m->gguf facts and (when the caller has none yet) m->name. An error
+ * aborts the pull and deletes the file (e.g. not a loadable GGUF). */
+typedef enum lg_status (*lg_store_inspect_fn)(void *user, const char *path,
+                                              struct lg_store_manifest *m, struct lg_err *err);
+
 struct lg_store_pull_opts {
-    const char *url;
+    const char *url;           /* http:// or https:// only (redirects too) */
     const char *sha256;        /* expected hex (64) or NULL */
-    long connect_timeout_s;    /* 0 → 30 */
-    long low_speed_time_s;     /* abort when < 1 byte/s for this long; 0 → 60 */
-    long max_redirects;        /* 0 → 10 */
-    uint64_t max_bytes;        /* 0 → no cap; refuses bodies larger than this */
+    long connect_timeout_s;    /* 0 -> 30 */
+    long low_speed_time_s;     /* abort when under 1 byte/s for this long; 0 -> 60 */
+    long max_redirects;        /* 0 -> 10 */
+    uint64_t max_bytes;        /* 0 -> no cap; refuses bodies larger than this */
     lg_store_progress_fn progress;
     void *user;
+    lg_store_inspect_fn inspect; /* may be NULL */
+    void *inspect_user;
 };
 
-/* Downloads url into tmp/<random>.partial with a sidecar (URL, expected length, ETag),
- * resuming an earlier partial of the same URL with Range + If-Range (a changed ETag or a
- * 200 answer restarts from zero). Verifies the sha256 when given (mismatch: the partial is
- * deleted, LG_ERR_FORMAT), then publishes blob + manifest. m->name and m->gguf from the
- * caller; *resumed_from (may be NULL) gets the byte offset resumed from.
- * The GGUF header is checked before publishing. Errors: LG_ERR_NOT_FOUND (HTTP 404),
- * LG_ERR_IO (connection, disk full — message says which), LG_ERR_FORMAT (bad hash, not GGUF). */
+/* Downloads url into tmp/<random>.partial with a sidecar <x>.partial.json (URL, expected
+ * length, ETag). An earlier partial of the same URL is resumed with Range + If-Range: a
+ * changed ETag (server answers 200) restarts from zero, and without a strong ETag nothing is
+ * resumed (two versions of a file must never be mixed). The sha256 is computed while
+ * writing (the resumed prefix is re-read) and checked against o->sha256 (mismatch: partial
+ * deleted, LG_ERR_FORMAT). The GGUF header is checked, inspect runs, then blob + manifest
+ * are published and the sidecar removed. An interrupted transfer keeps partial + sidecar for
+ * the next pull of the same URL. *resumed_from (may be NULL) gets the offset resumed from.
+ * Errors: LG_ERR_NOT_FOUND (HTTP 404), LG_ERR_BUSY (the same URL is being pulled by another
+ * process), LG_ERR_IO (connection refused, timeouts, HTTP errors, interrupted, disk full —
+ * the message says which), LG_ERR_FORMAT (bad hash, not GGUF), LG_ERR_INVALID_ARG (URL).
+ * Blocking (runs until done or failed): a server must call it off its I/O threads. Any
+ * thread; concurrent pulls of the same URL in one store: the second gets LG_ERR_BUSY once
+ * the first has received its first bytes. */
 enum lg_status lg_store_pull(struct lg_store *s, const struct lg_store_pull_opts *o,
                              struct lg_store_manifest *m, uint64_t *resumed_from,
                              struct lg_err *err);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "gguf/gguf.h"
 #include "store/store.h"
 
 enum { COPY_BUF_BYTES = 4 << 20 };
@@ -237,6 +238,77 @@ fail:
         close(in);
     free(buf);
     return st;
+}
+
+/* ---- GGUF facts and default names ----------------------------------------------------- */
+
+static void str_to_buf(struct lg_str s, char *buf, size_t cap)
+{
+    size_t n = s.len < cap - 1 ? (size_t)s.len : cap - 1;
+    memcpy(buf, s.ptr, n);
+    buf[n] = '\0';
+}
+
+static void read_facts(const struct lg_gguf *g, struct lg_store_gguf_facts *f)
+{
+    struct lg_str s;
+    memset(f, 0, sizeof *f);
+    if (lg_gguf_get_str(g, "general.architecture", &s, NULL) == LG_OK)
+        str_to_buf(s, f->architecture, sizeof f->architecture);
+    if (lg_gguf_get_str(g, "general.basename", &s, NULL) == LG_OK)
+        str_to_buf(s, f->basename, sizeof f->basename);
+    if (lg_gguf_get_str(g, "general.size_label", &s, NULL) == LG_OK)
+        str_to_buf(s, f->size_label, sizeof f->size_label);
+    uint32_t u;
+    if (lg_gguf_get_u32(g, "general.file_type", &u, NULL) == LG_OK)
+        f->file_type = u;
+    if (f->architecture[0]) {
+        char key[128];
+        int64_t v;
+        snprintf(key, sizeof key, "%s.context_length", f->architecture);
+        if (lg_gguf_get_i64(g, key, &v, NULL) == LG_OK && v > 0)
+            f->context_length = (uint64_t)v;
+    }
+    f->n_tensors = g->n_tensors;
+}
+
+bool lg_store_default_name(const char *path, const struct lg_store_gguf_facts *f,
+                           struct lg_store_name *out)
+{
+    if (lg_store_sanitize_part(f->basename, out->family)) {
+        if (!lg_store_sanitize_part(f->size_label, out->tag))
+            strcpy(out->tag, "latest");
+        return true;
+    }
+    /* last path segment, without a URL query or fragment */
+    char stem[256];
+    size_t end = strcspn(path, "?#");
+    const char *base = path;
+    for (size_t i = 0; i < end; i++)
+        if (path[i] == '/')
+            base = path + i + 1;
+    size_t n = (size_t)(path + end - base);
+    if (n >= sizeof stem)
+        n = sizeof stem - 1;
+    memcpy(stem, base, n);
+    stem[n] = '\0';
+    if (n > 5 && !strcmp(stem + n - 5, ".gguf"))
+        stem[n - 5] = '\0';
+    strcpy(out->tag, "latest");
+    return lg_store_sanitize_part(stem, out->family);
+}
+
+enum lg_status lg_store_gguf_facts(const char *path, struct lg_store_gguf_facts *f,
+                                  struct lg_err *err)
+{
+    struct lg_gguf *g = NULL;
+    struct lg_err e;
+    memset(f, 0, sizeof *f);
+    if (lg_gguf_open(path, &g, &e) != LG_OK)
+        return lg_err_set(err, e.code, "%s: %s", path, e.msg);
+    read_facts(g, f);
+    lg_gguf_close(g);
+    return LG_OK;
 }
 
 /* ---- display helpers -------------------------------------------------------------------- */

@@ -452,14 +452,15 @@ enum lg_status lg_vocab_load(const struct lg_gguf *g, struct lg_vocab **out, str
                           (int)(model.len > 64 ? 64 : model.len), model.ptr);
 
     const struct lg_gguf_value *toks, *scores, *types, *merges;
-    if ((st = get_arr_kv(g, "tokenizer.ggml.tokens", true, &toks, err)) ||
-        (st = get_arr_kv(g, "tokenizer.ggml.scores", kind == LG_TOK_MODEL_SPM, &scores, err)) ||
-        (st = get_arr_kv(g, "tokenizer.ggml.token_type", true, &types, err)) ||
-        (st = get_arr_kv(g, "tokenizer.ggml.merges", kind == LG_TOK_MODEL_GEMMA4, &merges, err)))
+    if ((st = get_arr_kv(g, "tokenizer.ggml.tokens", true, &toks, err)))
         return st;
     if (toks->v.arr.elem_type != LG_GGUF_TYPE_STRING)
         return lg_err_set(err, LG_ERR_FORMAT, "vocab: tokenizer.ggml.tokens is an array of %s, "
                           "expected strings", lg_gguf_type_name(toks->v.arr.elem_type));
+    if ((st = get_arr_kv(g, "tokenizer.ggml.scores", kind == LG_TOK_MODEL_SPM, &scores, err)) ||
+        (st = get_arr_kv(g, "tokenizer.ggml.token_type", true, &types, err)) ||
+        (st = get_arr_kv(g, "tokenizer.ggml.merges", kind == LG_TOK_MODEL_GEMMA4, &merges, err)))
+        return st;
     uint64_t n64 = toks->v.arr.n;
     if (n64 == 0 || n64 > LG_TOK_MAX_VOCAB)
         return lg_err_set(err, LG_ERR_RANGE, "vocab: %llu tokens (allowed 1..%u)",

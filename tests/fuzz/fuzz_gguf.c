@@ -18,7 +18,8 @@ static void fz_walk_value(const struct lg_gguf_value *v)
 {
     if (v->type == LG_GGUF_TYPE_STRING) {
         if (v->v.str.len)
-            fz_sink += (unsigned char)v->v.str.ptr[0] + (unsigned char)v->v.str.ptr[v->v.str.len - 1];
+            fz_sink +=
+                (unsigned char)v->v.str.ptr[0] + (unsigned char)v->v.str.ptr[v->v.str.len - 1];
         return;
     }
     if (v->type != LG_GGUF_TYPE_ARRAY) {

@@ -1,7 +1,7 @@
 /* fuzz_toolcall.c: libFuzzer target for Gemma 4 output parsing (and, for inputs that are a JSON
  * array, prompt rendering).
  *
- * Input: byte 0 picks the flavour and the piece size, the rest is model output. Checks, beyond
+ * Input: byte 0 picks the flavour, a tools list and the piece size; the rest is model output. Checks, beyond
  * memory safety: lg_chat_parse_call either fails with a message or returns a JSON object; the
  * streaming parser gives the same answer, reasoning, calls and error count whether the text is
  * fed whole or in pieces; every TOOL_CALL carries a JSON object and every ERROR a JSON object.
@@ -53,9 +53,15 @@ static void drain(struct lg_chat_parser *p, struct summary *s)
     }
 }
 
-static bool run(enum lg_chat_flavour f, const char *text, size_t n, size_t piece, struct summary *s)
+static const char tools_json[] =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+    "\"properties\":{\"a\":{\"type\":\"array\"},\"o\":{\"type\":\"object\"},\"t\":{\"type\":\"string\"}}}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]";
+
+static bool run(enum lg_chat_flavour f, const json_t *tools, const char *text, size_t n, size_t piece,
+                struct summary *s)
 {
-    struct lg_chat_parser *p = lg_chat_parser_create(f, NULL);
+    struct lg_chat_parser *p = lg_chat_parser_create(f, tools);
     if (!p)
         return false;
     bool ok = true;
@@ -104,11 +110,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(name);
     free(args);
 
+    /* mode: bits 0-1 flavour (3 = gemma3), bit 2 with a tools list, bits 3-7 piece size - 1 */
     enum lg_chat_flavour f = (mode & 3) == 3 ? LG_CHAT_GEMMA3 : LG_CHAT_GEMMA4_SMALL;
-    size_t piece = 1 + (mode >> 2);
+    size_t piece = 1 + (mode >> 3);
+    json_t *tools = (mode & 4) ? json_loads(tools_json, 0, NULL) : NULL;
     struct summary whole = {0}, pieces = {0};
-    bool ok1 = run(f, text, n, n ? n : 1, &whole);
-    bool ok2 = run(f, text, n, piece, &pieces);
+    bool ok1 = run(f, tools, text, n, n ? n : 1, &whole);
+    bool ok2 = run(f, tools, text, n, piece, &pieces);
+    json_decref(tools);
     if (ok1 && ok2 &&
         (!same(&whole.content, &pieces.content) || !same(&whole.reasoning, &pieces.reasoning) ||
          !same(&whole.calls, &pieces.calls) || whole.n_errors != pieces.n_errors)) {

@@ -85,8 +85,30 @@ def reader_value(field):
 
 
 def _reader_contents(field):
-    v = field.contents()
-    return _plain(v)
+    if len(field.types) > 1 and field.types[0] == GGUFValueType.ARRAY and \
+            field.types[1] == GGUFValueType.ARRAY:
+        # gguf-py's contents() flattens nested arrays: rebuild them from the raw parts
+        return _nested_from_parts(field.parts, 3)[0]
+    return _plain(field.contents())
+
+
+def _nested_from_parts(parts, i):
+    """parts[i] = element type, parts[i+1] = count, then the elements; returns (list, next i)."""
+    et = int(parts[i][0])
+    n = int(parts[i + 1][0])
+    i += 2
+    out = []
+    for _ in range(n):
+        if et == GGUFValueType.ARRAY:
+            v, i = _nested_from_parts(parts, i)
+        elif et == GGUFValueType.STRING:
+            v = bytes(parts[i + 1]).decode("utf-8")
+            i += 2
+        else:
+            v = _plain(parts[i][0])
+            i += 1
+        out.append(v)
+    return out, i
 
 
 def _plain(v):
@@ -158,8 +180,9 @@ def test_gguf_py_writes(tmp):
     w.add_tensor("w.f32", f32)
     w.add_tensor("w.f16", f16)
     w.add_tensor("w.q8_0", q8, raw_dtype=GGMLQuantizationType.Q8_0)
-    w.add_tensor("w.bytes_f32", np.frombuffer(f32.tobytes(), dtype=np.uint8),
-                 raw_shape=[2, 12], raw_dtype=GGMLQuantizationType.F32)
+    # a 3-d tensor, to check the order of dimensions
+    f32_3d = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    w.add_tensor("w.f32_3d", f32_3d)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -212,7 +235,8 @@ def test_gguf_py_writes(tmp):
     check(ours["w.f16"]["sha256"] == hashlib.sha256(f16.tobytes()).hexdigest(), "f16 bytes")
     check(ours["w.q8_0"]["sha256"] == hashlib.sha256(q8.tobytes()).hexdigest(), "q8_0 bytes")
     check(ours["w.q8_0"]["shape"] == [64, 4], "q8_0 shape (ggml order)")
-    check(d["n_params"] == 24 + 32 + 256 + 24, "parameter count")
+    check(ours["w.f32_3d"]["shape"] == [4, 3, 2], "3-d shape (ggml order)")
+    check(d["n_params"] == 24 + 32 + 256 + 24, "parameter count %d" % d["n_params"])
 
 
 # ---- 2. we write, gguf-py reads ----------------------------------------------------------

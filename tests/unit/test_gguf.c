@@ -51,8 +51,14 @@ static void bb_le(struct bb *b, uint64_t v, unsigned n)
     bb_put(b, t, n);
 }
 
-static void bb_u32(struct bb *b, uint32_t v) { bb_le(b, v, 4); }
-static void bb_u64(struct bb *b, uint64_t v) { bb_le(b, v, 8); }
+static void bb_u32(struct bb *b, uint32_t v)
+{
+    bb_le(b, v, 4);
+}
+static void bb_u64(struct bb *b, uint64_t v)
+{
+    bb_le(b, v, 8);
+}
 
 static void bb_str(struct bb *b, const char *s)
 {
@@ -223,14 +229,15 @@ static struct lg_gguf_writer *make_sample(struct fill_ctx *fc)
     CHECK_EQ_INT(lg_gguf_writer_copy_kv(w, &kv), LG_OK);
 
     const uint64_t ne_f32[2] = {4, 3}, ne_f16[1] = {64}, ne_q8[2] = {64, 2}, ne_q4k[2] = {256, 3};
-    CHECK_EQ_INT(lg_gguf_writer_add_tensor(w, "a.f32", LG_QTYPE_F32, 2, ne_f32, g_f32, NULL,
-                                           NULL), LG_OK);
-    CHECK_EQ_INT(lg_gguf_writer_add_tensor(w, "b.f16", LG_QTYPE_F16, 1, ne_f16, g_f16, NULL,
-                                           NULL), LG_OK);
-    CHECK_EQ_INT(lg_gguf_writer_add_tensor(w, "c.q8_0", LG_QTYPE_Q8_0, 2, ne_q8, g_q8, NULL,
-                                           NULL), LG_OK);
-    CHECK_EQ_INT(lg_gguf_writer_add_tensor(w, "d.q4_k", LG_QTYPE_Q4_K, 2, ne_q4k, NULL,
-                                           fill_bytes, fc), LG_OK);
+    CHECK_EQ_INT(lg_gguf_writer_add_tensor(w, "a.f32", LG_QTYPE_F32, 2, ne_f32, g_f32, NULL, NULL),
+                 LG_OK);
+    CHECK_EQ_INT(lg_gguf_writer_add_tensor(w, "b.f16", LG_QTYPE_F16, 1, ne_f16, g_f16, NULL, NULL),
+                 LG_OK);
+    CHECK_EQ_INT(lg_gguf_writer_add_tensor(w, "c.q8_0", LG_QTYPE_Q8_0, 2, ne_q8, g_q8, NULL, NULL),
+                 LG_OK);
+    CHECK_EQ_INT(
+        lg_gguf_writer_add_tensor(w, "d.q4_k", LG_QTYPE_Q4_K, 2, ne_q4k, NULL, fill_bytes, fc),
+        LG_OK);
     return w;
 }
 
@@ -409,8 +416,7 @@ static void check_sample(const struct lg_gguf *g, const struct fill_ctx *fc)
         ok &= d[i] == (uint8_t)(fc->seed + i * 7);
     CHECK(ok);
     /* the padding between tensors is zero */
-    CHECK(g->tensors[1].offset == 64 && g->tensors[2].offset == 192 &&
-          g->tensors[3].offset == 384);
+    CHECK(g->tensors[1].offset == 64 && g->tensors[2].offset == 192 && g->tensors[3].offset == 384);
     CHECK(((const uint8_t *)g->tensors[0].data)[48] == 0 &&
           ((const uint8_t *)g->tensors[0].data)[63] == 0);
 }
@@ -454,8 +460,9 @@ static void test_roundtrip(void)
         const struct lg_gguf_tensor *t = &g->tensors[i];
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        CHECK_EQ_INT(lg_gguf_writer_add_tensor(w2, name, t->type, t->n_dims, t->ne, t->data,
-                                               NULL, NULL), LG_OK);
+        CHECK_EQ_INT(
+            lg_gguf_writer_add_tensor(w2, name, t->type, t->n_dims, t->ne, t->data, NULL, NULL),
+            LG_OK);
     }
     const char *path2 = tmp_path("copy.gguf");
     CHECK_EQ_INT(lg_gguf_writer_write(w2, path2, NULL, NULL, &err), LG_OK);
@@ -532,8 +539,8 @@ static void test_v2_handmade(void)
         const struct lg_gguf_value *a = NULL;
         CHECK_EQ_INT(lg_gguf_get_arr(g, "x.u8arr", LG_GGUF_TYPE_UINT8, &a, &err), LG_OK);
         if (a)
-            CHECK(lg_gguf_arr_i64(a, 2) == 255 && a->v.arr.data == b.p + (g->kv[1].offset + 8 +
-                                                                           7 + 4 + 4 + 8));
+            CHECK(lg_gguf_arr_i64(a, 2) == 255 &&
+                  a->v.arr.data == b.p + (g->kv[1].offset + 8 + 7 + 4 + 4 + 8));
         bool bv = true;
         CHECK(lg_gguf_get_bool(g, "x.bool", &bv, &err) == LG_OK && !bv);
         const struct lg_gguf_tensor *t = lg_gguf_find_tensor(g, "first");
@@ -560,16 +567,30 @@ static void test_v2_handmade(void)
 
 /* Builds a small file with one kv and one tensor, letting a hook corrupt one piece. */
 enum bad {
-    BAD_NONE, BAD_VERSION1, BAD_BIGENDIAN, BAD_BOOL, BAD_ALIGN_TYPE, BAD_TENSOR_TYPE,
-    BAD_MISALIGNED, BAD_PAST_EOF, BAD_DUP_KEY, BAD_DUP_TENSOR, BAD_NESTED_DEEP, BAD_NUL_KEY,
-    BAD_BLOCK, BAD_OVERLAP
+    BAD_NONE,
+    BAD_VERSION1,
+    BAD_BIGENDIAN,
+    BAD_BOOL,
+    BAD_ALIGN_TYPE,
+    BAD_TENSOR_TYPE,
+    BAD_MISALIGNED,
+    BAD_PAST_EOF,
+    BAD_DUP_KEY,
+    BAD_DUP_TENSOR,
+    BAD_NESTED_DEEP,
+    BAD_NUL_KEY,
+    BAD_BLOCK,
+    BAD_OVERLAP
 };
 
 static enum lg_status build_bad(enum bad which, struct lg_err *err)
 {
     struct bb b = {0};
     int two_t = which == BAD_DUP_TENSOR || which == BAD_OVERLAP;
-    bb_header(&b, which == BAD_VERSION1 ? 1 : which == BAD_BIGENDIAN ? 0x03000000u : 3,
+    bb_header(&b,
+              which == BAD_VERSION1    ? 1
+              : which == BAD_BIGENDIAN ? 0x03000000u
+                                       : 3,
               two_t ? 2 : 1, which == BAD_DUP_KEY ? 3 : 2);
     bb_str(&b, which == BAD_NUL_KEY ? "a" : "general.alignment");
     if (which == BAD_NUL_KEY) { /* patch: length 3, "a\0b" */
@@ -605,11 +626,15 @@ static enum lg_status build_bad(enum bad which, struct lg_err *err)
     }
     const uint64_t ne[2] = {32, 2};
     bb_tensor(&b, "w", 2, ne,
-              which == BAD_TENSOR_TYPE ? 4u : which == BAD_BLOCK ? (uint32_t)LG_QTYPE_Q4_K
-                                                                   : (uint32_t)LG_QTYPE_F32,
-              which == BAD_MISALIGNED ? 16 : which == BAD_PAST_EOF ? 32 : 0);
+              which == BAD_TENSOR_TYPE ? 4u
+              : which == BAD_BLOCK     ? (uint32_t)LG_QTYPE_Q4_K
+                                       : (uint32_t)LG_QTYPE_F32,
+              which == BAD_MISALIGNED ? 16
+              : which == BAD_PAST_EOF ? 32
+                                      : 0);
     if (two_t)
-        bb_tensor(&b, which == BAD_DUP_TENSOR ? "w" : "v", 1, ne, LG_QTYPE_F32, 128); /* w is [0, 256) */
+        bb_tensor(&b, which == BAD_DUP_TENSOR ? "w" : "v", 1, ne, LG_QTYPE_F32,
+                  128); /* w is [0, 256) */
     bb_pad(&b, 32);
     for (int i = 0; i < 256; i++)
         bb_put(&b, "\x3f", 1);
@@ -644,8 +669,9 @@ static void test_errors(void)
     expect_bad(BAD_TENSOR_TYPE, LG_ERR_UNSUPPORTED, "tensor 'w' (#0) type at byte");
     expect_bad(BAD_MISALIGNED, LG_ERR_FORMAT, "offset 16 is not aligned to 32");
     expect_bad(BAD_PAST_EOF, LG_ERR_FORMAT, "ends past the end of the file");
-    expect_bad(BAD_DUP_KEY, LG_ERR_FORMAT, "kv #2 'k' key at byte 71: duplicate key (first at "
-                                           "byte 57)");
+    expect_bad(BAD_DUP_KEY, LG_ERR_FORMAT,
+               "kv #2 'k' key at byte 71: duplicate key (first at "
+               "byte 57)");
     expect_bad(BAD_DUP_TENSOR, LG_ERR_FORMAT, "duplicate tensor name");
     expect_bad(BAD_NESTED_DEEP, LG_ERR_FORMAT, "nested deeper than 3 levels");
     expect_bad(BAD_NUL_KEY, LG_ERR_FORMAT, "NUL byte");
@@ -736,6 +762,46 @@ static void test_big_vocab(void)
     free(b.p);
 }
 
+/* Allocation before tensor data stays within file size + 16 MiB: 2^20 - 1 empty nested
+ * arrays take 12 bytes each on disk but a struct lg_gguf_value each in memory. */
+static void test_alloc_budget(void)
+{
+    struct bb b = {0};
+    const uint64_t n = (1u << 20) - 1;
+    bb_header(&b, 3, 0, 1);
+    bb_str(&b, "many");
+    bb_u32(&b, LG_GGUF_TYPE_ARRAY);
+    bb_u32(&b, LG_GGUF_TYPE_ARRAY);
+    bb_u64(&b, n);
+    for (uint64_t i = 0; i < n; i++) {
+        bb_u32(&b, LG_GGUF_TYPE_UINT8);
+        bb_u64(&b, 0);
+    }
+    struct lg_gguf *g = NULL;
+    struct lg_err err = {0};
+    CHECK(n * sizeof(struct lg_gguf_value) > b.len + (16u << 20)); /* the premise */
+    CHECK_EQ_INT(open_bb(&b, &g, &err), LG_ERR_NOMEM);
+    CHECK(strstr(err.msg, "kv #0 'many' nested array at byte") != NULL &&
+          strstr(err.msg, "exceeds the budget") != NULL);
+    CHECK(g == NULL);
+    /* a tenth of it fits */
+    b.len = 0;
+    bb_header(&b, 3, 0, 1);
+    bb_str(&b, "many");
+    bb_u32(&b, LG_GGUF_TYPE_ARRAY);
+    bb_u32(&b, LG_GGUF_TYPE_ARRAY);
+    bb_u64(&b, n / 10);
+    for (uint64_t i = 0; i < n / 10; i++) {
+        bb_u32(&b, LG_GGUF_TYPE_UINT8);
+        bb_u64(&b, 0);
+    }
+    CHECK_EQ_INT(open_bb(&b, &g, &err), LG_OK);
+    if (g)
+        CHECK(g->kv[0].val.v.arr.n == n / 10 && g->kv[0].val.v.arr.arrs[n / 10 - 1].v.arr.n == 0);
+    lg_gguf_close(g);
+    free(b.p);
+}
+
 static void test_names(void)
 {
     CHECK_EQ_STR(lg_gguf_type_name(LG_GGUF_TYPE_UINT32), "u32");
@@ -762,6 +828,7 @@ int main(void)
     test_v2_handmade();
     test_errors();
     test_big_vocab();
+    test_alloc_budget();
     const char *files[] = {"sample.gguf", "copy.gguf"};
     for (size_t i = 0; i < 2; i++)
         unlink(tmp_path(files[i]));

@@ -34,9 +34,9 @@ static enum lg_status status_of(const char *s)
     static const struct {
         const char *name;
         enum lg_status st;
-    } map[] = {{"FORMAT", LG_ERR_FORMAT},         {"VERSION", LG_ERR_VERSION},
-               {"UNSUPPORTED", LG_ERR_UNSUPPORTED}, {"NOMEM", LG_ERR_NOMEM},
-               {"IO", LG_ERR_IO},                 {"RANGE", LG_ERR_RANGE}};
+    } map[] = {
+        {"FORMAT", LG_ERR_FORMAT}, {"VERSION", LG_ERR_VERSION}, {"UNSUPPORTED", LG_ERR_UNSUPPORTED},
+        {"NOMEM", LG_ERR_NOMEM},   {"IO", LG_ERR_IO},           {"RANGE", LG_ERR_RANGE}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(s, map[i].name))
             return map[i].st;
@@ -48,8 +48,7 @@ static int matches(const char *msg, const char *want)
 {
     char buf[768];
     snprintf(buf, sizeof buf, "%s", want);
-    for (char *save = NULL, *tok = strtok_r(buf, "|", &save); tok;
-         tok = strtok_r(NULL, "|", &save))
+    for (char *save = NULL, *tok = strtok_r(buf, "|", &save); tok; tok = strtok_r(NULL, "|", &save))
         if (strstr(msg, tok))
             return 1;
     return 0;
@@ -82,7 +81,7 @@ static int load_manifest(const char *path)
 static void check_file(struct entry *e, const char *dir)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, e->name);
+    snprintf(path, sizeof path, "%.500s/%.255s", dir, e->name);
     struct lg_gguf *g = NULL;
     struct lg_err err = {0};
     struct timespec t0, t1;
@@ -98,8 +97,7 @@ static void check_file(struct entry *e, const char *dir)
     CHECK_MSG(!strncmp(err.msg, "gguf: ", 6) && !strchr(err.msg, '\n') &&
                   strstr(err.msg, " at byte ") != NULL,
               "%s: not a one-line 'gguf: ... at byte N: ...' message: %s", e->name, err.msg);
-    CHECK_MSG(matches(err.msg, e->want), "%s: message '%s' lacks '%s'", e->name, err.msg,
-              e->want);
+    CHECK_MSG(matches(err.msg, e->want), "%s: message '%s' lacks '%s'", e->name, err.msg, e->want);
     CHECK_MSG(ms < 100.0, "%s: open took %.1f ms", e->name, ms);
     if (getenv("LG_GGUF_CORPUS_VERBOSE"))
         printf("%s\t%s\n", e->name, err.msg);
@@ -156,7 +154,7 @@ int main(void)
         if (strncmp(de->d_name, "valid_", 6) != 0)
             continue;
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s", seeds, de->d_name);
+        snprintf(path, sizeof path, "%.500s/%.255s", seeds, de->d_name);
         struct lg_gguf *g = NULL;
         struct lg_err err = {0};
         CHECK_MSG(lg_gguf_open(path, &g, &err) == LG_OK, "seed %s: %s", de->d_name, err.msg);

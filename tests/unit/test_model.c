@@ -196,8 +196,8 @@ static void test_layer_tables(void)
         CHECK_EQ_INT(c->layers[4].kv_src, 4);
         CHECK_EQ_INT(c->layers[0].n_ff, 64);
         CHECK_EQ_INT(c->layers[7].n_ff, 128);
-        CHECK_EQ_INT(c->layers[2].head_dim, 64);
-        CHECK_EQ_INT(c->layers[1].head_dim, 32);
+        CHECK_EQ_INT(c->layers[2].head_dim, 32);
+        CHECK_EQ_INT(c->layers[1].head_dim, 16);
         CHECK(c->layers[2].use_rope_freqs && m->rope_freqs != NULL);
         CHECK(!c->layers[1].use_rope_freqs);
         CHECK_EQ_INT(c->n_embd_per_layer, 16);
@@ -222,11 +222,11 @@ static void test_layer_tables(void)
     } else {
         CHECK_MSG(0, "open 26b: %s", err.msg);
     }
-    /* Gemma 3: i % 6 < 5 slides; query scale 1/sqrt(32); no V norm, no softcap. */
+    /* Gemma 3: i % 6 < 5 slides; query scale 1/sqrt(16); no V norm, no softcap. */
     if (lg_model_open(path_of("gemma3", ".f32.gguf"), &m, &err) == LG_OK) {
         const struct lg_model_cfg *c = &m->cfg;
         CHECK(c->layers[4].sliding && !c->layers[5].sliding && c->layers[6].sliding);
-        CHECK_NEAR(c->layers[0].q_scale, 1.0 / sqrt(32.0), 1e-7);
+        CHECK_NEAR(c->layers[0].q_scale, 1.0 / sqrt(16.0), 1e-7);
         CHECK(!c->v_norm);
         CHECK(c->final_softcap == 0.0f);
         CHECK(c->layers[0].rope_base == 10000.0f && c->layers[5].rope_base == 1e6f);
@@ -345,7 +345,7 @@ static void test_malformed(void)
                    LG_ERR_NOT_FOUND, "sliding_window_pattern");
     /* A wrong hidden size makes every shape wrong: refused at the first tensor. */
     expect_refused("gemma4_31b",
-                   (struct edit){.u32_key = "gemma4.embedding_length", .u32_val = 96},
+                   (struct edit){.u32_key = "gemma4.embedding_length", .u32_val = 48},
                    LG_ERR_FORMAT, "shape");
     /* Token id outside the vocabulary. */
     struct lg_model *m = NULL;
@@ -369,6 +369,10 @@ int main(void)
         const struct lg_kern *k = lg_kern_select(isas[i]);
         if (!k)
             continue;
+        const struct lg_kern *r = lg_kern_ref();
+        if (k != r && k->matmul == r->matmul && k->attention == r->attention &&
+            k->rmsnorm == r->rmsnorm && k->rope_neox == r->rope_neox)
+            continue; /* the ISA has no kernels of its own yet: nothing new to test */
         for (int v = 0; v < N_VARIANTS; v++) {
             test_variant(VARIANTS[v], "f32", k);
             test_variant(VARIANTS[v], "q8_0", k);

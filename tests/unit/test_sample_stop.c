@@ -64,6 +64,16 @@ static long ref_cut(const char *t, size_t n, const char *const *stops, size_t ns
     return -1;
 }
 
+static uint64_t rnd_state = 0x1234567;
+
+static uint64_t RND(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
 int main(void)
 {
     char out[4096];
@@ -175,8 +185,6 @@ int main(void)
     }
     {
         /* random streams over a tiny alphabet vs the reference */
-        uint64_t x = 0x1234567;
-#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
         int bad = 0;
         for (int trial = 0; trial < 20000; trial++) {
             char sbuf[4][8];
@@ -193,7 +201,10 @@ int main(void)
             size_t n = RND() % 60;
             for (size_t i = 0; i < n; i++)
                 t[i] = (char)('a' + RND() % 3);
-            size_t chunks[3] = {1 + RND() % 7, 1 + RND() % 3, 1 + RND() % 11};
+            size_t chunks[3];
+            chunks[0] = 1 + RND() % 7;
+            chunks[1] = 1 + RND() % 3;
+            chunks[2] = 1 + RND() % 11;
             struct lg_stop *m = NULL;
             if (lg_stop_create(stops, ns, &m, &err) != LG_OK) {
                 bad++;

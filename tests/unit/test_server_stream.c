@@ -279,6 +279,55 @@ static void test_ollama_bodies(void)
     srv_accum_free(&a);
 }
 
+static void test_logprobs(void)
+{
+    static const struct lg_gen_top_logprob top[] = {{"Hi", 2, -0.5f}, {"\xE2\x82", 2, -1.25f}};
+    static const struct lg_gen_logprob lp[] = {{"Hi", 2, -0.5f, top, 2}};
+    struct lg_gen_event ev = {.kind = LG_GEN_EV_CONTENT, .text = "Hi", .n_text = 2,
+                              .logprobs = lp, .n_logprobs = 1};
+    const char *entry = "{\"token\":\"Hi\",\"logprob\":-0.5,\"bytes\":[72,105],"
+                        "\"top_logprobs\":[{\"token\":\"Hi\",\"logprob\":-0.5,\"bytes\":"
+                        "[72,105]},{\"token\":\"\xEF\xBF\xBD\xEF\xBF\xBD\",\"logprob\":-1.25,"
+                        "\"bytes\":[226,130]}]}";
+    struct srv_sse w;
+    struct srv_buf out = {0};
+    srv_sse_init(&w, true, "chatcmpl-t", 1700000000, "gemma4", false, false);
+    srv_sse_event(&w, &ev, &out);
+    struct srv_buf want = {0};
+    srv_buf_puts(&want, HEAD "{\"content\":\"Hi\"},\"logprobs\":{\"content\":[");
+    srv_buf_puts(&want, entry);
+    srv_buf_puts(&want, "]},\"finish_reason\":null}]}\n\n");
+    CHECK_EQ_STR(out.p, want.p);
+    srv_buf_free(&out);
+    srv_buf_free(&want);
+
+    struct srv_ndjson nd;
+    srv_ndjson_init(&nd, false, "gemma4", fixed_clock);
+    srv_ndjson_event(&nd, &ev, &out);
+    srv_buf_puts(&want, NDC "\"response\":\"Hi\",\"done\":false,\"logprobs\":[");
+    srv_buf_puts(&want, entry);
+    srv_buf_puts(&want, "]}\n");
+    CHECK_EQ_STR(out.p, want.p);
+    srv_buf_free(&out);
+    srv_buf_free(&want);
+
+    struct srv_accum a;
+    memset(&a, 0, sizeof a);
+    srv_accum_event(&a, &ev);
+    srv_accum_event(&a, &ev);
+    srv_accum_event(&a, &script[6]);
+    json_t *b = srv_openai_body(&w, &a);
+    json_t *c = json_object_get(json_object_get(json_array_get(json_object_get(b, "choices"),
+                                                               0), "logprobs"), "content");
+    CHECK_EQ_INT(json_array_size(c), 2);
+    json_decref(b);
+    b = srv_ollama_body(&nd, &a);
+    CHECK_EQ_INT(json_array_size(json_object_get(b, "logprobs")), 2);
+    json_decref(b);
+    srv_accum_free(&a);
+    srv_ndjson_free(&nd);
+}
+
 static void test_time_format(void)
 {
     char ts[48];
@@ -334,6 +383,7 @@ int main(void)
     test_ndjson_chat();
     test_ndjson_generate();
     test_ollama_bodies();
+    test_logprobs();
     test_time_format();
     test_metrics_format();
     return lg_test_done("test_server_stream");

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/sha256.h"
@@ -16,7 +17,7 @@ static void hex_of(const void *p, size_t n, char hex[65])
     lg_sha256_hex(d, hex);
 }
 
-int main(void)
+static void run_all(void)
 {
     char hex[65];
     static const struct {
@@ -144,5 +145,36 @@ int main(void)
         CHECK_EQ_INT(lg_sha256_file("/nonexistent/lg_sha", hex, NULL, &err), LG_ERR_IO);
         CHECK(strstr(err.msg, "/nonexistent/lg_sha") != NULL);
     }
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int main(void)
+{
+    /* every implementation on every vector; HW only where the CPU has it */
+    static const enum lg_sha256_impl impls[] = {LG_SHA256_IMPL_REF, LG_SHA256_IMPL_HW};
+    static const char *names[] = {"ref", "sha-ni"};
+    enum { BENCH_BYTES = 64 << 20 };
+    uint8_t *buf = calloc(1, BENCH_BYTES);
+    for (int i = 0; i < 2; i++) {
+        if (!lg_sha256_select(impls[i])) {
+            printf("sha256 %s: not available on this CPU, skipped\n", names[i]);
+            continue;
+        }
+        run_all();
+        if (buf) {
+            uint8_t d[32];
+            double t0 = now_s();
+            lg_sha256(buf, BENCH_BYTES, d);
+            printf("sha256 %s: %.0f MB/s\n", names[i], BENCH_BYTES / 1e6 / (now_s() - t0));
+        }
+    }
+    free(buf);
+    CHECK(lg_sha256_select(LG_SHA256_IMPL_AUTO));
     return lg_test_done("test_sha256");
 }

@@ -174,6 +174,16 @@ static void test_scan(void)
     old_partial(sroot, "cccc.partial.json");     /* sidecar without partial: removed */
     old_partial(sroot, "dddd.partial");          /* locked by a live writer: kept */
     old_partial(sroot, "notes.txt");             /* not ours: kept */
+    old_partial(sroot, "eeee.partial");          /* resumable but abandoned for 8 days */
+    old_partial(sroot, "eeee.partial.json");
+    snprintf(p, sizeof p, "%s/tmp/eeee.partial.json", sroot);
+    {
+        struct timespec ts[2];
+        clock_gettime(CLOCK_REALTIME, &ts[0]);
+        ts[0].tv_sec -= 8 * 86400;
+        ts[1] = ts[0];
+        utimensat(AT_FDCWD, p, ts, 0);
+    }
     snprintf(p, sizeof p, "%s/tmp/dddd.partial", sroot);
     int lock_fd = open(p, O_RDONLY);
     CHECK(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
@@ -189,6 +199,10 @@ static void test_scan(void)
     CHECK(access(p, F_OK) == 0);
     snprintf(p, sizeof p, "%s/tmp/notes.txt", sroot);
     CHECK(access(p, F_OK) == 0);
+    snprintf(p, sizeof p, "%s/tmp/eeee.partial", sroot);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/tmp/eeee.partial.json", sroot);
+    CHECK(access(p, F_OK) != 0);
     /* a partial newer than the handle is someone's work in progress: kept */
     int fd = -1;
     char fresh[LG_STORE_PATH_MAX];

@@ -1,0 +1,343 @@
+/* gram_mask.c: allowed-token masks over a vocabulary.
+ *
+ * The vocabulary's tokens, as the bytes the detokenizer prints for them, are stored as a trie in
+ * preorder (a node's subtree is the index range [node+1, end)). A mask walks the trie once from
+ * the current state, keeping the parse positions of every depth of the current path; when the
+ * grammar rejects a prefix, the whole subtree is skipped. Frames pushed during the walk are
+ * dropped afterwards, so a walk leaves the frame store as it found it. Masks of the last
+ * LG_GMASK_CACHE states are cached: inside a free string or a repeated array item the state
+ * repeats token after token and the mask is a copy. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "grammar/gram_priv.h"
+#include "tok/tok.h"
+
+struct trie_node {
+    uint32_t end;      /* one past the last node of the subtree */
+    uint32_t tok_first; /* index into ids_sorted of the tokens spelled by this path */
+    uint16_t depth;
+    uint8_t byte;
+    uint8_t n_tok;
+};
+
+struct lg_grammar_vocab {
+    uint32_t n_tokens;
+    uint32_t n_words;          /* mask words */
+    uint32_t *tok_off;         /* [n_tokens + 1] into blob; equal offsets = never allowed */
+    uint8_t *blob;
+    int32_t *eog;
+    uint32_t n_eog;
+    int32_t *ids_sorted;       /* allowed tokens sorted by their bytes */
+    struct trie_node *nodes;
+    uint32_t n_nodes;
+    uint32_t max_depth;
+};
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* For qsort_r of ids by bytes. */
+static int cmp_tok(const void *pa, const void *pb, void *arg)
+{
+    const struct lg_grammar_vocab *gv = arg;
+    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    uint32_t la = gv->tok_off[a + 1] - gv->tok_off[a], lb = gv->tok_off[b + 1] - gv->tok_off[b];
+    int c = memcmp(gv->blob + gv->tok_off[a], gv->blob + gv->tok_off[b], la < lb ? la : lb);
+    if (c)
+        return c;
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return a < b ? -1 : 1;
+}
+
+void lg_grammar_vocab_free(struct lg_grammar_vocab *gv)
+{
+    if (!gv)
+        return;
+    free(gv->tok_off);
+    free(gv->blob);
+    free(gv->eog);
+    free(gv->ids_sorted);
+    free(gv->nodes);
+    free(gv);
+}
+
+enum lg_status lg_grammar_vocab_build(const struct lg_vocab *v, struct lg_grammar_vocab **out,
+                                      struct lg_err *err)
+{
+    *out = NULL;
+    if (!v || v->n_tokens == 0)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "grammar vocab: empty vocabulary");
+    struct lg_grammar_vocab *gv = calloc(1, sizeof *gv);
+    if (!gv)
+        return lg_err_set(err, LG_ERR_NOMEM, "grammar vocab: out of memory");
+    uint32_t n = v->n_tokens;
+    gv->n_tokens = n;
+    gv->n_words = (n + 31) / 32;
+    size_t blob_bytes = 0;
+    for (uint32_t id = 0; id < n; id++)
+        blob_bytes += lg_tok_piece(v, (int32_t)id).len;
+    gv->tok_off = malloc(((size_t)n + 1) * sizeof *gv->tok_off);
+    gv->blob = malloc(blob_bytes + 1);
+    gv->eog = malloc((size_t)n * sizeof *gv->eog);
+    gv->ids_sorted = malloc((size_t)n * sizeof *gv->ids_sorted);
+    if (!gv->tok_off || !gv->blob || !gv->eog || !gv->ids_sorted)
+        goto nomem;
+    size_t off = 0;
+    uint32_t n_ids = 0;
+    for (uint32_t id = 0; id < n; id++) {
+        gv->tok_off[id] = (uint32_t)off;
+        if (lg_tok_is_eog(v, (int32_t)id))
+            gv->eog[gv->n_eog++] = (int32_t)id;
+        uint8_t type = v->types[id];
+        if (type == LG_TOK_TYPE_CONTROL || type == LG_TOK_TYPE_UNKNOWN ||
+            type == LG_TOK_TYPE_UNUSED)
+            continue;
+        struct lg_str p = lg_tok_piece(v, (int32_t)id);
+        const char *s = p.ptr;
+        size_t len = p.len;
+        size_t start = off;
+        if (type == LG_TOK_TYPE_BYTE) {
+            if (len == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>' &&
+                hexval(s[3]) >= 0 && hexval(s[4]) >= 0)
+                gv->blob[off++] = (uint8_t)(hexval(s[3]) * 16 + hexval(s[4]));
+        } else {
+            for (size_t i = 0; i < len; i++) {
+                if (i + 2 < len && (uint8_t)s[i] == 0xE2 && (uint8_t)s[i + 1] == 0x96 &&
+                    (uint8_t)s[i + 2] == 0x81) {
+                    gv->blob[off++] = ' ';
+                    i += 2;
+                } else {
+                    gv->blob[off++] = (uint8_t)s[i];
+                }
+            }
+        }
+        if (off > start) {
+            gv->ids_sorted[n_ids++] = (int32_t)id;
+            if (off - start > gv->max_depth)
+                gv->max_depth = (uint32_t)(off - start);
+        }
+    }
+    gv->tok_off[n] = (uint32_t)off;
+    qsort_r(gv->ids_sorted, n_ids, sizeof *gv->ids_sorted, cmp_tok, gv);
+    /* Preorder trie from the sorted list: a node is created for each byte past the common
+     * prefix with the previous token; nodes on the abandoned part of the path get their end. */
+    size_t cap = off + 1;
+    gv->nodes = malloc(cap * sizeof *gv->nodes);
+    uint32_t *path = malloc(((size_t)gv->max_depth + 1) * sizeof *path);
+    if (!gv->nodes || !path) {
+        free(path);
+        goto nomem;
+    }
+    gv->nodes[0] = (struct trie_node){0, 0, 0, 0, 0};
+    path[0] = 0;
+    uint32_t nn = 1, cur_len = 0;
+    const uint8_t *prev = NULL;
+    for (uint32_t k = 0; k < n_ids; k++) {
+        int32_t id = gv->ids_sorted[k];
+        const uint8_t *b = gv->blob + gv->tok_off[id];
+        uint32_t len = gv->tok_off[id + 1] - gv->tok_off[id];
+        uint32_t l = 0;
+        if (prev)
+            while (l < cur_len && l < len && prev[l] == b[l])
+                l++;
+        for (uint32_t d = cur_len; d > l; d--)
+            gv->nodes[path[d]].end = nn;
+        for (uint32_t d = l + 1; d <= len; d++) {
+            gv->nodes[nn] = (struct trie_node){0, 0, (uint16_t)d, b[d - 1], 0};
+            path[d] = nn++;
+        }
+        struct trie_node *t = &gv->nodes[path[len]];
+        if (t->n_tok == 0)
+            t->tok_first = k;
+        if (t->n_tok < 255)
+            t->n_tok++;
+        prev = b;
+        cur_len = len;
+    }
+    for (uint32_t d = cur_len; d > 0; d--)
+        gv->nodes[path[d]].end = nn;
+    gv->nodes[0].end = nn;
+    gv->n_nodes = nn;
+    free(path);
+    *out = gv;
+    return LG_OK;
+nomem:
+    lg_grammar_vocab_free(gv);
+    return lg_err_set(err, LG_ERR_NOMEM, "grammar vocab: out of memory");
+}
+
+uint32_t lg_grammar_vocab_n_tokens(const struct lg_grammar_vocab *gv)
+{
+    return gv ? gv->n_tokens : 0;
+}
+
+uint32_t lg_grammar_vocab_n_trie_nodes(const struct lg_grammar_vocab *gv)
+{
+    return gv ? gv->n_nodes : 0;
+}
+
+const uint8_t *lg_grammar_vocab_bytes(const struct lg_grammar_vocab *gv, int32_t id, size_t *n)
+{
+    *n = 0;
+    if (!gv || id < 0 || (uint32_t)id >= gv->n_tokens)
+        return NULL;
+    *n = gv->tok_off[id + 1] - gv->tok_off[id];
+    return *n ? gv->blob + gv->tok_off[id] : NULL;
+}
+
+static bool is_eog(const struct lg_grammar_vocab *gv, int32_t id)
+{
+    for (uint32_t i = 0; i < gv->n_eog; i++)
+        if (gv->eog[i] == id)
+            return true;
+    return false;
+}
+
+static struct lg_gmask_entry *cache_find(struct lg_gctx *c, const struct lg_grammar_state *s,
+                                         const struct lg_grammar_vocab *gv)
+{
+    for (int i = 0; i < LG_GMASK_CACHE; i++) {
+        struct lg_gmask_entry *e = &c->cache[i];
+        if (e->used && e->gv == gv && e->n_heads == s->n_heads && e->complete == s->complete &&
+            memcmp(e->heads, s->heads, s->n_heads * sizeof *s->heads) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void cache_store(struct lg_gctx *c, const struct lg_grammar_state *s,
+                        const struct lg_grammar_vocab *gv, const uint32_t *mask)
+{
+    struct lg_gmask_entry *e = &c->cache[0];
+    for (int i = 1; i < LG_GMASK_CACHE; i++)
+        if (!c->cache[i].used || (e->used && c->cache[i].tick < e->tick))
+            e = &c->cache[i];
+    if (!e->mask || e->gv != gv) {
+        free(e->mask);
+        e->mask = malloc((size_t)gv->n_words * sizeof *e->mask);
+    }
+    struct lg_ghead *h = realloc(e->heads, (s->n_heads ? s->n_heads : 1) * sizeof *h);
+    if (!e->mask || !h) {
+        if (h)
+            e->heads = h;
+        e->used = false;
+        return;
+    }
+    e->heads = h;
+    memcpy(e->heads, s->heads, s->n_heads * sizeof *h);
+    memcpy(e->mask, mask, (size_t)gv->n_words * sizeof *mask);
+    e->n_heads = s->n_heads;
+    e->complete = s->complete;
+    e->gv = gv;
+    e->used = true;
+    e->tick = ++c->tick;
+}
+
+enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_grammar_vocab *gv,
+                               uint32_t *allowed, struct lg_err *err)
+{
+    struct lg_gctx *c = s->ctx;
+    if (s->ended)
+        return LG_OK;
+    struct lg_gmask_entry *hit = cache_find(c, s, gv);
+    if (hit) {
+        for (uint32_t w = 0; w < gv->n_words; w++)
+            allowed[w] |= hit->mask[w];
+        hit->tick = ++c->tick;
+        return LG_OK;
+    }
+    size_t need = ((size_t)gv->max_depth + 1) * LG_GRAMMAR_MAX_HEADS;
+    if (c->cap_pool < need) {
+        struct lg_ghead *p = realloc(c->pool, need * sizeof *p);
+        if (!p)
+            return lg_err_set(err, LG_ERR_NOMEM, "grammar mask: out of memory");
+        c->pool = p;
+        c->cap_pool = (uint32_t)need;
+    }
+    uint32_t *mask = calloc(gv->n_words, sizeof *mask);
+    uint32_t *n_at = malloc(((size_t)gv->max_depth + 1) * sizeof *n_at);
+    if (!mask || !n_at) {
+        free(mask);
+        free(n_at);
+        return lg_err_set(err, LG_ERR_NOMEM, "grammar mask: out of memory");
+    }
+    uint32_t mark = c->n_frames;
+    memcpy(c->pool, s->heads, s->n_heads * sizeof *s->heads);
+    n_at[0] = s->n_heads;
+    const struct trie_node *nodes = gv->nodes;
+    uint32_t i = 1;
+    while (i < gv->n_nodes) {
+        const struct trie_node *t = &nodes[i];
+        uint32_t d = t->depth;
+        bool comp;
+        uint32_t k = lg_gram_advance(c, c->pool + (size_t)(d - 1) * LG_GRAMMAR_MAX_HEADS,
+                                     n_at[d - 1], t->byte,
+                                     c->pool + (size_t)d * LG_GRAMMAR_MAX_HEADS, &comp);
+        if (k == 0 && !comp) {
+            i = t->end;
+            continue;
+        }
+        n_at[d] = k;
+        for (uint32_t j = 0; j < t->n_tok; j++) {
+            int32_t id = gv->ids_sorted[t->tok_first + j];
+            mask[id >> 5] |= 1u << (id & 31);
+        }
+        i++;
+    }
+    lg_gram_frames_rollback(c, mark);
+    free(n_at);
+    bool oom = c->oom;
+    c->oom = false;
+    if (s->complete)
+        for (uint32_t e = 0; e < gv->n_eog; e++)
+            mask[gv->eog[e] >> 5] |= 1u << (gv->eog[e] & 31);
+    for (uint32_t w = 0; w < gv->n_words; w++)
+        allowed[w] |= mask[w];
+    if (!oom)
+        cache_store(c, s, gv, mask);
+    free(mask);
+    return LG_OK;
+}
+
+enum lg_status lg_grammar_accept_token(struct lg_grammar_state *s,
+                                       const struct lg_grammar_vocab *gv, int32_t id,
+                                       struct lg_err *err)
+{
+    if (!gv || id < 0 || (uint32_t)id >= gv->n_tokens)
+        return lg_err_set(err, LG_ERR_RANGE, "grammar: token %d out of range", (int)id);
+    if (s->ended)
+        return lg_err_set(err, LG_ERR_RANGE, "grammar: output already ended");
+    if (is_eog(gv, id)) {
+        if (!s->complete)
+            return lg_err_set(err, LG_ERR_RANGE, "grammar: end of generation before the "
+                                                 "output is complete");
+        s->ended = true;
+        return LG_OK;
+    }
+    size_t n;
+    const uint8_t *b = lg_grammar_vocab_bytes(gv, id, &n);
+    if (!b)
+        return lg_err_set(err, LG_ERR_RANGE, "grammar: token %d is never allowed", (int)id);
+    return lg_grammar_accept_bytes(s, b, n, err);
+}
+
+enum lg_status lg_grammar_sample_mask(void *hook, uint32_t *allowed, int32_t n_vocab,
+                                      struct lg_err *err)
+{
+    struct lg_grammar_hook *h = hook;
+    if (!h || !h->state || !h->vocab || n_vocab < 0 ||
+        (uint32_t)n_vocab != h->vocab->n_tokens)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "grammar mask: vocab size mismatch");
+    return lg_grammar_mask(h->state, h->vocab, allowed, err);
+}

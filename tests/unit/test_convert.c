@@ -1,0 +1,216 @@
+/* test_convert.c: `convert` of each fixture checkpoint (tests/golden/model/<v>.hf, written by
+ * transformers) must give the same metadata and byte-identical tensors as the gguf-py files
+ * written by tools/make-fixtures with llama.cpp's names (F32 and Q8_0). Tokenizer keys and
+ * general.name are not compared (the converter does not write a vocabulary yet). Also: the
+ * safetensors reader refuses malformed headers with a clear error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gguf/gguf.h"
+#include "model/convert.h"
+#include "model/safetensors.h"
+#include "quant/quant.h"
+#include "test.h"
+
+static bool skip_key(struct lg_str k)
+{
+    return (k.len >= 10 && !memcmp(k.ptr, "tokenizer.", 10)) || lg_str_eq(k, "general.name");
+}
+
+static size_t scalar_size(enum lg_gguf_type t)
+{
+    switch (t) {
+    case LG_GGUF_TYPE_UINT8: case LG_GGUF_TYPE_INT8: case LG_GGUF_TYPE_BOOL: return 1;
+    case LG_GGUF_TYPE_UINT16: case LG_GGUF_TYPE_INT16: return 2;
+    case LG_GGUF_TYPE_UINT32: case LG_GGUF_TYPE_INT32: case LG_GGUF_TYPE_FLOAT32: return 4;
+    default: return 8;
+    }
+}
+
+static bool same_value(const struct lg_gguf_value *a, const struct lg_gguf_value *b)
+{
+    if (a->type != b->type)
+        return false;
+    switch (a->type) {
+    case LG_GGUF_TYPE_STRING:
+        return a->v.str.len == b->v.str.len && !memcmp(a->v.str.ptr, b->v.str.ptr, a->v.str.len);
+    case LG_GGUF_TYPE_ARRAY:
+        if (a->v.arr.elem_type != b->v.arr.elem_type || a->v.arr.n != b->v.arr.n)
+            return false;
+        if (a->v.arr.elem_type == LG_GGUF_TYPE_STRING) {
+            for (uint64_t i = 0; i < a->v.arr.n; i++)
+                if (a->v.arr.strs[i].len != b->v.arr.strs[i].len ||
+                    memcmp(a->v.arr.strs[i].ptr, b->v.arr.strs[i].ptr, a->v.arr.strs[i].len))
+                    return false;
+            return true;
+        }
+        return !memcmp(a->v.arr.data, b->v.arr.data,
+                       (size_t)a->v.arr.n * scalar_size(a->v.arr.elem_type));
+    case LG_GGUF_TYPE_FLOAT32:
+    case LG_GGUF_TYPE_FLOAT64:
+        return a->v.f64 == b->v.f64;
+    default:
+        return a->v.u64 == b->v.u64;
+    }
+}
+
+static void compare_files(const char *want_path, const char *got_path, const char *what)
+{
+    struct lg_gguf *a = NULL, *b = NULL;
+    struct lg_err err = {0};
+    CHECK_MSG(lg_gguf_open(want_path, &a, &err) == LG_OK, "%s: %s", want_path, err.msg);
+    CHECK_MSG(lg_gguf_open(got_path, &b, &err) == LG_OK, "%s: %s", got_path, err.msg);
+    if (!a || !b)
+        goto done;
+    int n_kv = 0, n_t = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const struct lg_gguf *x = pass ? b : a, *y = pass ? a : b;
+        for (uint64_t i = 0; i < x->n_kv; i++) {
+            char key[160];
+            snprintf(key, sizeof key, "%.*s", (int)x->kv[i].key.len, x->kv[i].key.ptr);
+            if (skip_key(x->kv[i].key))
+                continue;
+            const struct lg_gguf_kv *o = lg_gguf_find_kv(y, key);
+            CHECK_MSG(o != NULL, "%s: key %s only in the %s file", what, key,
+                      pass ? "converted" : "reference");
+            if (o && !pass)
+                CHECK_MSG(same_value(&x->kv[i].val, &o->val), "%s: key %s differs", what, key);
+            n_kv += !pass;
+        }
+    }
+    CHECK_EQ_INT(a->n_tensors, b->n_tensors);
+    for (uint64_t i = 0; i < a->n_tensors; i++) {
+        const struct lg_gguf_tensor *t = &a->tensors[i];
+        char name[160];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        const struct lg_gguf_tensor *u = lg_gguf_find_tensor(b, name);
+        CHECK_MSG(u != NULL, "%s: tensor %s missing", what, name);
+        if (!u)
+            continue;
+        CHECK_MSG(t->type == u->type, "%s: %s type %u vs %u", what, name, t->type, u->type);
+        CHECK_MSG(!memcmp(t->ne, u->ne, sizeof t->ne), "%s: %s shape", what, name);
+        CHECK_MSG(t->nbytes == u->nbytes && !memcmp(t->data, u->data, (size_t)t->nbytes),
+                  "%s: %s data differs", what, name);
+        n_t++;
+    }
+    CHECK_MSG(n_kv >= 15 && n_t >= 50, "%s: compared %d keys, %d tensors", what, n_kv, n_t);
+done:
+    lg_gguf_close(a);
+    lg_gguf_close(b);
+}
+
+static void test_fixtures(void)
+{
+    const char *variants[] = {"gemma4_e2b", "gemma4_26b", "gemma4_31b", "gemma3"};
+    const char *types[] = {"f32", "q8_0"};
+    const uint32_t qt[] = {LG_QTYPE_F32, LG_QTYPE_Q8_0};
+    char out[256];
+    snprintf(out, sizeof out, "/tmp/lg_test_convert_%d.gguf", (int)getpid());
+    for (int v = 0; v < 4; v++) {
+        for (int t = 0; t < 2; t++) {
+            char dir[512], want[512], what[64];
+            snprintf(dir, sizeof dir, "%s/golden/model/%s.hf", lg_test_data_dir(), variants[v]);
+            snprintf(want, sizeof want, "%s/golden/model/%s.%s.gguf", lg_test_data_dir(),
+                     variants[v], types[t]);
+            snprintf(what, sizeof what, "%s %s", variants[v], types[t]);
+            struct lg_err err = {0};
+            enum lg_status st = lg_convert_hf(dir, out, qt[t], &err);
+            CHECK_MSG(st == LG_OK, "convert %s: %s", what, err.msg);
+            if (st == LG_OK)
+                compare_files(want, out, what);
+            unlink(out);
+        }
+    }
+    /* f16 / bf16 also convert (content checked by the loader in test_model style). */
+    struct lg_err err = {0};
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/golden/model/gemma4_e2b.hf", lg_test_data_dir());
+    CHECK(lg_convert_hf(dir, out, LG_QTYPE_BF16, &err) == LG_OK);
+    unlink(out);
+    CHECK(lg_convert_hf(dir, out, LG_QTYPE_Q4_K, &err) == LG_ERR_INVALID_ARG);
+    CHECK(lg_convert_hf("/nonexistent-dir", out, LG_QTYPE_F32, &err) == LG_ERR_IO);
+    CHECK(access(out, F_OK) != 0);
+}
+
+/* A safetensors file: 8-byte LE header length, header JSON, data. */
+static size_t make_st(uint8_t *buf, const char *json, size_t data_len)
+{
+    size_t n = strlen(json);
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)((uint64_t)n >> (8 * i));
+    memcpy(buf + 8, json, n);
+    memset(buf + 8 + n, 0, data_len);
+    return 8 + n + data_len;
+}
+
+static void expect_st(const char *json, size_t data_len, enum lg_status want, const char *needle)
+{
+    uint8_t buf[1024];
+    size_t n = make_st(buf, json, data_len);
+    struct lg_st *st = NULL;
+    struct lg_err err = {0};
+    enum lg_status s = lg_st_open_buffer(buf, n, &st, &err);
+    CHECK_MSG(s == want, "%s: status %d (%s)", json, (int)s, err.msg);
+    if (needle)
+        CHECK_MSG(strstr(err.msg, needle) != NULL, "\"%s\" lacks \"%s\"", err.msg, needle);
+    if (s == LG_OK) {
+        CHECK(st->n_tensors >= 1);
+        const struct lg_st_tensor *t = lg_st_find(st, "a");
+        CHECK(t && t->n_elem == 4 && lg_st_get(t, 3) == 0.0f);
+    }
+    lg_st_close(st);
+}
+
+static void test_safetensors(void)
+{
+    expect_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16, LG_OK,
+              NULL);
+    expect_st("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"BF16\",\"shape\":[4],"
+              "\"data_offsets\":[0,8]}}", 8, LG_OK, NULL);
+    expect_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,32]}}", 16,
+              LG_ERR_FORMAT, "outside");
+    expect_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 16,
+              LG_ERR_FORMAT, "bytes");
+    expect_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,-2],\"data_offsets\":[0,16]}}", 16,
+              LG_ERR_FORMAT, "shape");
+    expect_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2]}}", 16, LG_ERR_FORMAT, "data_offsets");
+    expect_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776],"
+              "\"data_offsets\":[0,16]}}", 16, LG_ERR_FORMAT, "shape");
+    expect_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+              "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16,
+              LG_ERR_FORMAT, "JSON");
+    expect_st("[1,2]", 0, LG_ERR_FORMAT, "object");
+    expect_st("{\"a\":", 0, LG_ERR_FORMAT, "JSON");
+    /* header length larger than the file */
+    uint8_t buf[16] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
+    struct lg_st *st = NULL;
+    struct lg_err err = {0};
+    CHECK(lg_st_open_buffer(buf, 10, &st, &err) == LG_ERR_FORMAT && st == NULL);
+    CHECK(lg_st_open_buffer(buf, 5, &st, &err) == LG_ERR_FORMAT);
+
+    /* A shard index naming a file outside the directory is refused. */
+    char dir[128], p[256];
+    snprintf(dir, sizeof dir, "/tmp/lg_test_st_%d", (int)getpid());
+    mkdir(dir, 0700);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    FILE *f = fopen(p, "w");
+    if (f) {
+        fputs("{\"weight_map\":{\"a\":\"../../etc/passwd\"}}", f);
+        fclose(f);
+        CHECK(lg_st_open_dir(dir, &st, &err) == LG_ERR_FORMAT);
+        CHECK(strstr(err.msg, "weight_map") != NULL);
+        unlink(p);
+    }
+    CHECK(lg_st_open_dir(dir, &st, &err) == LG_ERR_NOT_FOUND);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    test_fixtures();
+    test_safetensors();
+    return lg_test_done("test_convert");
+}

@@ -79,9 +79,16 @@ $(ASAN_DIR)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(ASAN_DIR)/libloc
 	$(CC) $(BASEFLAGS) -O1 -g $(ARCH) $(SANFLAGS) -Itests -o $@ $< tests/fuzz/replay_main.c $(ASAN_DIR)/liblocalgemma.a $(LDLIBS)
 
 # libFuzzer builds (clang): `make fuzz FUZZ_SECONDS=300` runs each target for that long.
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+# Library objects keep their per-file ISA flags (an AVX-512 flag on every file would let clang
+# auto-vectorise plain code with instructions this CPU may lack).
+FUZZ_OBJS = $(LIB_SRCS:%.c=$(BUILD)/fuzz-obj/%.o)
+$(BUILD)/fuzz-obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Itests -O1 -g $(ARCH) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	$(CLANG) -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -O1 -g $(ARCH) $(call isa_flags,$<) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Itests -O1 -g $(ARCH) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
 
 FUZZ_SECONDS ?= 60
 fuzz-build: $(FUZZERS)

@@ -162,7 +162,7 @@ def main():
         tok.normalizer = normalizers.Replace(" ", "\u2581")
         tok.pre_tokenizer = pre_tokenizers.Split(Regex("\n+|\t+|\u2581{2,}"),
                                                  behavior="isolated")
-        specials = [t for t in base_toks if t is not None]
+        specials = [t for t in base_toks if t is not None] + MEDIA
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                       limit_alphabet=600, show_progress=False)
         tok.train_from_iterator(texts, trainer=trainer)
@@ -183,7 +183,13 @@ def main():
         types.append(gguf.TokenType.NORMAL)
     seen = set(toks)
     for t, _ in t_vocab:
-        if t not in seen:
+        # no NUL inside a token: llama.cpp reads token texts as C strings (it would see "")
+        # and no whitespace run beyond the layout's 1..31 (the real vocab has none either:
+        # a run token that merges cannot build from the left is where HF and llama.cpp's
+        # "newline run that is a token is taken whole" rule part ways, see src/tok/README.md)
+        if len(set(t)) == 1 and t[0] in RUN_CHARS:
+            continue
+        if t not in seen and t not in MEDIA and "\x00" not in t:
             seen.add(t)
             toks.append(t)
             types.append(gguf.TokenType.NORMAL)
@@ -202,6 +208,9 @@ def main():
             continue
         if a not in ids or b not in ids or (a + b) not in ids:
             continue  # a trained merge into a token the layout dropped (none expected)
+        if types[ids[a + b]] != gguf.TokenType.NORMAL or types[ids[a]] != gguf.TokenType.NORMAL \
+                or types[ids[b]] != gguf.TokenType.NORMAL:
+            continue  # like the real file: no merge makes or uses a byte or special token
         mseen.add((a, b))
         merges.append((a, b))
 

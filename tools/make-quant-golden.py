@@ -7,8 +7,8 @@ Writes tests/golden/quant/:
   q_<TYPE>.bin    float inputs and gguf.quants.quantize()'s bytes for them (every type
                   gguf-py can quantize and we implement).
   qg_<TYPE>.bin   float inputs and ggml's own reference quantizer's bytes for them, for the
-                  types gguf-py cannot quantize (K-quants, Q8_K, IQ4_NL, IQ4_XS) and for the
-                  legacy types on signed-zero blocks. Made only when the PyPI package
+                  types gguf-py cannot quantize (K-quants, Q8_K, IQ4_NL, IQ4_XS), and for the
+                  legacy types (on signed-zero blocks too) and MXFP4 again. Made only when the PyPI package
                   `libggml-python` (prebuilt libggml-base.so, ggml 0.20.2) is installed: its
                   ggml_quantize_chunk() with no importance matrix is exactly what
                   llama-quantize runs. A developer tool: CI only reads the committed files.
@@ -192,7 +192,7 @@ def main():
 # Types checked against ggml itself, with the number of blocks of inputs for each.
 GGML_TYPES = [(T.Q2_K, 12), (T.Q3_K, 12), (T.Q4_K, 12), (T.Q5_K, 12), (T.Q6_K, 12),
               (T.Q8_K, 12), (T.IQ4_NL, 96), (T.IQ4_XS, 12), (T.Q4_0, 16), (T.Q4_1, 16),
-              (T.Q5_0, 16), (T.Q5_1, 16), (T.Q8_0, 16)]
+              (T.Q5_0, 16), (T.Q5_1, 16), (T.Q8_0, 16), (T.MXFP4, 16)]
 
 
 def load_ggml():

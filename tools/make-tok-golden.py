@@ -22,6 +22,10 @@ How invalid UTF-8 reaches each side:
 
 Adjustments, where we deliberately differ from llama.cpp (src/tok/README.md):
   A1 exactly one BOS: with special parsing, text starting with "<bos>" gets no second BOS.
+  A3 (Gemma 4) llama.cpp's BPE path decodes overlong sequences, surrogates and values above
+     U+10FFFF instead of treating them as invalid (the last make it throw, which aborts the
+     process); we replace them by U+FFFD per byte like every invalid byte, so llama.cpp is
+     given the text after that replacement.
   A2 llama.cpp forces every end-of-generation token to control type, so "</s>" (Gemma 3,
      user-defined in the file) and "<|tool_response>" (Gemma 4, user-defined) are not
      matched with special parsing off; we follow the file's type: they are always atomic.
@@ -33,7 +37,7 @@ HF plain mode: a second tokenizer whose added tokens are only the user-defined o
 File format (little-endian): "LGTOKIDS1\\n", u32 n_entries, then per entry: u8 flags,
 varint n_plain, n_plain varint ids, varint k (0: special ids equal plain ids, else k-1 ids
 follow). flags: 1 plain adjusted, 2 special adjusted, 4 llama.cpp differs from HF (plain),
-8 llama.cpp differs from HF (special), 16 no llama.cpp reference for this entry.
+8 llama.cpp differs from HF (special), 16 no reference for this entry (unused so far).
 
 usage: tools/make-tok-golden.py --gemma3 PATH | --gemma4-mini | --gemma4-real PATH --out OUT
 """
@@ -94,17 +98,35 @@ def llama_vocab(path):
     return llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
 
 
-def may_throw_in_llamacpp_bpe(b):
-    """llama.cpp's BPE path decodes leniently and re-encodes; a lead byte F4..F7 with three
-    continuation bytes decoding above U+10FFFF makes unicode_cpt_to_utf8 throw, which would
-    take the Python process down. Such entries get no llama.cpp reference."""
-    for i in range(len(b) - 3):
+def lenient_cps(b):
+    """Code points as llama.cpp's BPE path decodes b (unicode_cpts_from_utf8): any lead byte
+    with the right number of continuation bytes is accepted (overlongs, surrogates, values
+    above U+10FFFF), anything else is one U+FFFD per byte."""
+    out = []
+    i = 0
+    n = len(b)
+    while i < n:
         c = b[i]
-        if 0xF4 <= c <= 0xF7 and all(0x80 <= x <= 0xBF for x in b[i + 1:i + 4]):
-            cp = ((c & 7) << 18) | ((b[i + 1] & 63) << 12) | ((b[i + 2] & 63) << 6) | (b[i + 3] & 63)
-            if cp > 0x10FFFF:
-                return True
-    return False
+        need = 1 if c < 0x80 else 0 if not c & 0x40 else 2 if not c & 0x20 else \
+            3 if not c & 0x10 else 4 if not c & 0x08 else 0
+        if need == 1:
+            out.append(c)
+            i += 1
+            continue
+        if need == 0 or i + need > n or any((x & 0xC0) != 0x80 for x in b[i + 1:i + need]):
+            out.append(0xFFFD)
+            i += 1
+            continue
+        cp = c & (0x7F >> need)
+        for x in b[i + 1:i + need]:
+            cp = (cp << 6) | (x & 0x3F)
+        out.append(cp)
+        i += need
+    return out
+
+
+def strict_cps(cm, b):
+    return [ord(ch) for ch in cm.sanitize(b)]
 
 
 def llama_ids(llm, b, special, forced, forced_id, bos):
@@ -137,19 +159,23 @@ def mode_llama(path, out, forced, bpe):
     forced_id = forced_id[0]
     bos = llm.token_bos()
     rows = []
-    n_adj = 0
+    n_adj = n_a3 = 0
     for b in entries:
-        if bpe and may_throw_in_llamacpp_bpe(b):
-            rows.append((16, [], []))
-            continue
+        a3 = False
+        if bpe:
+            # A3: llama.cpp's BPE path decodes overlongs, surrogates and values above
+            # U+10FFFF (the last make it throw and abort the process); we replace them
+            # like any invalid byte. llama.cpp gets the text with that replacement done.
+            a3 = lenient_cps(b) != strict_cps(cm, b)
+            b = cm.sanitize(b).encode("utf-8")
         plain, a1 = llama_ids(llm, b, False, forced, forced_id, bos)
         spec, a2 = llama_ids(llm, b, True, forced, forced_id, bos)
-        flags = (1 if a1 else 0) | (2 if a2 else 0)
+        flags = (1 if a1 or a3 else 0) | (2 if a2 or a3 else 0)
         n_adj += flags != 0
+        n_a3 += a3
         rows.append((flags, plain, spec))
     write_ids(out, rows)
-    print("entries adjusted (A1/A2): %d; without a llama.cpp reference: %d"
-          % (n_adj, sum(1 for r in rows if r[0] & 16)))
+    print("entries adjusted: %d (of which A3, lenient UTF-8 decoding: %d)" % (n_adj, n_a3))
 
 
 def hf_pair():
@@ -181,10 +207,11 @@ def mode_gemma4_mini(out):
         if special[:1] != [2]:
             special = [2] + special
         flags = 0
-        if llm is not None and not may_throw_in_llamacpp_bpe(b):
+        if llm is not None:
             n_cmp += 1
-            lp = llm.tokenize(b, add_bos=True, special=False)
-            ls = llm.tokenize(b, add_bos=True, special=True)
+            # llama.cpp gets the strictly sanitized text (A3, see mode_llama)
+            lp = llm.tokenize(s.encode("utf-8"), add_bos=True, special=False)
+            ls = llm.tokenize(s.encode("utf-8"), add_bos=True, special=True)
             if ls[:2] == [2, 2] and b.startswith(b"<bos>"):
                 ls = ls[1:]
             if lp != plain:

@@ -177,8 +177,6 @@ int lg_cmd_logits(int argc, char **argv)
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     for (int64_t i = 0; i < n && top > 0; i++)
         print_top(i, tok[i], logits + i * V, V, (int)top);
-    fprintf(stderr, "localgemma logits: %lld tokens in %.3f s (%s, %s)\n", (long long)n, secs,
-            decode ? "decode" : "prefill", lg_kern_get()->isa);
     if (out_path) {
         f = fopen(out_path, "wb");
         if (!f || fwrite(logits, sizeof(float), (size_t)(n * V), f) != (size_t)(n * V) ||
@@ -190,6 +188,8 @@ int lg_cmd_logits(int argc, char **argv)
         }
         f = NULL;
     }
+    fprintf(stderr, "localgemma logits: %lld tokens in %.3f s (%s, %s)\n", (long long)n, secs,
+            decode ? "decode" : "prefill", lg_kern_get()->isa);
     rc = 0;
 done:
     if (f)

@@ -52,7 +52,10 @@ static void draw_progress(void *user, uint64_t done, uint64_t total)
 {
     struct progress *p = user;
     int pct = total ? (int)(done * 100 / total) : 100;
-    if (pct == p->last || (!p->tty && pct % 10 != 0 && pct != 100))
+    if (pct > 100)
+        pct = 100;
+    /* a terminal redraws one line on every percent; a log gets a line per 10% */
+    if (pct == p->last || (!p->tty && p->last >= 0 && pct / 10 == p->last / 10 && pct != 100))
         return;
     p->last = pct;
     enum { WIDTH = 40 };

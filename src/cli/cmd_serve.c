@@ -23,6 +23,7 @@
     "                        [--cors-origin ORIGIN]... [--allow-host NAME]...\n"               \
     "                        [--api-key-file FILE] [--max-body BYTES]\n"                      \
     "                        [--max-connections N] [--timeout SECONDS] [--log-requests]\n"    \
+    "                        [--reasoning-key reasoning_content|reasoning]\n"                 \
     "  --host H            bind address (default 127.0.0.1; any non-loopback address\n"      \
     "                      needs --api-key-file)\n"                                         \
     "  --port P            TCP port (default 11434; 0 picks a free one)\n"                   \
@@ -37,7 +38,8 @@
     "  --max-body BYTES    request body limit (1024..1073741824, default 8388608)\n"         \
     "  --max-connections N open connections (1..65536, default 1024)\n"                      \
     "  --timeout SECONDS   idle connection timeout (1..3600, default 30)\n"                  \
-    "  --log-requests      one stderr line per request (method, path, status, time)\n"
+    "  --log-requests      one stderr line per request (method, path, status, time)\n"      \
+    "  --reasoning-key K   OpenAI routes send thinking as K (default reasoning_content)\n"
 
 static int usage_error(const char *fmt, const char *a, const char *b)
 {
@@ -136,7 +138,7 @@ int lg_cmd_serve(int argc, char **argv)
         static const char *const known[] = {
             "--host", "--port", "--model", "--parallel", "--ctx", "--max-queue",
             "--keep-alive", "--cors-origin", "--allow-host", "--api-key-file", "--max-body",
-            "--max-connections", "--timeout"};
+            "--max-connections", "--timeout", "--reasoning-key"};
         size_t name_len = strcspn(arg, "=");
         bool is_known = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -208,6 +210,12 @@ int lg_cmd_serve(int argc, char **argv)
             if (!parse_int(val, 1, 65536, &v))
                 return usage_error("--max-connections '%s': expected 1..65536%s", val, "");
             cfg.max_connections = (unsigned)v;
+        } else if (!strcmp(name, "--reasoning-key")) {
+            if (!strcmp(val, "reasoning"))
+                cfg.reasoning_key_reasoning = true;
+            else if (strcmp(val, "reasoning_content") != 0)
+                return usage_error("--reasoning-key '%s': expected reasoning_content or "
+                                   "reasoning%s", val, "");
         } else if (!strcmp(name, "--timeout")) {
             if (!parse_int(val, 1, 3600, &v))
                 return usage_error("--timeout '%s': expected 1..3600%s", val, "");

@@ -11,9 +11,10 @@
  *
  * Request lifetime. The submitter owns struct lg_gen_req and everything it points to. After
  * a successful submit the engine may read it (and only read it; it writes nothing but what
- * emit() carries) until it has delivered exactly one terminal event (LG_GEN_EV_DONE or
- * LG_GEN_EV_ERROR); after that emit() returns, the engine never touches the request again,
- * and the submitter may free it. A failed submit delivers no event.
+ * emit() carries) until it delivers exactly one terminal event (LG_GEN_EV_DONE or
+ * LG_GEN_EV_ERROR). The submitter may free the request inside that terminal emit() call, so
+ * the engine must not read req at all (not even req->cancel) once it has begun the call.
+ * A failed submit delivers no event.
  *
  * Events. For each request the engine emits, in order: zero or more REASONING / CONTENT /
  * TOOL_CALL deltas, then one DONE or ERROR. Text is UTF-8 cut on code-point boundaries
@@ -235,6 +236,7 @@ struct lg_engine_stats {
     int32_t queue_cap;     /* --max-queue */
     int32_t n_active;      /* sequences being decoded or prefilled */
     int32_t n_parallel;    /* --parallel */
+    int32_t n_loading;     /* models being loaded right now (GET /health answers 503) */
     uint64_t kv_used_bytes;
     uint64_t kv_total_bytes;
 };

@@ -7,6 +7,7 @@
  * dropped afterwards, so a walk leaves the frame store as it found it. Masks of the last
  * LG_GMASK_CACHE states are cached: inside a free string or a repeated array item the state
  * repeats token after token and the mask is a copy. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,6 +245,185 @@ static void cache_store(struct lg_gctx *c, const struct lg_grammar_state *s,
     e->tick = ++c->tick;
 }
 
+
+/* ---- memoised walk ----------------------------------------------------------------------------
+ * Parse-position sets met during one walk are interned, and each (set, byte) transition is
+ * computed once: inside a free string every depth of the trie has the same set, so the walk
+ * becomes a table lookup per trie node (a lazily built DFA over the pushdown states). The memo
+ * persists across steps (frames are then kept, not rolled back): the sets one step explores
+ * (e.g. positions i+1.. of a counted string) are the ones the next step starts from. When it
+ * fills up it is cleared; if one walk alone overflows it, that walk runs without memo. */
+enum {
+    WALK_MAX_SETS = 4096,
+    WALK_UNKNOWN = -2,
+    WALK_DEAD = -1
+};
+
+struct wset {
+    uint32_t first, n; /* heads in w->heads */
+    uint32_t hash;
+    bool complete;
+};
+
+struct lg_gwalk {
+    struct wset *sets;
+    uint32_t n_sets, cap_sets;
+    struct lg_ghead *heads;
+    size_t n_heads, cap_heads;
+    int32_t *trans;    /* [cap_sets][256] */
+    int32_t *buckets;  /* [n_buckets] set ids, -1 empty */
+    uint32_t n_buckets;
+    struct lg_ghead *tmp; /* [LG_GRAMMAR_MAX_HEADS] */
+};
+
+void lg_gram_walk_free(struct lg_gwalk *w)
+{
+    if (!w)
+        return;
+    free(w->sets);
+    free(w->heads);
+    free(w->trans);
+    free(w->buckets);
+    free(w->tmp);
+    free(w);
+}
+
+static int cmp_ghead(const void *pa, const void *pb)
+{
+    const struct lg_ghead *a = pa, *b = pb;
+    if (a->node != b->node)
+        return a->node < b->node ? -1 : 1;
+    return a->frame < b->frame ? -1 : a->frame > b->frame;
+}
+
+static uint32_t set_hash(const struct lg_ghead *h, uint32_t n, bool complete)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull ^ n ^ ((uint64_t)complete << 40);
+    for (uint32_t i = 0; i < n; i++) {
+        x ^= (uint64_t)(uint32_t)h[i].node << 32 | h[i].frame;
+        x *= 0xBF58476D1CE4E5B9ull;
+        x ^= x >> 31;
+    }
+    return (uint32_t)x;
+}
+
+static void walk_reset(struct lg_gwalk *w)
+{
+    w->n_sets = 0;
+    w->n_heads = 0;
+    memset(w->buckets, 0xff, w->n_buckets * sizeof *w->buckets);
+}
+
+static bool walk_init(struct lg_gwalk **pw)
+{
+    if (!*pw) {
+        struct lg_gwalk *w = calloc(1, sizeof *w);
+        if (!w)
+            return false;
+        w->n_buckets = 2 * WALK_MAX_SETS;
+        w->buckets = malloc(w->n_buckets * sizeof *w->buckets);
+        w->tmp = malloc(LG_GRAMMAR_MAX_HEADS * sizeof *w->tmp);
+        if (!w->buckets || !w->tmp) {
+            lg_gram_walk_free(w);
+            return false;
+        }
+        *pw = w;
+        walk_reset(w);
+    }
+    return true;
+}
+
+/* Interns h[0..n) (sorted in place); returns the set id, or -1 when full / out of memory. */
+static int32_t walk_intern(struct lg_gwalk *w, struct lg_ghead *h, uint32_t n, bool complete)
+{
+    qsort(h, n, sizeof *h, cmp_ghead);
+    uint32_t hash = set_hash(h, n, complete);
+    uint32_t b = hash & (w->n_buckets - 1);
+    for (; w->buckets[b] >= 0; b = (b + 1) & (w->n_buckets - 1)) {
+        const struct wset *s = &w->sets[w->buckets[b]];
+        if (s->hash == hash && s->n == n && s->complete == complete &&
+            memcmp(w->heads + s->first, h, n * sizeof *h) == 0)
+            return w->buckets[b];
+    }
+    if (w->n_sets >= WALK_MAX_SETS)
+        return -1;
+    if (w->n_sets == w->cap_sets) {
+        uint32_t cap = w->cap_sets ? w->cap_sets * 2 : 64;
+        struct wset *ns = realloc(w->sets, cap * sizeof *ns);
+        if (!ns)
+            return -1;
+        w->sets = ns;
+        int32_t *nt = realloc(w->trans, (size_t)cap * 256 * sizeof *nt);
+        if (!nt)
+            return -1;
+        w->trans = nt;
+        w->cap_sets = cap;
+    }
+    if (w->n_heads + n > w->cap_heads) {
+        size_t cap = w->cap_heads ? w->cap_heads * 2 : 4096;
+        while (cap < w->n_heads + n)
+            cap *= 2;
+        struct lg_ghead *nh = realloc(w->heads, cap * sizeof *nh);
+        if (!nh)
+            return -1;
+        w->heads = nh;
+        w->cap_heads = cap;
+    }
+    uint32_t id = w->n_sets++;
+    w->sets[id] = (struct wset){(uint32_t)w->n_heads, n, hash, complete};
+    memcpy(w->heads + w->n_heads, h, n * sizeof *h);
+    w->n_heads += n;
+    for (int k = 0; k < 256; k++)
+        w->trans[(size_t)id * 256 + k] = WALK_UNKNOWN;
+    w->buckets[b] = (int32_t)id;
+    return (int32_t)id;
+}
+
+/* The memoised walk; false when the memo overflowed (the caller walks without it). */
+static bool walk_memo(struct lg_gctx *c, const struct lg_grammar_state *s,
+                      const struct lg_grammar_vocab *gv, uint32_t *mask, int32_t *stack)
+{
+    if (!walk_init(&c->walk))
+        return false;
+    struct lg_gwalk *w = c->walk;
+    memcpy(w->tmp, s->heads, s->n_heads * sizeof *s->heads);
+    int32_t root = walk_intern(w, w->tmp, s->n_heads, s->complete);
+    if (root < 0)
+        return false;
+    stack[0] = root;
+    const struct trie_node *nodes = gv->nodes;
+    uint32_t i = 1;
+    while (i < gv->n_nodes) {
+        const struct trie_node *t = &nodes[i];
+        int32_t p = stack[t->depth - 1];
+        int32_t nx = w->trans[(size_t)p * 256 + t->byte];
+        if (nx == WALK_UNKNOWN) {
+            const struct wset *ps = &w->sets[p];
+            bool comp;
+            uint32_t k = lg_gram_advance(c, w->heads + ps->first, ps->n, t->byte, w->tmp, &comp);
+            if (k == 0 && !comp) {
+                nx = WALK_DEAD;
+            } else {
+                nx = walk_intern(w, w->tmp, k, comp);
+                if (nx < 0)
+                    return false;
+            }
+            w->trans[(size_t)p * 256 + t->byte] = nx;
+        }
+        if (nx == WALK_DEAD) {
+            i = t->end;
+            continue;
+        }
+        stack[t->depth] = nx;
+        for (uint32_t j = 0; j < t->n_tok; j++) {
+            int32_t id = gv->ids_sorted[t->tok_first + j];
+            mask[id >> 5] |= 1u << (id & 31);
+        }
+        i++;
+    }
+    return true;
+}
+
 enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_grammar_vocab *gv,
                                uint32_t *allowed, struct lg_err *err)
 {
@@ -273,10 +453,22 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
         return lg_err_set(err, LG_ERR_NOMEM, "grammar mask: out of memory");
     }
     uint32_t mark = c->n_frames;
+    bool memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at);
+    if (!memo_ok && c->walk) {
+        walk_reset(c->walk);
+        memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
+        memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at);
+    }
+    if (!memo_ok) {
+        if (c->walk)
+            walk_reset(c->walk); /* its sets may name frames rolled back below */
+        lg_gram_frames_rollback(c, mark);
+        memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
+    }
     memcpy(c->pool, s->heads, s->n_heads * sizeof *s->heads);
     n_at[0] = s->n_heads;
     const struct trie_node *nodes = gv->nodes;
-    uint32_t i = 1;
+    uint32_t i = memo_ok ? gv->n_nodes : 1;
     while (i < gv->n_nodes) {
         const struct trie_node *t = &nodes[i];
         uint32_t d = t->depth;
@@ -295,7 +487,8 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
         }
         i++;
     }
-    lg_gram_frames_rollback(c, mark);
+    if (!memo_ok)
+        lg_gram_frames_rollback(c, mark);
     free(n_at);
     bool oom = c->oom;
     c->oom = false;

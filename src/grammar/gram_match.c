@@ -204,6 +204,7 @@ static void ctx_release(struct lg_gctx *c)
     free(c->vis_stamp);
     free(c->work);
     free(c->pool);
+    lg_gram_walk_free(c->walk);
     for (int i = 0; i < LG_GMASK_CACHE; i++) {
         free(c->cache[i].heads);
         free(c->cache[i].mask);

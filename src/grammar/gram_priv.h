@@ -122,6 +122,7 @@ struct lg_gctx {
     uint32_t cap_pool;
     uint64_t tick;
     struct lg_gmask_entry cache[LG_GMASK_CACHE];
+    struct lg_gwalk *walk; /* mask walk memo (gram_mask.c) */
 };
 
 struct lg_grammar_state {
@@ -136,6 +137,9 @@ struct lg_grammar_state {
  * returns the count and sets *complete when the text so far is a sentence. */
 uint32_t lg_gram_advance(struct lg_gctx *c, const struct lg_ghead *in, uint32_t n_in,
                          uint8_t byte, struct lg_ghead *out, bool *complete);
+struct lg_gwalk;
+void lg_gram_walk_free(struct lg_gwalk *w);
+
 /* Drops frames created after mark (temporary frames of a mask walk). */
 void lg_gram_frames_rollback(struct lg_gctx *c, uint32_t mark);
 

@@ -17,7 +17,7 @@
 
 enum surface { SURF_JSON = 0, SURF_GEMMA = 1 };
 
-enum { WS_MAX_INDENT = 24, INT_DIGITS = 16, FRAC_DIGITS = 6 };
+enum { WS_MAX_INDENT = 24, INT_DIGITS = 16, FRAC_DIGITS = 6, EXTRA_KEY_MAX = 64 };
 
 static const double INT_CLAMP = 1e15;
 
@@ -409,7 +409,8 @@ static void buf_put(char **buf, size_t *len, size_t *cap, const char *s, size_t 
 
 static bool gemma_key_ok(const char *k)
 {
-    if (!k[0])
+    /* A bare key that starts like a number would be read as part of the previous value. */
+    if (!k[0] || (k[0] >= '0' && k[0] <= '9') || strchr("-+.", k[0]))
         return false;
     for (const char *p = k; *p; p++)
         if (strchr(":{}[],<\"' \t\n\r=", *p))
@@ -787,13 +788,20 @@ static bool key_char(int ch)
            ch == '_' || ch == '-';
 }
 
-/* Key text (no quotes) over [A-Za-z0-9_-]+ that differs from every key in keys[lo, hi)
+/* Extra keys start with a letter or '_' (a bare Gemma key starting like a number is ambiguous). */
+static bool key_char_at(int ch, size_t depth)
+{
+    return key_char(ch) && (depth > 0 || !((ch >= '0' && ch <= '9') || ch == '-'));
+}
+
+/* Key text (no quotes) over [A-Za-z_][A-Za-z0-9_-]{0,63} that differs from every key in keys[lo, hi)
  * (sorted, byte order); keys[i] share their first `depth` bytes. */
 static void key_complement(struct comp *c, int32_t node, const char **keys, size_t lo,
-                           size_t hi, size_t depth, int32_t free_node, int32_t end)
+                           size_t hi, size_t depth, const int32_t *free_chain, int32_t end)
 {
-    if (node < 0 || c->b.st != LG_OK)
+    if (node < 0 || c->b.st != LG_OK || depth >= EXTRA_KEY_MAX)
         return;
+    int32_t free_node = free_chain[depth + 1];
     bool exact = false;
     bool child[256] = {false};
     for (size_t i = lo; i < hi; i++) {
@@ -806,12 +814,12 @@ static void key_complement(struct comp *c, int32_t node, const char **keys, size
     if (depth > 0 && !exact)
         lg_gb_eps(B, node, end);
     for (int b = 0; b < 256;) {
-        if (!key_char(b) || child[b]) {
+        if (!key_char_at(b, depth) || child[b]) {
             b++;
             continue;
         }
         int e = b;
-        while (e + 1 < 256 && key_char(e + 1) && !child[e + 1])
+        while (e + 1 < 256 && key_char_at(e + 1, depth) && !child[e + 1])
             e++;
         lg_gb_bytes(B, node, (uint8_t)b, (uint8_t)e, free_node);
         b = e + 1;
@@ -827,7 +835,7 @@ static void key_complement(struct comp *c, int32_t node, const char **keys, size
         while (j < hi && strlen(keys[j]) > depth && (uint8_t)keys[j][depth] == ch)
             j++;
         int32_t n = lg_gb_range(B, node, ch, ch);
-        key_complement(c, n, keys, i, j, depth + 1, free_node, end);
+        key_complement(c, n, keys, i, j, depth + 1, free_chain, end);
         i = j;
     }
 }
@@ -879,7 +887,11 @@ static int32_t extra_pair(struct comp *c, int32_t from, const char **keys, size_
                           const json_t *vsch)
 {
     int32_t n = c->surf == SURF_JSON ? seq_lit(c, from, "\"") : from;
-    int32_t free_node = lg_gb_node(B), kend = lg_gb_node(B);
+    int32_t kend = lg_gb_node(B);
+    /* free_chain[d]: d key characters written, no longer a prefix of a declared key. */
+    int32_t free_chain[EXTRA_KEY_MAX + 1];
+    for (int d = 0; d <= EXTRA_KEY_MAX; d++)
+        free_chain[d] = lg_gb_node(B);
     /* Only declared keys spelled with key characters can collide with an extra key. */
     const char **kk = malloc((n_keys ? n_keys : 1) * sizeof *kk);
     if (!kk)
@@ -889,19 +901,21 @@ static int32_t extra_pair(struct comp *c, int32_t from, const char **keys, size_
         bool ok = true;
         for (const char *p = keys[i]; *p; p++)
             ok = ok && key_char((unsigned char)*p);
-        if (ok)
+        if (ok && keys[i][0] && key_char_at((unsigned char)keys[i][0], 0))
             kk[n_kk++] = keys[i];
     }
-    for (int b = 0; b < 256; b++)
-        if (key_char(b)) {
-            int e = b;
-            while (e + 1 < 256 && key_char(e + 1))
-                e++;
-            lg_gb_bytes(B, free_node, (uint8_t)b, (uint8_t)e, free_node);
-            b = e;
-        }
-    lg_gb_eps(B, free_node, kend);
-    key_complement(c, n, kk, 0, n_kk, 0, free_node, kend);
+    for (int d = 1; d <= EXTRA_KEY_MAX; d++) {
+        lg_gb_eps(B, free_chain[d], kend);
+        for (int b = 0; d < EXTRA_KEY_MAX && b < 256; b++)
+            if (key_char(b)) {
+                int e = b;
+                while (e + 1 < 256 && key_char(e + 1))
+                    e++;
+                lg_gb_bytes(B, free_chain[d], (uint8_t)b, (uint8_t)e, free_chain[d + 1]);
+                b = e;
+            }
+    }
+    key_complement(c, n, kk, 0, n_kk, 0, free_chain, kend);
     free(kk);
     n = kend;
     if (c->surf == SURF_JSON)

@@ -19,7 +19,7 @@
  *  - Properties are written in the order of `properties` (sorted by key in the Gemma surface),
  *    required ones always, optional ones optionally. Extra properties only when
  *    additionalProperties is true or a schema (or the object declares no properties), with keys
- *    made of [A-Za-z0-9_-] that differ from every declared name.
+ *    [A-Za-z_][A-Za-z0-9_-]{0,63} that differ from every declared name.
  *  - Numbers: at most 16 integer digits, 6 fraction digits, 2 exponent digits; bounded numbers
  *    and integers are written without exponent; open integer ranges are clamped to ±10^15.
  *  - Strings: any UTF-8 except control characters, escapes \" \\ \/ \b \f \n \r \t and \uXXXX

@@ -335,7 +335,8 @@ json_t *lg_json_text(const char *text, size_t n)
 {
     if (!text)
         return json_string("");
-    json_t *v = json_stringn(text, n);
+    /* a NUL would come out as \u0000, which strict decoders (jansson's default) refuse */
+    json_t *v = memchr(text, 0, n) ? NULL : json_stringn(text, n);
     if (v)
         return v;
     size_t m;

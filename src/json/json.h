@@ -89,8 +89,8 @@ enum lg_status lg_json_check_num(const json_t *v, const char *path, double lo, d
  * failure. *out_len (may be NULL) gets the new length. */
 char *lg_json_utf8_sanitize(const char *text, size_t n, size_t *out_len);
 
-/* json_stringn that never fails on bad UTF-8 (sanitizes first). New reference or NULL on
- * allocation failure. */
+/* json_stringn that never fails on bad UTF-8 and never holds NUL (both become U+FFFD).
+ * New reference or NULL on allocation failure. */
 json_t *lg_json_text(const char *text, size_t n);
 
 #endif

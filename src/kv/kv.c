@@ -156,7 +156,8 @@ enum lg_status lg_kv_rewind(struct lg_kv *kv, int64_t pos, struct lg_err *err)
             continue;
         /* The ring holds positions [n_pos - n_slots, n_pos); the next chunk needs
          * [pos - window + 1, pos). */
-        if (pos - K->window + 1 > 0 && pos - K->window + 1 < kv->n_pos - K->n_slots)
+        int64_t lo = pos - K->window + 1 > 0 ? pos - K->window + 1 : 0;
+        if (pos > 0 && lo < kv->n_pos - K->n_slots)
             return lg_err_set(err, LG_ERR_RANGE,
                               "kv: layer %d: window before position %lld was overwritten",
                               (int)il, (long long)pos);

@@ -1,5 +1,6 @@
 /* health.c: GET / ("localgemma is running", as Ollama answers), GET /health (200 when the
- * server can take work, 503 with the reason while it cannot), GET /api/version. */
+ * server can take work; 503 with the reason while a model loads or the queue is full),
+ * GET /api/version. */
 #include <string.h>
 
 #include "server/server.h"
@@ -23,10 +24,12 @@ int srv_route_health(struct srv_conn *c)
     struct lg_engine_stats st = {0};
     eng->stats(self, &st);
     bool full = st.queue_cap > 0 && st.queue_depth >= st.queue_cap;
-    b = json_pack("{s:s, s:b, s:i, s:i, s:i}", "status", full ? "busy" : "ok", "engine", 1,
+    bool loading = st.n_loading > 0;
+    b = json_pack("{s:s, s:b, s:i, s:i, s:i}", "status",
+                  loading ? "loading model" : (full ? "busy" : "ok"), "engine", 1,
                   "queue_depth", (int)st.queue_depth, "active", (int)st.n_active, "parallel",
                   (int)st.n_parallel);
-    return srv_reply_json(c, full ? 503 : 200, b);
+    return srv_reply_json(c, full || loading ? 503 : 200, b);
 }
 
 int srv_route_version(struct srv_conn *c)

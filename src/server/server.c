@@ -13,6 +13,7 @@
  * the mutex, so exactly one resume follows each suspend, and a suspended connection cannot
  * be closed under us (MHD does not time out or close suspended connections). */
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -71,6 +72,10 @@ struct lg_server {
     uint16_t port;
     char bind_host[INET6_ADDRSTRLEN];
     bool bind_wildcard;
+    /* with a wildcard bind: the numeric addresses of this machine's interfaces, which are
+     * accepted as Host (an IP literal cannot be rebound by DNS) */
+    char local_addrs[16][INET6_ADDRSTRLEN];
+    int n_local_addrs;
     atomic_bool draining;
     pthread_mutex_t gens_mu;
     struct srv_gen *gens;
@@ -90,6 +95,7 @@ struct srv_conn {
     const char *origin; /* allowed Origin to echo, or NULL */
     struct srv_buf body;
     bool too_large;
+    uint64_t n_received; /* body bytes seen, kept or not */
     bool responded;
     unsigned status;
     struct srv_gen *gen;
@@ -448,6 +454,7 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
     g->srv = s;
     g->refs = 2; /* connection + engine */
     bool openai = is_openai(g);
+    p->reasoning_as_reasoning = s->cfg.reasoning_key_reasoning;
     char id[48] = "chatcmpl-";
     if (p->req.api == LG_API_OPENAI_COMPLETIONS)
         strcpy(id, "cmpl-");
@@ -567,6 +574,9 @@ static bool host_allowed(const struct lg_server *s, const char *host_hdr)
             return true;
     if (!s->bind_wildcard && !strcasecmp(host, s->bind_host))
         return true;
+    for (int i = 0; s->bind_wildcard && i < s->n_local_addrs; i++)
+        if (!strcasecmp(host, s->local_addrs[i]))
+            return true;
     for (size_t i = 0; i < s->cfg.n_allow_hosts; i++)
         if (!strcasecmp(host, s->cfg.allow_hosts[i]))
             return true;
@@ -754,6 +764,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return MHD_YES;
     }
     if (*upload_data_size) {
+        c->n_received += *upload_data_size;
+        /* a chunked body far past the cap: drop the connection rather than read it all */
+        if (c->too_large && c->n_received / 2 > s->cfg.max_body_bytes)
+            return MHD_NO;
         if (!c->responded && !c->too_large) {
             if (*upload_data_size > s->cfg.max_body_bytes - c->body.n)
                 c->too_large = true;
@@ -908,6 +922,21 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
                            : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
     inet_ntop(ss.ss_family, addr, s->bind_host, sizeof s->bind_host);
     s->bind_wildcard = !strcmp(s->bind_host, "0.0.0.0") || !strcmp(s->bind_host, "::");
+    struct ifaddrs *ifs;
+    if (s->bind_wildcard && getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i && s->n_local_addrs < 16; i = i->ifa_next) {
+            if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+                                 i->ifa_addr->sa_family != AF_INET6))
+                continue;
+            const void *a = i->ifa_addr->sa_family == AF_INET
+                                ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+                                : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+            if (inet_ntop(i->ifa_addr->sa_family, a, s->local_addrs[s->n_local_addrs],
+                          INET6_ADDRSTRLEN))
+                s->n_local_addrs++;
+        }
+        freeifaddrs(ifs);
+    }
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;

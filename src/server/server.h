@@ -61,6 +61,9 @@ struct lg_server_config {
     const struct lg_engine_ops *engine;
     void *engine_self;
     bool log_requests; /* one stderr line per request (method, path, status, ms); no bodies */
+    /* OpenAI routes: send thinking as "reasoning" (Ollama/vLLM style) instead of
+     * "reasoning_content" (llama.cpp/LM Studio style, the default); api.md §2.1. */
+    bool reasoning_key_reasoning;
 };
 
 struct lg_server;

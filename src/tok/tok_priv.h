@@ -22,13 +22,20 @@ struct lg_tok_trie_node {
     uint8_t user;     /* tok is matched even without LG_TOK_PARSE_SPECIAL */
 };
 
+/* Text hash slot: the high 32 bits of the hash are kept so most misses never touch the
+ * token text (the table is cache-bound: lookups of candidate pairs dominate encoding). */
+struct lg_tok_slot {
+    uint32_t tag;
+    int32_t id; /* -1 empty */
+};
+
 struct lg_vocab_priv {
     char *blob;               /* all token texts, back to back */
     uint32_t *off;            /* [n_tokens + 1] token i is blob[off[i] .. off[i+1]) */
     float *scores;            /* [n_tokens] */
     uint8_t *types;           /* [n_tokens] */
     uint8_t *byte_val;        /* [n_tokens] the byte of a BYTE token */
-    int32_t *hash;            /* [hash_cap] token ids, -1 empty */
+    struct lg_tok_slot *hash; /* [hash_mask + 1] */
     uint32_t hash_mask;
     int32_t byte_tok[256];    /* <0xHH> token of each byte */
 

@@ -45,16 +45,18 @@ int32_t lg_tok_lookup(const struct lg_vocab *v, const char *text, size_t n)
     const struct lg_vocab_priv *p = v->priv;
     if (n == 0 || n > v->max_token_bytes)
         return -1;
-    uint32_t i = (uint32_t)lg_tok_hash_bytes(text, n) & p->hash_mask;
-    for (;;) {
-        int32_t id = p->hash[i];
-        if (id < 0)
+    uint64_t h = lg_tok_hash_bytes(text, n);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (uint32_t i = (uint32_t)h & p->hash_mask;; i = (i + 1) & p->hash_mask) {
+        const struct lg_tok_slot *sl = &p->hash[i];
+        if (sl->id < 0)
             return -1;
+        if (sl->tag != tag)
+            continue;
         size_t tn;
-        const char *t = lg_tok_text(v, id, &tn);
+        const char *t = lg_tok_text(v, sl->id, &tn);
         if (tn == n && memcmp(t, text, n) == 0)
-            return id;
-        i = (i + 1) & p->hash_mask;
+            return sl->id;
     }
 }
 
@@ -193,27 +195,29 @@ static enum lg_status build_hash(struct lg_vocab *v, struct lg_err *err)
 {
     struct lg_vocab_priv *p = v->priv;
     uint32_t cap = 1;
-    while (cap < 2u * v->n_tokens)
+    while (cap < 3u * v->n_tokens) /* load <= 1/2, usually ~1/3 */
         cap <<= 1;
     p->hash = malloc((size_t)cap * sizeof *p->hash);
     if (!p->hash)
         return lg_err_set(err, LG_ERR_NOMEM, "vocab: out of memory (token hash)");
-    memset(p->hash, 0xff, (size_t)cap * sizeof *p->hash);
+    for (uint32_t i = 0; i < cap; i++)
+        p->hash[i] = (struct lg_tok_slot){0, -1};
     p->hash_mask = cap - 1;
     for (uint32_t id = 0; id < v->n_tokens; id++) {
         size_t n;
         const char *t = lg_tok_text(v, (int32_t)id, &n);
-        uint32_t i = (uint32_t)lg_tok_hash_bytes(t, n) & p->hash_mask;
-        for (;; i = (i + 1) & p->hash_mask) {
-            int32_t o = p->hash[i];
-            if (o < 0) {
-                p->hash[i] = (int32_t)id;
+        uint64_t h = lg_tok_hash_bytes(t, n);
+        uint32_t tag = (uint32_t)(h >> 32);
+        for (uint32_t i = (uint32_t)h & p->hash_mask;; i = (i + 1) & p->hash_mask) {
+            struct lg_tok_slot *sl = &p->hash[i];
+            if (sl->id < 0) {
+                *sl = (struct lg_tok_slot){tag, (int32_t)id};
                 break;
             }
             size_t on;
-            const char *ot = lg_tok_text(v, o, &on);
-            if (on == n && memcmp(ot, t, n) == 0) {
-                p->hash[i] = (int32_t)id; /* duplicate text: the last id wins (llama.cpp) */
+            const char *ot = lg_tok_text(v, sl->id, &on);
+            if (sl->tag == tag && on == n && memcmp(ot, t, n) == 0) {
+                sl->id = (int32_t)id; /* duplicate text: the last id wins (llama.cpp) */
                 break;
             }
         }

@@ -1,6 +1,7 @@
 /* fuzz_json.c: the request-body parsers of /v1/chat/completions, /v1/completions,
- * /api/chat and /api/generate on arbitrary bytes (each input goes through all four), plus
- * the UTF-8 repair and the duration parser. Any crash, leak or sanitizer report is a bug;
+ * /api/chat and /api/generate on arbitrary bytes (each input goes through all four), the
+ * SSE/NDJSON writers fed the bytes as model output, the UTF-8 repair and the duration
+ * parser. Any crash, leak or sanitizer report is a bug;
  * a successful parse must leave a request the engine can read (checked invariants). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +46,58 @@ static void check_req(const struct srv_parsed *p)
     }
 }
 
+/* The input as untrusted model output: every SSE data line and NDJSON line the writers
+ * produce must be valid JSON whatever bytes the engine emits. */
+static void check_lines(const struct srv_buf *b, const char *prefix, const char *sep)
+{
+    const char *p = b->p, *end = b->p + b->n;
+    size_t np = strlen(prefix);
+    while (p && p < end) {
+        const char *nl = strstr(p, sep);
+        if (!nl)
+            abort(); /* every record is terminated */
+        if (strncmp(p, prefix, np) != 0)
+            abort();
+        const char *j = prefix[0] == '{' ? p : p + np; /* NDJSON: the "{" is the JSON */
+        if (strncmp(j, "[DONE]", 6) != 0) {
+            json_t *v = json_loadb(j, (size_t)(nl - j), 0, NULL);
+            if (!v)
+                abort();
+            json_decref(v);
+        }
+        p = nl + strlen(sep);
+    }
+}
+
+static void fuzz_writers(const char *d, size_t n)
+{
+    size_t a = n / 3, b = 2 * n / 3;
+    struct lg_gen_event evs[] = {
+        {.kind = LG_GEN_EV_REASONING, .text = d, .n_text = a},
+        {.kind = LG_GEN_EV_CONTENT, .text = d + a, .n_text = b - a},
+        {.kind = LG_GEN_EV_TOOL_CALL, .text = d + b, .n_text = n - b, .tool_index = 0,
+         .tool_id = "call_0", .tool_name = "f"},
+        {.kind = LG_GEN_EV_DONE, .finish = LG_FINISH_STOP},
+    };
+    struct srv_sse w;
+    struct srv_buf out = {0};
+    srv_sse_init(&w, true, "chatcmpl-f", 1, "m", true, false);
+    srv_sse_begin(&w, &out);
+    for (size_t i = 0; i < 4; i++)
+        srv_sse_event(&w, &evs[i], &out);
+    if (!out.oom)
+        check_lines(&out, "data: ", "\n\n");
+    srv_buf_free(&out);
+    struct srv_ndjson nd;
+    srv_ndjson_init(&nd, true, "m", NULL);
+    for (size_t i = 0; i < 4; i++)
+        srv_ndjson_event(&nd, &evs[i], &out);
+    if (!out.oom)
+        check_lines(&out, "{", "\n");
+    srv_buf_free(&out);
+    srv_ndjson_free(&nd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -71,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(v);
         free(fixed);
     }
+    fuzz_writers(body, size);
     if (size < 64) {
         char s[64];
         memcpy(s, data, size);

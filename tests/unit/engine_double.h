@@ -38,6 +38,7 @@ struct engine_double {
     struct lg_gen_timings timings;
     atomic_int n_submitted, n_done, n_cancelled;
     atomic_int busy_now;  /* 1 = refuse every submit with LG_ERR_BUSY */
+    atomic_int loading;   /* reported as stats.n_loading */
 };
 
 static void ed_sleep_ms(int ms)
@@ -119,6 +120,7 @@ static void ed_stats(void *self, struct lg_engine_stats *out)
     out->queue_depth = e->n_queue;
     out->queue_cap = e->cap;
     out->n_parallel = 1;
+    out->n_loading = atomic_load(&e->loading);
     pthread_mutex_unlock(&e->mu);
 }
 

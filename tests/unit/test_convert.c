@@ -3,6 +3,8 @@
  * written by tools/make-fixtures with llama.cpp's names (F32 and Q8_0). Tokenizer keys and
  * general.name are not compared (the converter does not write a vocabulary yet). Also: the
  * safetensors reader refuses malformed headers with a clear error. */
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,57 @@ static void test_fixtures(void)
     CHECK(access(out, F_OK) != 0);
 }
 
+/* Released Gemma 4 config.json files use global_head_dim / num_global_key_value_heads instead
+ * of the per_layer_config that newer transformers versions write: both must convert alike. */
+static void test_old_config_format(void)
+{
+    const char *variants[] = {"gemma4_e2b", "gemma4_26b"};
+    for (int v = 0; v < 2; v++) {
+        char src[512], dir[256], p[512], out[300], want[512];
+        snprintf(src, sizeof src, "%s/golden/model/%s.hf", lg_test_data_dir(), variants[v]);
+        snprintf(dir, sizeof dir, "/tmp/lg_test_oldcfg_%d", (int)getpid());
+        mkdir(dir, 0700);
+        snprintf(p, sizeof p, "%s/config.json", src);
+        json_t *cfg = json_load_file(p, 0, NULL);
+        CHECK(cfg != NULL);
+        if (!cfg)
+            continue;
+        json_t *plc = json_object_get(cfg, "per_layer_config");
+        const char *k;
+        json_t *o;
+        json_int_t ghd = 0, ghkv = -1;
+        json_object_foreach(plc, k, o) {
+            ghd = json_integer_value(json_object_get(o, "head_dim"));
+            if (json_object_get(o, "num_key_value_heads"))
+                ghkv = json_integer_value(json_object_get(o, "num_key_value_heads"));
+        }
+        CHECK(ghd > 0);
+        json_object_del(cfg, "per_layer_config");
+        json_object_set_new(cfg, "global_head_dim", json_integer(ghd));
+        if (ghkv > 0)
+            json_object_set_new(cfg, "num_global_key_value_heads", json_integer(ghkv));
+        snprintf(p, sizeof p, "%s/config.json", dir);
+        CHECK(json_dump_file(cfg, p, 0) == 0);
+        json_decref(cfg);
+        char st_src[600], st_dst[300];
+        snprintf(st_src, sizeof st_src, "%s/model.safetensors", src);
+        snprintf(st_dst, sizeof st_dst, "%s/model.safetensors", dir);
+        char abs_src[4096];
+        CHECK(realpath(st_src, abs_src) != NULL);
+        CHECK(symlink(abs_src, st_dst) == 0);
+        snprintf(out, sizeof out, "%s/out.gguf", dir);
+        snprintf(want, sizeof want, "%s/golden/model/%s.f32.gguf", lg_test_data_dir(),
+                 variants[v]);
+        struct lg_err err = {0};
+        CHECK_MSG(lg_convert_hf(dir, out, LG_QTYPE_F32, &err) == LG_OK, "%s", err.msg);
+        compare_files(want, out, "old-format config");
+        unlink(out);
+        unlink(st_dst);
+        unlink(p);
+        rmdir(dir);
+    }
+}
+
 /* A safetensors file: 8-byte LE header length, header JSON, data. */
 static size_t make_st(uint8_t *buf, const char *json, size_t data_len)
 {
@@ -211,6 +264,7 @@ static void test_safetensors(void)
 int main(void)
 {
     test_fixtures();
+    test_old_config_format();
     test_safetensors();
     return lg_test_done("test_convert");
 }

@@ -167,6 +167,9 @@ static void test_utf8(void)
     s = lg_json_utf8_sanitize("h\xC3\xA9llo \xF0\x9F\x98\x80", 11, &n);
     CHECK_EQ_STR(s, "h\xC3\xA9llo \xF0\x9F\x98\x80");
     free(s);
+    json_t *nul = lg_json_text("a\0b", 3);
+    CHECK_EQ_STR(json_string_value(nul), "a\xEF\xBF\xBD" "b");
+    json_decref(nul);
     json_t *v = lg_json_text("ok\xff", 3);
     CHECK(v != NULL);
     CHECK_EQ_STR(json_string_value(v), "ok\xEF\xBF\xBD");

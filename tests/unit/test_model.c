@@ -174,6 +174,29 @@ static void test_variant(const char *v, const char *quant, const struct lg_kern 
             lg_model_state_destroy(s);
         }
     }
+    /* Rewind: drop the last 5 positions and run them again; a ring that no longer holds the
+     * window before the rewind point refuses. */
+    {
+        struct lg_model_state *s = NULL;
+        CHECK(lg_model_state_create(m, n, 2, &s, &err) == LG_OK);
+        if (s) {
+            lg_model_state_set_kern(s, k);
+            struct lg_kv *kv = lg_model_state_kv(s);
+            CHECK(lg_model_forward(m, s, tok, n - 5, LG_LOGITS_NONE, NULL, &err) == LG_OK);
+            CHECK(lg_model_forward(m, s, tok + n - 5, 3, LG_LOGITS_NONE, NULL, &err) == LG_OK);
+            CHECK(lg_kv_rewind(kv, n - 5, &err) == LG_OK);
+            CHECK(lg_model_forward(m, s, tok + n - 5, 5, LG_LOGITS_ALL, b + (n - 5) * V,
+                                   &err) == LG_OK);
+            double e = max_abs_diff(a + (n - 5) * V, b + (n - 5) * V, (size_t)(5 * V));
+            CHECK_MSG(e <= TOL_PATHS, "%s rewind + rerun: %g", v, e);
+            CHECK_EQ_INT(lg_kv_n_pos(kv), n);
+            if (m->cfg.sliding_window < n - 3) /* rings hold W + 2 positions */
+                CHECK(lg_kv_rewind(kv, 3, &err) == LG_ERR_RANGE);
+            CHECK(lg_kv_rewind(kv, 0, &err) == LG_OK);
+            CHECK(lg_kv_rewind(kv, 1, &err) == LG_ERR_RANGE);
+            lg_model_state_destroy(s);
+        }
+    }
 done:
     free(ref);
     free(a);

@@ -7,7 +7,8 @@
  * It quantizes F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 MXFP4 (checked here byte for byte) but no
  * K-quant and not IQ4_NL/IQ4_XS: those (and the legacy types again, on signed-zero blocks)
  * are checked byte for byte against ggml's own reference quantizers (qg_*.bin, made with
- * the prebuilt libggml of PyPI's libggml-python), and by error bounds in test_quant_rt.c.
+ * the prebuilt libggml of PyPI's libggml-python; MXFP4 there too), and by error bounds in
+ * test_quant_rt.c.
  */
 #include <stdint.h>
 #include <string.h>
@@ -319,7 +320,7 @@ int main(void)
     for (size_t i = 0; i < sizeof qt / sizeof qt[0]; i++)
         test_golden_quant("q", qt[i]);
     static const char *qg[] = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ4_NL",
-                               "IQ4_XS", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"};
+                               "IQ4_XS", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "MXFP4"};
     for (size_t i = 0; i < sizeof qg / sizeof qg[0]; i++)
         test_golden_quant("qg", qg[i]);
     return lg_test_done("test_quant");

@@ -10,7 +10,7 @@
  * test_quant_rt.c plus a margin for the smaller sample). Also: the bytes do not depend on the
  * thread count, requantizing a file to its own mix copies it unchanged, and the refusals
  * (output = input, a source type we cannot dequantize, bad options) leave no output and no
- * temporary file.
+ * temporary file. Finally every file of the malformed-GGUF corpus is refused cleanly.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -358,6 +358,43 @@ static void check_output(const char *path, const char *ftype_name)
     lg_gguf_close(g);
 }
 
+/* Every malformed corpus file is refused without output; the valid fuzz seeds quantize (or
+ * fail cleanly). Under ASan this is the "bad input never crashes" check for lg_quant_file. */
+static void test_corpus(const char *out)
+{
+    static const char *const dirs[] = {"corpus/gguf", "fuzz/corpus/gguf"};
+    int n_files = 0;
+    for (int d = 0; d < 2; d++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", lg_test_data_dir(), dirs[d]);
+        DIR *dp = opendir(dir);
+        CHECK_MSG(dp != NULL, "cannot open %s", dir);
+        if (!dp)
+            continue;
+        struct dirent *e;
+        while ((e = readdir(dp)) != NULL) {
+            if (!strstr(e->d_name, ".gguf"))
+                continue;
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            struct lg_err err = {0};
+            enum lg_status st = run(path, out, "Q4_K_M", 2, &err);
+            n_files++;
+            if (d == 0) {
+                CHECK_MSG(st != LG_OK && err.msg[0] && !file_exists(out), "%s: status %d",
+                          e->d_name, st);
+            } else {
+                CHECK_MSG(st == LG_OK ? file_exists(out) : !file_exists(out) && err.msg[0],
+                          "%s: status %d", e->d_name, st);
+            }
+            unlink(out);
+        }
+        closedir(dp);
+    }
+    CHECK(n_files >= 60);
+    CHECK_EQ_INT(count_tmp_files(), 0);
+}
+
 static bool same_bytes(const char *a, const char *b)
 {
     FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
@@ -454,6 +491,8 @@ int main(void)
     CHECK_EQ_INT(run(in_bad, out2, "F32", 1, &err), LG_ERR_UNSUPPORTED);
     CHECK(!file_exists(out2));
     CHECK_EQ_INT(count_tmp_files(), 0);
+
+    test_corpus(out2);
 
     unlink(in_bad);
     unlink(out);

@@ -194,6 +194,22 @@ static void test_busy(struct engine_double *e)
     atomic_store(&e->busy_now, 0);
 }
 
+static void test_health(struct engine_double *e)
+{
+    struct resp r = {0};
+    http("GET", "/health", NULL, NULL, &r);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(r.body.p && strstr(r.body.p, "\"status\":\"ok\""));
+    resp_free(&r);
+    atomic_store(&e->loading, 1);
+    memset(&r, 0, sizeof r);
+    http("GET", "/health", NULL, NULL, &r);
+    CHECK_EQ_INT(r.status, 503);
+    CHECK(r.body.p && strstr(r.body.p, "\"status\":\"loading model\""));
+    resp_free(&r);
+    atomic_store(&e->loading, 0);
+}
+
 static void *stream_thread(void *arg)
 {
     struct resp *r = arg;
@@ -309,6 +325,7 @@ static void test_keys_cors(struct engine_double *e)
     cfg.n_cors_origins = 1;
     cfg.engine = &ed_ops;
     cfg.engine_self = e;
+    cfg.reasoning_key_reasoning = true;
     struct lg_server *s;
     struct lg_err err = {0};
     CHECK_EQ_INT(lg_server_start(&cfg, &s, &err), LG_OK);
@@ -330,6 +347,12 @@ static void test_keys_cors(struct engine_double *e)
     http("GET", "/api/version", NULL, good, &r);
     CHECK_EQ_INT(r.status, 200);
     CHECK(r.headers.p && strstr(r.headers.p, "Access-Control-Allow-Origin: http://app.example"));
+    resp_free(&r);
+    memset(&r, 0, sizeof r);
+    http("POST", "/v1/chat/completions", CHAT_BODY(""), good, &r);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(r.body.p && strstr(r.body.p, "\"reasoning\":\"We\"") &&
+          !strstr(r.body.p, "reasoning_content"));
     resp_free(&r);
     memset(&r, 0, sizeof r);
     http("GET", "/health", NULL, NULL, &r); /* health needs no key */
@@ -396,6 +419,7 @@ int main(void)
     test_stream_openai();
     test_stream_ollama();
     test_busy(&e);
+    test_health(&e);
     test_concurrent();
     test_admission();
     test_keys_cors(&e);

@@ -217,10 +217,11 @@ static bool valid_utf8_no_2581(const unsigned char *s, size_t n)
     return true;
 }
 
+/* Process CPU time: the machine may be shared, wall time would measure the neighbours. */
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -254,10 +255,14 @@ static void speed(const char *name, const struct lg_vocab *v, const struct entry
             text[k++] = '\n';
     }
     size_t n1, n10;
-    double t1 = time_encode(v, text, 1u << 20, LG_TOK_ADD_BOS, &n1);
+    /* median of three for the 1 MB run: the machine may be busy */
+    double a = time_encode(v, text, 1u << 20, LG_TOK_ADD_BOS, &n1);
+    double b = time_encode(v, text, 1u << 20, LG_TOK_ADD_BOS, &n1);
+    double c = time_encode(v, text, 1u << 20, LG_TOK_ADD_BOS, &n1);
+    double t1 = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
     double t10 = time_encode(v, text, big, LG_TOK_ADD_BOS, &n10);
     printf("%s: 1 MB corpus text -> %zu tokens in %.3f s; 10 MB -> %zu tokens in %.3f s "
-           "(ratio %.1f)\n", name, n1, t1, n10, t10, t10 / t1);
+           "(ratio %.1f, CPU time)\n", name, n1, t1, n10, t10, t10 / t1);
     CHECK_MSG(t1 < 1.0, "%s: 1 MB took %.3f s", name, t1);
     CHECK_MSG(t10 < 12 * t1 + 0.05, "%s: 10 MB took %.3f s, 1 MB %.3f s", name, t10, t1);
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """make-chat-golden.py: renders the chat golden files in tests/golden/chat/ with Python jinja2.
 
-Templates (the reference):
-  - shared/spec/templates/gemma4-small.jinja (E2B/E4B) and gemma4-large.jinja (26B/31B):
-    Google's canonical Gemma 4 templates (see templates/README.md).
-  - tests/golden/chat/gemma3.jinja: Google's official Gemma 3 chat template, written down from
+Templates (the reference), all in tests/golden/chat/:
+  - gemma4-small.jinja (E2B/E4B) and gemma4-large.jinja (26B/31B): Google's canonical Gemma 4
+    templates, verbatim copies of shared/spec/templates/ (see the README there).
+  - gemma3.jinja: Google's official Gemma 3 chat template, written down from
     memory of the google/gemma-3-*-it tokenizer_config.json (the 270M GGUF carries no
     tokenizer.chat_template key to copy it from).
 
@@ -45,14 +45,15 @@ import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPEC_TPL = os.path.join(os.path.dirname(ROOT), "shared", "spec", "templates")
-if not os.path.isdir(SPEC_TPL):
-    SPEC_TPL = "/work/shared/spec/templates"
 OUT = os.path.join(ROOT, "tests", "golden", "chat")
+# The Gemma 4 templates are copied verbatim from shared/spec/templates/ into tests/golden/chat/
+# so that the repository is self-contained; main() checks the copies against the originals
+# when shared/ is present.
+SPEC_TPL = os.path.join(os.path.dirname(ROOT), "shared", "spec", "templates")
 
 FLAVOURS = {
-    "gemma4-small": os.path.join(SPEC_TPL, "gemma4-small.jinja"),
-    "gemma4-large": os.path.join(SPEC_TPL, "gemma4-large.jinja"),
+    "gemma4-small": os.path.join(OUT, "gemma4-small.jinja"),
+    "gemma4-large": os.path.join(OUT, "gemma4-large.jinja"),
     "gemma3": os.path.join(OUT, "gemma3.jinja"),
 }
 
@@ -147,8 +148,14 @@ def normalise(flavour, messages, options):
     return messages
 
 
+_compiled = {}
+
+
 def render(env, flavour, case):
-    tpl = env.from_string(open(FLAVOURS[flavour], encoding="utf-8").read())
+    key = (id(env), flavour)
+    if key not in _compiled:
+        _compiled[key] = env.from_string(open(FLAVOURS[flavour], encoding="utf-8").read())
+    tpl = _compiled[key]
     opts = case.get("options", {})
     try:
         msgs = normalise(flavour, case["messages"], opts)
@@ -446,6 +453,10 @@ def all_cases():
 
 
 def main():
+    for fl in ("gemma4-small", "gemma4-large"):
+        orig = os.path.join(SPEC_TPL, fl + ".jinja")
+        if os.path.isfile(orig) and open(orig, "rb").read() != open(FLAVOURS[fl], "rb").read():
+            sys.exit("make-chat-golden: %s differs from %s: copy it over first" % (FLAVOURS[fl], orig))
     env = make_env()
     cases_dir = os.path.join(OUT, "cases")
     exp_dir = os.path.join(OUT, "expected")

@@ -187,7 +187,7 @@ def main():
         # and no whitespace run beyond the layout's 1..31 (the real vocab has none either:
         # a run token that merges cannot build from the left is where HF and llama.cpp's
         # "newline run that is a token is taken whole" rule part ways, see src/tok/README.md)
-        if len(set(t)) == 1 and t[0] in RUN_CHARS:
+        if len(t) > 1 and len(set(t)) == 1 and t[0] in RUN_CHARS:
             continue
         if t not in seen and t not in MEDIA and "\x00" not in t:
             seen.add(t)

@@ -87,13 +87,15 @@ struct lg_chat_event {
     char *text;      /* CONTENT / REASONING delta; TOOL_CALL: arguments JSON; ERROR: JSON object */
     size_t len;
     char *name;      /* TOOL_CALL: function name (NULL otherwise) */
-    bool repaired;   /* TOOL_CALL: arguments were recovered from a malformed call */
+    bool repaired;   /* TOOL_CALL: recovered from a malformed call (see toolcall.c / parse.c) */
 };
 
 struct lg_chat_parser;
 
 /* tools (may be NULL) is the request's OpenAI tools array: when given, a call to a name not in
- * it becomes an ERROR event. The parser copies what it needs. NULL on allocation failure. */
+ * it becomes an ERROR event, and an argument its schema types as array / object that the model
+ * wrote as a string holding that JSON is converted (spec §7.13). The parser keeps a copy.
+ * NULL on allocation failure. */
 struct lg_chat_parser *lg_chat_parser_create(enum lg_chat_flavour f, const json_t *tools);
 void lg_chat_parser_destroy(struct lg_chat_parser *p);
 
@@ -116,7 +118,7 @@ void lg_chat_event_free(struct lg_chat_event *ev);
 
 /* Converts one Gemma 4 call body (what follows "call:", e.g. `f{a:<|"|>x<|"|>,b:[1,2]}`) into
  * *name (malloc'd) and *args_json (malloc'd JSON object text). Tolerates the §7.13
- * malformations (see parse.c); *repaired says whether it had to. LG_ERR_FORMAT with a message
+ * malformations (see toolcall.c); *repaired says whether it had to. LG_ERR_FORMAT with a message
  * when nothing sensible can be recovered. */
 enum lg_status lg_chat_parse_call(const char *body, size_t len, char **name, char **args_json,
                                   bool *repaired, struct lg_err *err);

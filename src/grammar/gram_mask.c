@@ -7,7 +7,6 @@
  * dropped afterwards, so a walk leaves the frame store as it found it. Masks of the last
  * LG_GMASK_CACHE states are cached: inside a free string or a repeated array item the state
  * repeats token after token and the mask is a copy. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,8 +97,12 @@ enum lg_status lg_grammar_vocab_build(const struct lg_vocab *v, struct lg_gramma
     uint32_t n_ids = 0;
     for (uint32_t id = 0; id < n; id++) {
         gv->tok_off[id] = (uint32_t)off;
-        if (lg_tok_is_eog(v, (int32_t)id))
+        if (lg_tok_is_eog(v, (int32_t)id)) {
+            /* Never matched as text (Gemma 4's <|tool_response> is user-defined): an EOG
+             * token is allowed only as the end. */
             gv->eog[gv->n_eog++] = (int32_t)id;
+            continue;
+        }
         uint8_t type = v->types[id];
         if (type == LG_TOK_TYPE_CONTROL || type == LG_TOK_TYPE_UNKNOWN ||
             type == LG_TOK_TYPE_UNUSED)
@@ -445,13 +448,16 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
         c->pool = p;
         c->cap_pool = (uint32_t)need;
     }
-    uint32_t *mask = calloc(gv->n_words, sizeof *mask);
-    uint32_t *n_at = malloc(((size_t)gv->max_depth + 1) * sizeof *n_at);
-    if (!mask || !n_at) {
-        free(mask);
-        free(n_at);
-        return lg_err_set(err, LG_ERR_NOMEM, "grammar mask: out of memory");
+    size_t n_scratch = (size_t)gv->n_words + gv->max_depth + 1;
+    if (c->n_scratch < n_scratch) {
+        uint32_t *p = realloc(c->scratch, n_scratch * sizeof *p);
+        if (!p)
+            return lg_err_set(err, LG_ERR_NOMEM, "grammar mask: out of memory");
+        c->scratch = p;
+        c->n_scratch = n_scratch;
     }
+    uint32_t *mask = c->scratch, *n_at = c->scratch + gv->n_words;
+    memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
     uint32_t mark = c->n_frames;
     bool memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at);
     if (!memo_ok && c->walk) {
@@ -489,7 +495,6 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
     }
     if (!memo_ok)
         lg_gram_frames_rollback(c, mark);
-    free(n_at);
     bool oom = c->oom;
     c->oom = false;
     if (s->complete)
@@ -499,7 +504,6 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
         allowed[w] |= mask[w];
     if (!oom)
         cache_store(c, s, gv, mask);
-    free(mask);
     return LG_OK;
 }
 

@@ -204,6 +204,8 @@ static void ctx_release(struct lg_gctx *c)
     free(c->vis_stamp);
     free(c->work);
     free(c->pool);
+    free(c->acc);
+    free(c->scratch);
     lg_gram_walk_free(c->walk);
     for (int i = 0; i < LG_GMASK_CACHE; i++) {
         free(c->cache[i].heads);
@@ -226,7 +228,9 @@ static struct lg_gctx *ctx_create(const struct lg_grammar *g)
     c->vis_stamp = calloc(VIS_SIZE, sizeof *c->vis_stamp);
     c->cap_work = 256;
     c->work = malloc(c->cap_work * sizeof *c->work);
-    if (!c->frames || !c->vis_key || !c->vis_stamp || !c->work || !frames_rehash(c, 256)) {
+    c->acc = malloc(2 * (size_t)LG_GRAMMAR_MAX_HEADS * sizeof *c->acc);
+    if (!c->frames || !c->vis_key || !c->vis_stamp || !c->work || !c->acc ||
+        !frames_rehash(c, 256)) {
         ctx_release(c);
         return NULL;
     }
@@ -326,9 +330,7 @@ enum lg_status lg_grammar_accept_bytes(struct lg_grammar_state *s, const void *b
         return LG_OK;
     if (s->ended)
         return lg_err_set(err, LG_ERR_RANGE, "grammar: output already ended");
-    struct lg_ghead *buf = malloc(2 * (size_t)LG_GRAMMAR_MAX_HEADS * sizeof *buf);
-    if (!buf)
-        return lg_err_set(err, LG_ERR_NOMEM, "grammar: out of memory");
+    struct lg_ghead *buf = c->acc; /* allocation-free on the decode path */
     struct lg_ghead *cur = s->heads, *nxt = buf;
     uint32_t n_cur = s->n_heads;
     bool complete = s->complete;
@@ -338,12 +340,10 @@ enum lg_status lg_grammar_accept_bytes(struct lg_grammar_state *s, const void *b
         if (c->oom) {
             c->oom = false;
             lg_gram_frames_rollback(c, mark);
-            free(buf);
             return lg_err_set(err, LG_ERR_NOMEM, "grammar: out of memory");
         }
         if (n_nxt == 0 && !complete) {
             lg_gram_frames_rollback(c, mark);
-            free(buf);
             return lg_err_set(err, LG_ERR_RANGE, "grammar: byte 0x%02x at offset %zu not allowed",
                               p[i], i);
         }
@@ -355,7 +355,6 @@ enum lg_status lg_grammar_accept_bytes(struct lg_grammar_state *s, const void *b
     memcpy(s->heads, cur, n_cur * sizeof *cur);
     s->n_heads = n_cur;
     s->complete = complete;
-    free(buf);
     return LG_OK;
 }
 

@@ -123,6 +123,9 @@ struct lg_gctx {
     uint64_t tick;
     struct lg_gmask_entry cache[LG_GMASK_CACHE];
     struct lg_gwalk *walk; /* mask walk memo (gram_mask.c) */
+    struct lg_ghead *acc;  /* [2][LG_GRAMMAR_MAX_HEADS] accept scratch */
+    uint32_t *scratch;     /* mask scratch: [n_scratch] words, then per-depth counts */
+    size_t n_scratch;
 };
 
 struct lg_grammar_state {

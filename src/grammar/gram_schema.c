@@ -496,10 +496,15 @@ static int32_t c_literals(struct comp *c, const json_t *sch, int32_t from)
     size_t n = en ? json_array_size(en) : 1;
     int32_t end = alt_end(c);
     size_t n_ok = 0;
-    for (size_t i = 0; i < n && end >= 0; i++) {
+    /* A value must also satisfy the rest of the schema (type, bounds, const...); checked
+     * against a copy without the list itself, so a long enum costs O(n), not O(n^2). */
+    json_t *rest = json_copy((json_t *)sch);
+    if (!rest)
+        return lg_gb_fail(B, LG_ERR_NOMEM, "out of memory");
+    json_object_del(rest, en ? "enum" : "const");
+    for (size_t i = 0; i < n && end >= 0 && c->b.st == LG_OK; i++) {
         const json_t *v = en ? json_array_get(en, i) : cn;
-        /* A value must also satisfy the rest of the schema (type, bounds, const...). */
-        if (!lg_gram_value_valid(c->root, sch, v))
+        if (!lg_gram_value_valid(c->root, rest, v))
             continue;
         char *s = NULL;
         size_t len = 0, cap = 0;
@@ -519,6 +524,7 @@ static int32_t c_literals(struct comp *c, const json_t *sch, int32_t from)
         }
         free(s);
     }
+    json_decref(rest);
     if (end >= 0 && n_ok == 0)
         return fail_kw(c, LG_ERR_INVALID_ARG, en ? "enum" : "const",
                        "no value satisfies the schema (or can be written in this syntax)");

@@ -114,8 +114,11 @@ void lg_grammar_next_bytes(const struct lg_grammar_state *s, bool allowed[256]);
 /* ---- Token masks ------------------------------------------------------------------------------
  * A grammar vocab is the vocabulary's tokens as the bytes the detokenizer produces for them
  * (U+2581 -> space, <0xHH> -> that byte, user-defined tokens as their text) in a trie. Control,
- * unknown and unused tokens are never allowed, except end-of-generation tokens, which are
- * allowed exactly when the grammar is complete. Build once per vocab; immutable. */
+ * unknown and unused tokens are never allowed; end-of-generation tokens (whatever their type)
+ * are allowed exactly when the grammar is complete, never as text. Build once per vocab
+ * (about 0.2 s and 10 MB for 262144 tokens); immutable.
+ * Memory per state family (a state and its clones): the last 4 masks (cached: a repeated
+ * state's mask is a copy) and a walk memo of up to 4096 position sets x 1 KB. */
 struct lg_grammar_vocab;
 
 enum lg_status lg_grammar_vocab_build(const struct lg_vocab *v, struct lg_grammar_vocab **out,

@@ -348,6 +348,194 @@ static bool starts_with(const char *s, const char *p)
     return strncmp(s, p, strlen(p)) == 0;
 }
 
+/* The seven tokens llama.cpp's Gemma 4 converter forces to user-defined (spec §3.4). */
+static const char *const G4_VISIBLE[] = {"<|channel>", "<channel|>", "<|tool_call>",
+                                         "<tool_call|>", "<|tool_response>", "<tool_response|>",
+                                         "<|\"|>"};
+
+static bool is_byte_token(const char *t)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    return strlen(t) == 6 && !strncmp(t, "<0x", 3) && strchr(hex, t[3]) && strchr(hex, t[4]) &&
+           t[3] && t[4] && t[5] == '>';
+}
+
+/* Gemma 4 vocabulary from tokenizer.json (HF BPE) as llama.cpp writes it (spec §3.4):
+ * tokenizer.ggml.model "gemma4", tokens by id, scores all -1000, token_type (control for HF
+ * special added tokens, user-defined for the seven visible ones and other added tokens, byte
+ * for <0xHH>, normal otherwise), merges "left right" in rank order, special ids, add_bos.
+ * LG_ERR_NOT_FOUND when DIR has no tokenizer.json (the caller then writes no vocabulary). */
+static enum lg_status write_vocab_gemma4(struct lg_gguf_writer *w, const char *dir,
+                                         struct lg_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *probe = fopen(path, "rb");
+    if (!probe)
+        return LG_ERR_NOT_FOUND;
+    fclose(probe);
+    json_error_t je;
+    json_t *tj = json_load_file(path, 0, &je);
+    if (!tj)
+        return lg_err_set(err, LG_ERR_FORMAT, "%s: %s (line %d)", path, je.text, je.line);
+    enum lg_status s = LG_OK;
+    const char **toks = NULL;
+    int32_t *types = NULL;
+    float *scores = NULL;
+    char **merges = NULL;
+    size_t n_merges = 0;
+    json_t *model = json_object_get(tj, "model");
+    json_t *vocab = json_object_get(model, "vocab");
+    json_t *added = json_object_get(tj, "added_tokens");
+    json_t *jm = json_object_get(model, "merges");
+    const char *mt = json_string_value(json_object_get(model, "type"));
+    if (!mt || strcmp(mt, "BPE") || !json_is_object(vocab) || (jm && !json_is_array(jm))) {
+        s = lg_err_set(err, LG_ERR_UNSUPPORTED, "%s: not a BPE tokenizer with a vocab", path);
+        goto done;
+    }
+    /* Number of ids: one past the largest id in vocab and added_tokens. */
+    int64_t n = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(vocab, key, v) {
+        json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (id < 0 || id >= (1 << 24)) {
+            s = lg_err_set(err, LG_ERR_FORMAT, "%s: vocab[%.64s]: bad id", path, key);
+            goto done;
+        }
+        if (id + 1 > n)
+            n = id + 1;
+    }
+    size_t ia;
+    json_array_foreach(added, ia, v) {
+        json_int_t id = json_integer_value(json_object_get(v, "id"));
+        if (!json_is_string(json_object_get(v, "content")) || id < 0 || id >= (1 << 24)) {
+            s = lg_err_set(err, LG_ERR_FORMAT, "%s: added_tokens[%zu]: bad entry", path, ia);
+            goto done;
+        }
+        if (id + 1 > n)
+            n = id + 1;
+    }
+    toks = calloc((size_t)n, sizeof *toks);
+    types = calloc((size_t)n, sizeof *types);
+    scores = calloc((size_t)n, sizeof *scores);
+    if (!toks || !types || !scores) {
+        s = lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    json_object_foreach(vocab, key, v) {
+        json_int_t id = json_integer_value(v);
+        toks[id] = key;
+        types[id] = is_byte_token(key) ? 6 : 1;
+    }
+    json_array_foreach(added, ia, v) {
+        json_int_t id = json_integer_value(json_object_get(v, "id"));
+        const char *c = json_string_value(json_object_get(v, "content"));
+        toks[id] = c;
+        types[id] = json_is_true(json_object_get(v, "special")) ? 3 : 4;
+        for (size_t i = 0; i < sizeof G4_VISIBLE / sizeof G4_VISIBLE[0]; i++)
+            if (!strcmp(c, G4_VISIBLE[i]))
+                types[id] = 4;
+    }
+    int64_t special[5] = {-1, -1, -1, -1, -1}; /* bos eos unk pad mask */
+    const char *special_names[5] = {"<bos>", "<eos>", "<unk>", "<pad>", "<mask>"};
+    for (int64_t i = 0; i < n; i++) {
+        if (!toks[i]) {
+            s = lg_err_set(err, LG_ERR_FORMAT, "%s: no token with id %lld", path, (long long)i);
+            goto done;
+        }
+        scores[i] = -1000.0f;
+        for (int k = 0; k < 5; k++)
+            if (special[k] < 0 && !strcmp(toks[i], special_names[k]))
+                special[k] = i;
+    }
+    n_merges = jm ? json_array_size(jm) : 0;
+    merges = calloc(n_merges + 1, sizeof *merges);
+    if (!merges) {
+        s = lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n_merges; i++) {
+        json_t *m = json_array_get(jm, i);
+        if (json_is_string(m)) { /* older format: "left right" */
+            merges[i] = strdup(json_string_value(m));
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+            const char *a = json_string_value(json_array_get(m, 0));
+            const char *b = json_string_value(json_array_get(m, 1));
+            size_t la = strlen(a), lb = strlen(b);
+            merges[i] = malloc(la + lb + 2);
+            if (merges[i]) {
+                memcpy(merges[i], a, la);
+                merges[i][la] = ' ';
+                memcpy(merges[i] + la + 1, b, lb + 1);
+            }
+        } else {
+            s = lg_err_set(err, LG_ERR_FORMAT, "%s: merges[%zu] is not a pair", path, i);
+            goto done;
+        }
+        if (!merges[i]) {
+            s = lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+    }
+    s |= lg_gguf_writer_add_str(w, "tokenizer.ggml.model", "gemma4");
+    s |= lg_gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", toks, (uint64_t)n);
+    s |= lg_gguf_writer_add_arr(w, "tokenizer.ggml.scores", LG_GGUF_TYPE_FLOAT32, scores,
+                                (uint64_t)n);
+    s |= lg_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", LG_GGUF_TYPE_INT32, types,
+                                (uint64_t)n);
+    s |= lg_gguf_writer_add_str_arr(w, "tokenizer.ggml.merges", (const char *const *)merges,
+                                    (uint64_t)n_merges);
+    const char *special_keys[5] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                   "tokenizer.ggml.unknown_token_id",
+                                   "tokenizer.ggml.padding_token_id",
+                                   "tokenizer.ggml.mask_token_id"};
+    for (int k = 0; k < 5; k++)
+        if (special[k] >= 0)
+            s |= lg_gguf_writer_add_u32(w, special_keys[k], (uint32_t)special[k]);
+    s |= lg_gguf_writer_add_bool(w, "tokenizer.ggml.add_space_prefix", false);
+    s |= lg_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true);
+    if (s != LG_OK)
+        s = lg_err_set(err, LG_ERR_NOMEM, "writer: out of memory");
+done:
+    if (merges)
+        for (size_t i = 0; i < n_merges; i++)
+            free(merges[i]);
+    free(merges);
+    free(toks);
+    free(types);
+    free(scores);
+    json_decref(tj);
+    return s;
+}
+
+/* tokenizer.chat_template from chat_template.jinja or tokenizer_config.json, when present. */
+static enum lg_status write_chat_template(struct lg_gguf_writer *w, const char *dir,
+                                          struct lg_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        char *buf = malloc(16 << 20);
+        size_t n = buf ? fread(buf, 1, (16 << 20) - 1, f) : 0;
+        fclose(f);
+        if (!buf)
+            return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+        buf[n] = 0;
+        enum lg_status s = lg_gguf_writer_add_str(w, "tokenizer.chat_template", buf);
+        free(buf);
+        return s;
+    }
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    json_t *tc = json_load_file(path, 0, NULL);
+    const char *t = json_string_value(json_object_get(tc, "chat_template"));
+    enum lg_status s = t ? lg_gguf_writer_add_str(w, "tokenizer.chat_template", t) : LG_OK;
+    json_decref(tc);
+    return s;
+}
+
 static enum lg_status write_meta(struct lg_gguf_writer *w, const struct conv *c,
                                  const char *dir, uint32_t out_type)
 {
@@ -473,6 +661,15 @@ enum lg_status lg_convert_hf(const char *dir, const char *out_path, uint32_t out
         goto done;
     }
     if ((s = write_meta(w, c, dir, out_type)))
+        goto done;
+    if (c->g4) {
+        s = write_vocab_gemma4(w, dir, err);
+        if (s == LG_ERR_NOT_FOUND)
+            s = LG_OK; /* no tokenizer.json: a weights-only file */
+        if (s != LG_OK)
+            goto done;
+    }
+    if ((s = write_chat_template(w, dir, err)))
         goto done;
 
     int n_jobs = 0;

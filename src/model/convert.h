@@ -6,7 +6,9 @@
  * norms, the MoE router and non-".weight" tensors; the requested type otherwise, with F16
  * where a Q8_0 row would not be a whole number of blocks. Gemma 3 norms get +1 baked in;
  * rope_freqs is generated for proportional RoPE; KV-shared layers' unused K/V weights are
- * dropped. Not done yet: the tokenizer (tokenizer.* keys) and chat template.
+ * dropped. Vocabulary: Gemma 4 tokenizer.json (BPE) -> tokenizer.* keys as llama.cpp writes
+ * them; Gemma 3's SentencePiece tokenizer.model is not converted yet (no tokenizer.* keys).
+ * The chat template comes from chat_template.jinja or tokenizer_config.json.
  * Not thread-safe with respect to OUT; otherwise reentrant.
  */
 #ifndef LG_MODEL_CONVERT_H

@@ -31,7 +31,8 @@ enum {
     LG_TOK_MAX_VOCAB = 1 << 22,      /* tokens in a vocab (Gemma: 262144) */
     LG_TOK_MAX_TOKEN_BYTES = 1024,   /* bytes in one token's text (Gemma: 48 / 93) */
     LG_TOK_MAX_MERGES = 1 << 24,     /* merges (Gemma 4: 514906) */
-    LG_TOK_MAX_TEXT_BYTES = 1 << 30  /* one encode call */
+    LG_TOK_MAX_TEXT_BYTES = 1 << 25  /* one encode call (32 MiB; transient memory is
+                                      * about 50 bytes per input byte at worst) */
 };
 
 /* Which algorithm the vocab uses. */

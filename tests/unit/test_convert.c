@@ -143,7 +143,7 @@ static void test_old_config_format(void)
 {
     const char *variants[] = {"gemma4_e2b", "gemma4_26b"};
     for (int v = 0; v < 2; v++) {
-        char src[512], dir[256], p[512], out[300], want[512];
+        char src[512], dir[256], p[600], out[300], want[512];
         snprintf(src, sizeof src, "%s/golden/model/%s.hf", lg_test_data_dir(), variants[v]);
         snprintf(dir, sizeof dir, "/tmp/lg_test_oldcfg_%d", (int)getpid());
         mkdir(dir, 0700);
@@ -186,6 +186,70 @@ static void test_old_config_format(void)
         unlink(p);
         rmdir(dir);
     }
+}
+
+/* Gemma 4 vocabulary: the tokenizer tests' HF tokenizer.json, converted, must give the same
+ * tokenizer.* keys as the llama.cpp-style vocab GGUF written from it by
+ * tools/make-gemma4-vocab.py. (Its vocab size differs from the fixture model's embedding, so
+ * only the metadata is compared; the loader would refuse the mismatch.) */
+static void test_vocab(void)
+{
+    char src[512], dir[256], p[600], tj[512], out[300], want[512], abs_src[4096];
+    snprintf(src, sizeof src, "%s/golden/model/gemma4_e2b.hf", lg_test_data_dir());
+    snprintf(tj, sizeof tj, "%s/golden/tok/gemma4-mini-tokenizer.json", lg_test_data_dir());
+    snprintf(want, sizeof want, "%s/golden/tok/gemma4-mini-vocab.gguf", lg_test_data_dir());
+    if (access(tj, R_OK) != 0 || access(want, R_OK) != 0) {
+        CHECK_MSG(0, "missing %s or %s", tj, want);
+        return;
+    }
+    snprintf(dir, sizeof dir, "/tmp/lg_test_vocab_%d", (int)getpid());
+    mkdir(dir, 0700);
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, files[i]);
+        CHECK(realpath(p, abs_src) != NULL);
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        CHECK(symlink(abs_src, p) == 0);
+    }
+    CHECK(realpath(tj, abs_src) != NULL);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    CHECK(symlink(abs_src, p) == 0);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    struct lg_err err = {0};
+    CHECK_MSG(lg_convert_hf(dir, out, LG_QTYPE_F32, &err) == LG_OK, "%s", err.msg);
+    struct lg_gguf *a = NULL, *b = NULL;
+    CHECK(lg_gguf_open(want, &a, &err) == LG_OK);
+    CHECK(lg_gguf_open(out, &b, &err) == LG_OK);
+    int n = 0;
+    for (uint64_t i = 0; a && b && i < a->n_kv; i++) {
+        struct lg_str k = a->kv[i].key;
+        if (k.len < 10 || memcmp(k.ptr, "tokenizer.", 10))
+            continue;
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)k.len, k.ptr);
+        const struct lg_gguf_kv *o = lg_gguf_find_kv(b, key);
+        CHECK_MSG(o && same_value(&a->kv[i].val, &o->val), "vocab key %s differs", key);
+        n++;
+    }
+    CHECK_MSG(n == 12, "compared %d tokenizer keys", n);
+    lg_gguf_close(a);
+    lg_gguf_close(b);
+    unlink(out);
+    /* A malformed tokenizer.json is an error, not a silently vocab-less file. */
+    unlink(p);
+    FILE *f = fopen(p, "w");
+    if (f) {
+        fputs("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -3}}}", f);
+        fclose(f);
+    }
+    CHECK(lg_convert_hf(dir, out, LG_QTYPE_F32, &err) == LG_ERR_FORMAT);
+    CHECK(access(out, F_OK) != 0);
+    unlink(p);
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
 }
 
 /* A safetensors file: 8-byte LE header length, header JSON, data. */
@@ -265,6 +329,7 @@ int main(void)
 {
     test_fixtures();
     test_old_config_format();
+    test_vocab();
     test_safetensors();
     return lg_test_done("test_convert");
 }

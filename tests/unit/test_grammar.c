@@ -210,6 +210,24 @@ static void test_budgets(void)
     strcat(big, "}}");
     expect_error(big, LG_ERR_RANGE, "too large", NULL);
     free(big);
+    /* A long enum costs linear time: 20000 values either compile or hit the node budget fast. */
+    char *en = malloc(20000 * 12 + 64);
+    strcpy(en, "{\"enum\":[");
+    size_t el = strlen(en);
+    for (int i = 0; i < 20000; i++)
+        el += (size_t)sprintf(en + el, "%s\"v%d\"", i ? "," : "", i);
+    strcpy(en + el, "]}");
+    {
+        enum lg_status est;
+        struct lg_err eerr = {0};
+        double t0 = cpu_ms();
+        struct lg_grammar *eg = compile(en, &est, &eerr);
+        double dt = cpu_ms() - t0;
+        CHECK_MSG(est == LG_OK || est == LG_ERR_RANGE, "enum: %s", eerr.msg);
+        CHECK_MSG(dt < 500, "20000-value enum took %.0f ms", dt);
+        lg_grammar_free(eg);
+    }
+    free(en);
     /* Recursion: no finite instance is a clean error; a productive cycle compiles. */
     expect_error("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}",
                  LG_ERR_INVALID_ARG, "no finite instance", NULL);

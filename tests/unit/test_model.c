@@ -259,6 +259,93 @@ static void test_layer_tables(void)
     }
 }
 
+/* The per-layer tables of the released layouts (spec §1), from metadata alone. KV-shared
+ * layers must read the last non-shared layer of their type, which for these layouts equals
+ * llama.cpp's n_layer_kv_from_start - (swa ? 2 : 1). */
+static void real_layout(const char *name, int L, int period, int shared, int D, int H,
+                        int kv_swa, int kv_full, int ff_lo, int ff_hi, int n_exp)
+{
+    struct lg_gguf_writer *w = lg_gguf_writer_create();
+    int32_t ff[LG_MODEL_MAX_LAYERS], kv[LG_MODEL_MAX_LAYERS];
+    uint8_t sw[LG_MODEL_MAX_LAYERS];
+    for (int i = 0; i < L; i++) {
+        sw[i] = i % period != period - 1;
+        ff[i] = i < L - shared ? ff_lo : ff_hi;
+        kv[i] = sw[i] ? kv_swa : kv_full;
+    }
+    lg_gguf_writer_add_str(w, "general.architecture", "gemma4");
+    lg_gguf_writer_add_u32(w, "gemma4.block_count", (uint32_t)L);
+    lg_gguf_writer_add_u32(w, "gemma4.embedding_length", (uint32_t)D);
+    lg_gguf_writer_add_u32(w, "gemma4.context_length", 131072);
+    lg_gguf_writer_add_u32(w, "gemma4.attention.head_count", (uint32_t)H);
+    if (ff_lo != ff_hi)
+        lg_gguf_writer_add_arr(w, "gemma4.feed_forward_length", LG_GGUF_TYPE_INT32, ff,
+                               (uint64_t)L);
+    else
+        lg_gguf_writer_add_u32(w, "gemma4.feed_forward_length", (uint32_t)ff_lo);
+    if (kv_swa != kv_full)
+        lg_gguf_writer_add_arr(w, "gemma4.attention.head_count_kv", LG_GGUF_TYPE_INT32, kv,
+                               (uint64_t)L);
+    else
+        lg_gguf_writer_add_u32(w, "gemma4.attention.head_count_kv", (uint32_t)kv_swa);
+    lg_gguf_writer_add_u32(w, "gemma4.attention.key_length", 512);
+    lg_gguf_writer_add_u32(w, "gemma4.attention.value_length", 512);
+    lg_gguf_writer_add_u32(w, "gemma4.attention.key_length_swa", 256);
+    lg_gguf_writer_add_u32(w, "gemma4.attention.value_length_swa", 256);
+    lg_gguf_writer_add_f32(w, "gemma4.attention.layer_norm_rms_epsilon", 1e-6f);
+    lg_gguf_writer_add_u32(w, "gemma4.attention.sliding_window", 512);
+    lg_gguf_writer_add_arr(w, "gemma4.attention.sliding_window_pattern", LG_GGUF_TYPE_BOOL, sw,
+                           (uint64_t)L);
+    lg_gguf_writer_add_u32(w, "gemma4.attention.shared_kv_layers", (uint32_t)shared);
+    lg_gguf_writer_add_u32(w, "gemma4.rope.dimension_count", 512);
+    lg_gguf_writer_add_u32(w, "gemma4.rope.dimension_count_swa", 256);
+    lg_gguf_writer_add_f32(w, "gemma4.rope.freq_base", 1e6f);
+    lg_gguf_writer_add_f32(w, "gemma4.rope.freq_base_swa", 1e4f);
+    if (n_exp) {
+        lg_gguf_writer_add_u32(w, "gemma4.expert_count", (uint32_t)n_exp);
+        lg_gguf_writer_add_u32(w, "gemma4.expert_used_count", 8);
+        lg_gguf_writer_add_u32(w, "gemma4.expert_feed_forward_length", 704);
+    }
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "/tmp/lg_test_layout_%d.gguf", (int)getpid());
+    struct lg_err err = {0};
+    CHECK(lg_gguf_writer_write(w, tmp, NULL, NULL, &err) == LG_OK);
+    lg_gguf_writer_destroy(w);
+    struct lg_gguf *g = NULL;
+    static struct lg_model_cfg c;
+    CHECK(lg_gguf_open(tmp, &g, &err) == LG_OK);
+    enum lg_status st = g ? lg_model_cfg_read(g, &c, &err) : LG_ERR_IO;
+    CHECK_MSG(st == LG_OK, "%s: %s", name, err.msg);
+    if (st == LG_OK) {
+        int first = L - shared;
+        for (int il = 0; il < L; il++) {
+            const struct lg_layer_cfg *lc = &c.layers[il];
+            int want = il;
+            if (il >= first)
+                want = first - (lc->sliding ? 2 : 1);
+            CHECK_MSG(lc->kv_src == want, "%s layer %d: kv_src %d, want %d", name, il,
+                      (int)lc->kv_src, want);
+            CHECK(lc->head_dim == (lc->sliding ? 256 : 512));
+            CHECK(lc->n_rot == (lc->sliding ? 256 : 512));
+            CHECK(lc->n_head_kv == (lc->sliding ? kv_swa : kv_full));
+            CHECK(lc->n_ff == ff[il]);
+            CHECK(lc->has_moe == (n_exp > 0));
+            CHECK(lc->q_scale == 1.0f);
+        }
+        CHECK(!c.layers[L - 1].sliding);
+    }
+    lg_gguf_close(g);
+    unlink(tmp);
+}
+
+static void test_real_layouts(void)
+{
+    real_layout("E2B", 35, 5, 20, 1536, 8, 1, 1, 6144, 12288, 0);
+    real_layout("E4B", 42, 6, 18, 2560, 8, 2, 2, 10240, 10240, 0);
+    real_layout("26B-A4B", 30, 6, 0, 2816, 16, 8, 2, 2112, 2112, 128);
+    real_layout("31B", 60, 6, 0, 5376, 32, 16, 4, 21504, 21504, 0);
+}
+
 /* ---- malformed files ------------------------------------------------------------------- */
 
 struct edit {
@@ -402,6 +489,7 @@ int main(void)
         }
     }
     test_layer_tables();
+    test_real_layouts();
     test_malformed();
     return lg_test_done("test_model");
 }

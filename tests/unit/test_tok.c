@@ -185,6 +185,12 @@ static void test_spm(void)
     CHECK_EQ_INT(n, 5);
     CHECK_EQ_INT(two[0], 260);
     CHECK_EQ_INT(two[1], 268);
+    /* over the size cap: refused before the text is read */
+    CHECK_EQ_INT(lg_tok_encode(v, "x", (size_t)LG_TOK_MAX_TEXT_BYTES + 1, 0, two, 2, &n, &err),
+                 LG_ERR_RANGE);
+    CHECK_EQ_INT(lg_tok_encode(v, NULL, 0, LG_TOK_ADD_BOS, two, 2, &n, &err), LG_OK);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(lg_tok_encode(NULL, "a", 1, 0, two, 2, &n, &err), LG_ERR_INVALID_ARG);
 
     /* pieces, lookups, EOG */
     struct lg_str p = lg_tok_piece(v, 267);

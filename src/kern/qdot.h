@@ -1,0 +1,53 @@
+/* qdot.h: quantized dot products as ggml computes them (activations quantized once per row).
+ *
+ * A weight row of type W is multiplied with an activation row converted once to the
+ * "activation type" lg_act_type(W): Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL/MXFP4, Q8_1 for Q4_1/Q5_1,
+ * Q8_K for the K-quants and IQ4_XS, F16 for F16, BF16 for BF16 and F32 for F32 (ggml's
+ * vec_dot_type table). The dot is then an integer sum per block scaled by the two block
+ * scales, so results match llama.cpp's to float rounding (they do not match a dot of the
+ * dequantized weights with f32 activations: the activations carry 8-bit quantization error).
+ *
+ * lg_vec_dot_fn(w, a, n): dot of n elements (n a multiple of the weight block size and of the
+ * activation block size) of weight row w (type W) and activation row a (type lg_act_type(W)).
+ * Pure; any thread. Neither pointer needs alignment.
+ */
+#ifndef LG_KERN_QDOT_H
+#define LG_KERN_QDOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/quant.h"
+
+typedef float (*lg_vec_dot_fn)(const void *w, const void *a, int64_t n);
+
+/* Four dots of one weight row with four activation rows a, a + lda, a + 2 lda, a + 3 lda
+ * (lda in bytes): out[i * ldo]. Lets prefill decode each weight block once for 4 tokens. */
+typedef void (*lg_vec_dot4_fn)(const void *w, const void *a, size_t lda, int64_t n, float *out,
+                               int64_t ldo);
+
+/* Activation type for weight type w, or -1 when w has no quantized dot (use dequant + f32). */
+int lg_act_type(uint32_t w);
+
+/* Bytes of an activation row of n elements for weight type w (0 when unsupported or n is not a
+ * multiple of the activation block size). */
+size_t lg_act_row_bytes(uint32_t w, int64_t n);
+
+/* Converts n floats to the activation format of weight type w (n as above). Reference
+ * quantizers of quant/ (bit-exact with ggml's), plain conversion for F16/BF16, copy for F32. */
+void lg_act_quantize(uint32_t w, const float *x, void *dst, int64_t n);
+
+/* The scalar reference dots, indexed by weight type (NULL where lg_act_type is -1). */
+extern const lg_vec_dot_fn lg_vec_dot_ref[LG_QTYPE_COUNT];
+
+struct lg_wmat;
+
+/* y[t][r] = dot(W row r, activation row t) for t < n_tok and rows r0 <= r < r1, with the
+ * activations already converted (lg_act_quantize) in rows of ldq bytes. Rows are taken in
+ * blocks that stay in cache while every token passes over them, 4 tokens at a time through
+ * dot4 when it is not NULL. No allocation; several threads may run disjoint row ranges. */
+void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w,
+                 const void *qx, size_t ldq, float *y, int64_t ldy, int64_t n_tok, int64_t r0,
+                 int64_t r1);
+
+#endif

@@ -1,0 +1,450 @@
+/* qdot_avx2.c: AVX2 + FMA + F16C quantized dot products (same contracts as qdot_ref.c).
+ *
+ * Integer parts are exact; each block's int32 total is scaled in float and accumulated with
+ * FMA in 8 lanes, so results differ from the reference only in float summation order.
+ * Signed x signed int8 products use the usual identity |a| * sign(b, a) so that
+ * _mm256_maddubs_epi16 (unsigned x signed) applies; activations from our quantizers are in
+ * [-127, 127], where this is exact.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kern/qdot.h"
+#include "quant/quant_blocks.h"
+
+void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4);
+
+static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float f16(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* 32 nibbles of a Q4_0-style block: bytes 0..15 low nibbles, 16..31 high nibbles. */
+static inline __m256i nibbles32(const uint8_t *qs)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    __m128i m = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* Byte j = 0xFF when bit j of the little-endian u32 at p is set. */
+static inline __m256i bits32(const uint8_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    const __m256i spread = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
+                                              0x0303030303030303LL);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), spread);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+/* Sum of products of 32 signed bytes, as 8 int32 lanes. */
+static inline __m256i dot_s8(__m256i x, __m256i y)
+{
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Unsigned bytes x (< 128) times signed bytes y, as 8 int32 lanes. */
+static inline __m256i dot_u8(__m256i x, __m256i y)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+static inline __m256i load32(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* ---- against Q8_0 ----------------------------------------------------------------------- */
+
+static float avx2_q4_0(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q4_0 *x = w;
+    const struct lg_block_q8_0 *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
+        __m256i q = _mm256_sub_epi8(nibbles32(x[ib].qs), _mm256_set1_epi8(8));
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(q, load32(y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+    }
+    return hsum8(acc);
+}
+
+static float avx2_q5_0(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q5_0 *x = w;
+    const struct lg_block_q8_0 *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
+        __m256i q = _mm256_or_si256(nibbles32(x[ib].qs),
+                                    _mm256_and_si256(bits32(x[ib].qh), _mm256_set1_epi8(16)));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(q, load32(y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+    }
+    return hsum8(acc);
+}
+
+static float avx2_q8_0(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q8_0 *x = w;
+    const struct lg_block_q8_0 *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(load32(x[ib].qs), load32(y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+    }
+    return hsum8(acc);
+}
+
+static float avx2_iq4_nl(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_iq4_nl *x = w;
+    const struct lg_block_q8_0 *y = a;
+    const __m256i tab = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)(const void *)lg_kvalues_iq4nl));
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
+        __m256i q = _mm256_shuffle_epi8(tab, nibbles32(x[ib].qs));
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(q, load32(y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+    }
+    return hsum8(acc);
+}
+
+static float avx2_mxfp4(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_mxfp4 *x = w;
+    const struct lg_block_q8_0 *y = a;
+    const __m256i tab = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)(const void *)lg_kvalues_mxfp4));
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
+        __m256i q = _mm256_shuffle_epi8(tab, nibbles32(x[ib].qs));
+        __m256 p = _mm256_cvtepi32_ps(dot_s8(q, load32(y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(y[ib].d) * lg_e8m0_to_f32_half(x[ib].e)), p,
+                              acc);
+    }
+    return hsum8(acc);
+}
+
+/* ---- against Q8_1 ----------------------------------------------------------------------- */
+
+static float avx2_q4_1(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q4_1 *x = w;
+    const struct lg_block_q8_1 *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float sm = 0.0f;
+    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
+        __m256 p = _mm256_cvtepi32_ps(dot_u8(nibbles32(x[ib].qs), load32(y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+        sm += f16(x[ib].m) * f16(y[ib].s);
+    }
+    return hsum8(acc) + sm;
+}
+
+static float avx2_q5_1(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q5_1 *x = w;
+    const struct lg_block_q8_1 *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float sm = 0.0f;
+    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
+        __m256i q = _mm256_or_si256(nibbles32(x[ib].qs),
+                                    _mm256_and_si256(bits32(x[ib].qh), _mm256_set1_epi8(16)));
+        __m256 p = _mm256_cvtepi32_ps(dot_u8(q, load32(y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+        sm += f16(x[ib].m) * f16(y[ib].s);
+    }
+    return hsum8(acc) + sm;
+}
+
+/* ---- against Q8_K ----------------------------------------------------------------------- */
+
+static inline void scale_min_k4(const uint8_t *s, int k, int *sc, int *m)
+{
+    if (k < 4) {
+        *sc = s[k] & 63;
+        *m = s[k + 4] & 63;
+    } else {
+        *sc = (s[k + 4] & 15) | ((s[k - 4] >> 6) << 4);
+        *m = (s[k + 4] >> 4) | ((s[k] >> 6) << 4);
+    }
+}
+
+/* Q4_K / Q5_K share everything but the fifth bit. */
+static inline float qk45(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
+                         uint16_t d, uint16_t dmin, const struct lg_block_q8_k *y, __m256 *acc)
+{
+    int sc[8], mn[8];
+    for (int k = 0; k < 8; k++)
+        scale_min_k4(scales, k, &sc[k], &mn[k]);
+    int32_t msum = 0;
+    for (int k = 0; k < 8; k++)
+        msum += mn[k] * (y->bsums[2 * k] + y->bsums[2 * k + 1]);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i hb = qh ? load32(qh) : _mm256_setzero_si256();
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i b = load32(qs + 32 * c);
+        __m256i lo = _mm256_and_si256(b, m4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+        if (qh) {
+            /* bit (2c) of qh[l] -> element 64c + l, bit (2c + 1) -> 64c + 32 + l */
+            __m256i one = _mm256_set1_epi8(1);
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(
+                                         _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(
+                                         _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one),
+                                         4));
+        }
+        __m256i plo = _mm256_maddubs_epi16(lo, load32(y->qs + 64 * c));
+        __m256i phi = _mm256_maddubs_epi16(hi, load32(y->qs + 64 * c + 32));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_set1_epi16((short)sc[2 * c])));
+        isum = _mm256_add_epi32(isum,
+                                _mm256_madd_epi16(phi, _mm256_set1_epi16((short)sc[2 * c + 1])));
+    }
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(y->d * f16(d)), _mm256_cvtepi32_ps(isum), *acc);
+    return y->d * f16(dmin) * (float)msum;
+}
+
+static float avx2_q4_k(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q4_k *x = w;
+    const struct lg_block_q8_k *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float sm = 0.0f;
+    for (int64_t ib = 0; ib < n / LG_QK_K; ib++)
+        sm += qk45(x[ib].qs, NULL, x[ib].scales, x[ib].d, x[ib].dmin, &y[ib], &acc);
+    return hsum8(acc) - sm;
+}
+
+static float avx2_q5_k(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q5_k *x = w;
+    const struct lg_block_q8_k *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float sm = 0.0f;
+    for (int64_t ib = 0; ib < n / LG_QK_K; ib++)
+        sm += qk45(x[ib].qs, x[ib].qh, x[ib].scales, x[ib].d, x[ib].dmin, &y[ib], &acc);
+    return hsum8(acc) - sm;
+}
+
+static float avx2_q6_k(const void *w, const void *a, int64_t n)
+{
+    const struct lg_block_q6_k *x = w;
+    const struct lg_block_q8_k *y = a;
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
+        const struct lg_block_q6_k *b = &x[ib];
+        int32_t msum = 0;
+        for (int k = 0; k < 16; k++)
+            msum += b->scales[k] * y[ib].bsums[k];
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q0 = load32(b->ql + 64 * h), q1 = load32(b->ql + 64 * h + 32);
+            __m256i qh = load32(b->qh + 32 * h);
+            __m256i v[4];
+            v[0] = _mm256_and_si256(q0, m4);
+            v[1] = _mm256_and_si256(q1, m4);
+            v[2] = _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4);
+            v[3] = _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4);
+            for (int j = 0; j < 4; j++) {
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), m3);
+                __m256i q = _mm256_or_si256(v[j], _mm256_slli_epi16(hi, 4));
+                __m256i p = _mm256_maddubs_epi16(q, load32(y[ib].qs + 128 * h + 32 * j));
+                int g = 4 * h + j; /* 32-element group: sub-blocks 2g (low lane), 2g + 1 */
+                __m256i s = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * g + 1]),
+                                             _mm_set1_epi16(b->scales[2 * g]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s));
+            }
+        }
+        /* q was stored +32: sum sc * (q - 32) * y = sum sc * q * y - 32 * sum sc * bsum */
+        __m256i corr = _mm256_setr_epi32(-32 * msum, 0, 0, 0, 0, 0, 0, 0);
+        isum = _mm256_add_epi32(isum, corr);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[ib].d * f16(b->d)), _mm256_cvtepi32_ps(isum), acc);
+    }
+    return hsum8(acc);
+}
+
+/* ---- F16 x F16 -------------------------------------------------------------------------- */
+
+static float avx2_f16(const void *w, const void *a, int64_t n)
+{
+    const uint16_t *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i + 8 * k)));
+            __m256 vy = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(y + i + 8 * k)));
+            acc[k] = _mm256_fmadd_ps(vx, vy, acc[k]);
+        }
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++)
+        s += f16(x[i]) * f16(y[i]);
+    return s;
+}
+
+
+/* ---- four activation rows at once (prefill) --------------------------------------------- */
+
+/* Legacy signed blocks: the block is decoded once into |q| and its sign, then multiplied with
+ * 4 activation rows (each a Q8_0 row of lda bytes). */
+#define DOT4_Q8_0(name, blk, decode, wscale)                                                   \
+    static void name(const void *w, const void *a, size_t lda, int64_t n, float *out,         \
+                     int64_t ldo)                                                              \
+    {                                                                                          \
+        const blk *x = w;                                                                      \
+        const uint8_t *ab = a;                                                                 \
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),        \
+                         _mm256_setzero_ps()};                                                 \
+        const __m256i ones = _mm256_set1_epi16(1);                                             \
+        for (int64_t ib = 0; ib < n / LG_QK; ib++) {                                           \
+            __m256i q = decode;                                                                \
+            __m256i aq = _mm256_sign_epi8(q, q);                                               \
+            float dw = wscale;                                                                 \
+            for (int t = 0; t < 4; t++) {                                                      \
+                const struct lg_block_q8_0 *y =                                                \
+                    (const struct lg_block_q8_0 *)(const void *)(ab + t * lda) + ib;           \
+                __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(load32(y->qs), q));      \
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));                     \
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16(y->d)), f, acc[t]);           \
+            }                                                                                  \
+        }                                                                                      \
+        for (int t = 0; t < 4; t++)                                                            \
+            out[t * ldo] = hsum8(acc[t]);                                                      \
+    }
+
+DOT4_Q8_0(avx2_q4_0_x4, struct lg_block_q4_0,
+          _mm256_sub_epi8(nibbles32(x[ib].qs), _mm256_set1_epi8(8)), f16(x[ib].d))
+DOT4_Q8_0(avx2_q8_0_x4, struct lg_block_q8_0, load32(x[ib].qs), f16(x[ib].d))
+DOT4_Q8_0(avx2_q5_0_x4, struct lg_block_q5_0,
+          _mm256_sub_epi8(_mm256_or_si256(nibbles32(x[ib].qs),
+                                          _mm256_and_si256(bits32(x[ib].qh),
+                                                           _mm256_set1_epi8(16))),
+                          _mm256_set1_epi8(16)),
+          f16(x[ib].d))
+
+static void avx2_q4_k_x4(const void *w, const void *a, size_t lda, int64_t n, float *out,
+                         int64_t ldo)
+{
+    const struct lg_block_q4_k *x = w;
+    const uint8_t *ab = a;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    float mins[4] = {0, 0, 0, 0};
+    for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
+        const struct lg_block_q4_k *b = &x[ib];
+        int sc[8], mn[8];
+        for (int k = 0; k < 8; k++)
+            scale_min_k4(b->scales, k, &sc[k], &mn[k]);
+        __m256i lo[4], hi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i v = load32(b->qs + 32 * c);
+            lo[c] = _mm256_and_si256(v, m4);
+            hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        const float d = f16(b->d), dmin = f16(b->dmin);
+        for (int t = 0; t < 4; t++) {
+            const struct lg_block_q8_k *y =
+                (const struct lg_block_q8_k *)(const void *)(ab + t * lda) + ib;
+            int32_t msum = 0;
+            for (int k = 0; k < 8; k++)
+                msum += mn[k] * (y->bsums[2 * k] + y->bsums[2 * k + 1]);
+            __m256i isum = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i plo = _mm256_maddubs_epi16(lo[c], load32(y->qs + 64 * c));
+                __m256i phi = _mm256_maddubs_epi16(hi[c], load32(y->qs + 64 * c + 32));
+                isum = _mm256_add_epi32(
+                    isum, _mm256_madd_epi16(plo, _mm256_set1_epi16((short)sc[2 * c])));
+                isum = _mm256_add_epi32(
+                    isum, _mm256_madd_epi16(phi, _mm256_set1_epi16((short)sc[2 * c + 1])));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * d), _mm256_cvtepi32_ps(isum), acc[t]);
+            mins[t] += y->d * dmin * (float)msum;
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        out[t * ldo] = hsum8(acc[t]) - mins[t];
+}
+
+static void avx2_q6_k_x4(const void *w, const void *a, size_t lda, int64_t n, float *out,
+                         int64_t ldo)
+{
+    const struct lg_block_q6_k *x = w;
+    const uint8_t *ab = a;
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
+        const struct lg_block_q6_k *b = &x[ib];
+        __m256i q[8], s[8];
+        for (int h = 0; h < 2; h++) {
+            __m256i q0 = load32(b->ql + 64 * h), q1 = load32(b->ql + 64 * h + 32);
+            __m256i qh = load32(b->qh + 32 * h);
+            __m256i v[4];
+            v[0] = _mm256_and_si256(q0, m4);
+            v[1] = _mm256_and_si256(q1, m4);
+            v[2] = _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4);
+            v[3] = _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4);
+            for (int j = 0; j < 4; j++) {
+                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), m3);
+                int g = 4 * h + j;
+                q[g] = _mm256_or_si256(v[j], _mm256_slli_epi16(hb, 4));
+                s[g] = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * g + 1]),
+                                        _mm_set1_epi16(b->scales[2 * g]));
+            }
+        }
+        const float d = f16(b->d);
+        for (int t = 0; t < 4; t++) {
+            const struct lg_block_q8_k *y =
+                (const struct lg_block_q8_k *)(const void *)(ab + t * lda) + ib;
+            int32_t msum = 0;
+            for (int k = 0; k < 16; k++)
+                msum += b->scales[k] * y->bsums[k];
+            __m256i isum = _mm256_setr_epi32(-32 * msum, 0, 0, 0, 0, 0, 0, 0);
+            for (int g = 0; g < 8; g++) {
+                __m256i p = _mm256_maddubs_epi16(q[g], load32(y->qs + 32 * g));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s[g]));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * d), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        out[t * ldo] = hsum8(acc[t]);
+}
+
+void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4)
+{
+    dot4[LG_QTYPE_Q4_0] = avx2_q4_0_x4;
+    dot4[LG_QTYPE_Q8_0] = avx2_q8_0_x4;
+    dot4[LG_QTYPE_Q5_0] = avx2_q5_0_x4;
+    dot4[LG_QTYPE_Q4_K] = avx2_q4_k_x4;
+    dot4[LG_QTYPE_Q6_K] = avx2_q6_k_x4;
+    dot[LG_QTYPE_Q4_0] = avx2_q4_0;
+    dot[LG_QTYPE_Q5_0] = avx2_q5_0;
+    dot[LG_QTYPE_Q8_0] = avx2_q8_0;
+    dot[LG_QTYPE_IQ4_NL] = avx2_iq4_nl;
+    dot[LG_QTYPE_MXFP4] = avx2_mxfp4;
+    dot[LG_QTYPE_Q4_1] = avx2_q4_1;
+    dot[LG_QTYPE_Q5_1] = avx2_q5_1;
+    dot[LG_QTYPE_Q4_K] = avx2_q4_k;
+    dot[LG_QTYPE_Q5_K] = avx2_q5_k;
+    dot[LG_QTYPE_Q6_K] = avx2_q6_k;
+    dot[LG_QTYPE_F16] = avx2_f16;
+}

@@ -20,16 +20,27 @@ Layout: ids 0..237 copy the real Gemma 4 vocab (specials at their real ids: 0-4,
 the trained tokens; the image/audio/video specials (255999+ in the real vocab) go last. The
 merges start like the real ones, with every split of the whitespace-run tokens (the real
 file's first merge is "\\n"*30 + " \\n"), then the trained merges.
+Trained tokens are left out when they contain NUL (llama.cpp reads token texts as C strings
+and then aborts on the duplicate ""), when they are whitespace runs (the layout has 1..31;
+a longer run no merge reaches is exactly where HF and llama.cpp's whole-run rule part ways,
+and the real vocab has none), or when they spell a media special; merges that make or use a
+byte or special token are dropped (the real file has none).
 
-The real vocab's first 238 tokens, types and whitespace merges are read from a real Gemma 4
-vocab GGUF when one is given (--real PATH, e.g. llama.cpp's models/ggml-vocab-gemma-4.gguf
-from the llama-cpp-python sdist); without it the same layout is rebuilt from the facts listed
-in spec §4.2 (this is what the committed file used, see --real below).
+The real vocab's first 238 tokens, types, whitespace merges and gemma4.* hparam keys are
+read from a real Gemma 4 vocab GGUF when one is given (--real PATH: llama.cpp's
+models/ggml-vocab-gemma-4.gguf, found in the llama-cpp-python 0.3.36 sdist under
+vendor/llama.cpp/models/). The committed files were made with it. Without --real the layout
+and merge order are rebuilt from spec §4.2 and the real file's pattern (checked identical:
+ids 0..237 and all 1395 whitespace merges in the same order); only the hparam keys become
+placeholders (llama.cpp needs some to load the file vocab-only).
+
+Training (tokenizers 0.23.3, BpeTrainer, 6000 tokens, limit_alphabet 600) takes ~1 CPU
+minute; --cache FILE keeps the trained model so layout changes do not retrain.
 
 Needs: pip install tokenizers gguf numpy. Training text: tools/make-tok-corpus.py with a
 different seed than the test corpus, so test entries are not training entries.
 
-usage: tools/make-gemma4-vocab.py [--real PATH] [--vocab-size N] [--outdir DIR]
+usage: tools/make-gemma4-vocab.py [--real PATH] [--cache FILE] [--vocab-size N] [--outdir DIR]
 """
 import importlib.util
 import json

@@ -9,12 +9,15 @@
  * on `done` (the last worker signals under the mutex).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "base/threadpool.h"
 
-enum { SPIN = 20000 };
+/* Spin rounds before sleeping: the first ones pause, later ones yield the CPU (on a loaded or
+ * oversubscribed machine the thread we wait for may need our core to run at all). */
+enum { SPIN = 2000, SPIN_PAUSE = 200 };
 
 struct worker {
     struct lg_tp *pool;
@@ -37,8 +40,12 @@ struct lg_tp {
     void *ctx;
 };
 
-static inline void cpu_relax(void)
+static inline void cpu_relax(int i)
 {
+    if (i >= SPIN_PAUSE) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
@@ -52,7 +59,7 @@ static void *worker_main(void *arg)
     for (;;) {
         int i = 0;
         while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop) && i < SPIN) {
-            cpu_relax();
+            cpu_relax(i);
             i++;
         }
         if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
@@ -144,7 +151,7 @@ void lg_tp_run(struct lg_tp *p, lg_tp_fn fn, void *ctx)
     }
     fn(ctx, 0, p->n);
     for (int i = 0; i < SPIN && atomic_load(&p->pending) > 0; i++)
-        cpu_relax();
+        cpu_relax(i);
     if (atomic_load(&p->pending) > 0) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->caller_sleeps, 1);

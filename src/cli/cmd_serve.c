@@ -2,10 +2,9 @@
  * store, starts the HTTP server and waits for SIGINT/SIGTERM (then stops accepting, drains
  * in-flight requests and exits 0).
  *
- * This build has no inference engine yet: the server answers the generation routes with
- * 503 "no inference engine in this build yet"; everything else (models, health, metrics,
- * errors, limits) is live. Plugging the engine in = create it from the parsed flags and
- * set cfg.engine / cfg.engine_self below. */
+ * The inference engine (src/engine/engine.c) is created from the parsed flags and plugged
+ * into the server through cfg.engine / cfg.engine_self; it is destroyed after the server
+ * stopped (which ends or cancels every in-flight request first). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 
 #include "base/sha256.h"
 #include "cli/cli.h"
+#include "engine/engine.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -24,6 +24,7 @@
     "                        [--api-key-file FILE] [--max-body BYTES]\n"                      \
     "                        [--max-connections N] [--timeout SECONDS] [--log-requests]\n"    \
     "                        [--reasoning-key reasoning_content|reasoning]\n"                 \
+    "                        [--reasoning-budget N]\n"                                         \
     "  --host H            bind address (default 127.0.0.1; any non-loopback address\n"      \
     "                      needs --api-key-file)\n"                                         \
     "  --port P            TCP port (default 11434; 0 picks a free one)\n"                   \
@@ -39,7 +40,8 @@
     "  --max-connections N open connections (1..65536, default 1024)\n"                      \
     "  --timeout SECONDS   idle connection timeout (1..3600, default 30)\n"                  \
     "  --log-requests      one stderr line per request (method, path, status, time)\n"      \
-    "  --reasoning-key K   OpenAI routes send thinking as K (default reasoning_content)\n"
+    "  --reasoning-key K   OpenAI routes send thinking as K (default reasoning_content)\n"  \
+    "  --reasoning-budget N  close the thought channel after N tokens (default -1: no limit)\n"
 
 static int usage_error(const char *fmt, const char *a, const char *b)
 {
@@ -123,6 +125,7 @@ int lg_cmd_serve(int argc, char **argv)
         *hosts[LG_SERVER_MAX_LIST];
     size_t n_models = 0, n_cors = 0, n_hosts = 0;
     const char *key_file = NULL;
+    int32_t reasoning_budget = -1;
     long long v;
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i], *val = NULL;
@@ -138,7 +141,7 @@ int lg_cmd_serve(int argc, char **argv)
         static const char *const known[] = {
             "--host", "--port", "--model", "--parallel", "--ctx", "--max-queue",
             "--keep-alive", "--cors-origin", "--allow-host", "--api-key-file", "--max-body",
-            "--max-connections", "--timeout", "--reasoning-key"};
+            "--max-connections", "--timeout", "--reasoning-key", "--reasoning-budget"};
         size_t name_len = strcspn(arg, "=");
         bool is_known = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -216,6 +219,10 @@ int lg_cmd_serve(int argc, char **argv)
             else if (strcmp(val, "reasoning_content") != 0)
                 return usage_error("--reasoning-key '%s': expected reasoning_content or "
                                    "reasoning%s", val, "");
+        } else if (!strcmp(name, "--reasoning-budget")) {
+            if (!parse_int(val, -1, 1 << 20, &v))
+                return usage_error("--reasoning-budget '%s': expected -1..1048576%s", val, "");
+            reasoning_budget = (int32_t)v;
         } else if (!strcmp(name, "--timeout")) {
             if (!parse_int(val, 1, 3600, &v))
                 return usage_error("--timeout '%s': expected 1..3600%s", val, "");
@@ -249,6 +256,7 @@ int lg_cmd_serve(int argc, char **argv)
     }
     cfg.store = store;
     int rc = 1;
+    struct lg_engine *engine = NULL;
     for (size_t i = 0; i < n_models; i++) {
         char path[LG_STORE_PATH_MAX];
         enum lg_status st = store ? lg_store_resolve(store, models[i], false, path,
@@ -269,6 +277,23 @@ int lg_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    struct lg_engine_params ep;
+    lg_engine_params_default(&ep);
+    ep.n_parallel = cfg.n_parallel;
+    ep.max_queue = cfg.max_queue;
+    ep.n_ctx = cfg.default_ctx;
+    ep.keep_alive_ms = cfg.keep_alive_ms;
+    ep.reasoning_budget = reasoning_budget;
+    ep.store = store;
+    ep.models = models;
+    ep.n_models = n_models;
+    if (lg_engine_create(&ep, &engine, &err) != LG_OK) {
+        fprintf(stderr, "localgemma serve: %s\n", err.msg);
+        goto out;
+    }
+    cfg.engine = &lg_engine_ops_real;
+    cfg.engine_self = engine;
+
     struct lg_server *srv;
     if (lg_server_start(&cfg, &srv, &err) != LG_OK) {
         fprintf(stderr, "localgemma serve: %s\n", err.msg);
@@ -277,8 +302,6 @@ int lg_cmd_serve(int argc, char **argv)
     bool v6 = strchr(cfg.host, ':') != NULL;
     fprintf(stderr, "localgemma serve: listening on http://%s%s%s:%u\n", v6 ? "[" : "",
             cfg.host, v6 ? "]" : "", (unsigned)lg_server_port(srv));
-    fprintf(stderr, "localgemma serve: no inference engine in this build yet: generation "
-            "routes answer 503\n");
     int sig = 0;
     sigwait(&stop, &sig);
     fprintf(stderr, "localgemma serve: %s received, stopping\n",
@@ -286,6 +309,7 @@ int lg_cmd_serve(int argc, char **argv)
     lg_server_stop(srv, 10000);
     rc = 0;
 out:
+    lg_engine_destroy(engine);
     lg_store_close(store);
     free(digests);
     return rc;

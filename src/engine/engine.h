@@ -256,4 +256,34 @@ struct lg_engine_ops {
     size_t (*list_loaded)(void *self, struct lg_loaded_model *out, size_t cap);
 };
 
+/* ---- The real engine (engine.c) ---------------------------------------------------------
+ * One engine thread, --parallel sequence slots with their own KV caches, a bounded queue,
+ * chunked prefill interleaved with decode, prefix reuse across requests, one model loaded at
+ * a time (a request for another model waits until the current one is idle, then swaps). */
+struct lg_store;
+
+struct lg_engine_params {
+    int32_t n_parallel;       /* sequence slots (default 1) */
+    int32_t max_queue;        /* waiting requests before submit answers LG_ERR_BUSY (512) */
+    int32_t n_ctx;            /* context per slot; 0 = min(4096, trained context) */
+    int64_t keep_alive_ms;    /* idle time before unloading; -1 forever (default 5 min) */
+    int32_t reasoning_budget; /* default thinking budget in tokens; -1 none */
+    int32_t n_chunk;          /* prefill tokens per step (default 256) */
+    struct lg_store *store;   /* resolves request names; may be NULL; borrowed */
+    const char *const *models; /* --model entries: the only names that may be paths (copied) */
+    size_t n_models;
+};
+
+struct lg_engine;
+
+void lg_engine_params_default(struct lg_engine_params *p);
+/* Starts the engine thread. LG_ERR_RANGE / LG_ERR_NOMEM / LG_ERR_INTERNAL. Main thread. */
+enum lg_status lg_engine_create(const struct lg_engine_params *p, struct lg_engine **out,
+                                struct lg_err *err);
+/* Ends every queued and active request with an ERROR event, joins the thread, unloads.
+ * NULL allowed. Call after the server stopped submitting. */
+void lg_engine_destroy(struct lg_engine *e);
+/* The ops table for struct lg_server_config.engine (self = the struct lg_engine *). */
+extern const struct lg_engine_ops lg_engine_ops_real;
+
 #endif

@@ -13,6 +13,7 @@
 #include "kern/kern.h"
 
 void lg_kern_fill_avx2(struct lg_kern *k) __attribute__((weak));
+void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4) __attribute__((weak));
 void lg_kern_fill_avx512(struct lg_kern *k) __attribute__((weak));
 
 static struct lg_kern avx2_table, avx512_table;
@@ -38,6 +39,9 @@ static void fill_missing(struct lg_kern *k)
         k->axpy = r->axpy;
     if (!k->attention)
         k->attention = r->attention;
+    for (int t = 0; t < LG_QTYPE_COUNT; t++)
+        if (!k->vec_dot[t])
+            k->vec_dot[t] = r->vec_dot[t];
 }
 
 static int cpu_has_avx2(void)
@@ -67,6 +71,8 @@ static void init_tables(void)
     avx2_table.isa = "avx2";
     if (lg_kern_fill_avx2)
         lg_kern_fill_avx2(&avx2_table);
+    if (lg_qdot_fill_avx2)
+        lg_qdot_fill_avx2(avx2_table.vec_dot, avx2_table.vec_dot4);
     fill_missing(&avx2_table);
 
     /* AVX-512 machines also run the AVX2 kernels for slots the AVX-512 file leaves empty. */
@@ -82,6 +88,18 @@ static void init_tables(void)
             avx512_table.matmul = tmp.matmul;
         if (!avx512_table.attention)
             avx512_table.attention = tmp.attention;
+    }
+    /* TODO(#10): AVX-512 VNNI dots; until then the AVX2 ones (an AVX-512 CPU runs them). */
+    if (lg_qdot_fill_avx2) {
+        lg_vec_dot_fn d[LG_QTYPE_COUNT] = {0};
+        lg_vec_dot4_fn d4[LG_QTYPE_COUNT] = {0};
+        lg_qdot_fill_avx2(d, d4);
+        for (int t = 0; t < LG_QTYPE_COUNT; t++) {
+            if (!avx512_table.vec_dot[t])
+                avx512_table.vec_dot[t] = d[t];
+            if (!avx512_table.vec_dot4[t])
+                avx512_table.vec_dot4[t] = d4[t];
+        }
     }
     fill_missing(&avx512_table);
 

@@ -20,6 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kern/qdot.h"
+#include "quant/quant.h"
+
 /* A 2-D weight matrix view (see above). */
 struct lg_wmat {
     uint32_t type;       /* enum lg_qtype */
@@ -82,6 +85,12 @@ struct lg_kern {
 
     /* Attention for this thread's share of (token, head) pairs. */
     void (*attention)(const struct lg_attn_args *a, int ith, int nth);
+
+    /* Quantized dot products by weight type (kern/qdot.h): the activation row is in the
+     * format lg_act_type(type). NULL where the type has none (lg_act_type -1): such weights
+     * go through `matmul` (dequantize + f32). vec_dot4 may be NULL (4 vec_dot calls). */
+    lg_vec_dot_fn vec_dot[LG_QTYPE_COUNT];
+    lg_vec_dot4_fn vec_dot4[LG_QTYPE_COUNT];
 };
 
 /* Fills cs[2*i], cs[2*i+1] = cos, sin of theta_i = pos * freq_scale * base^(-2i/n_rot) / ff[i]

@@ -7,6 +7,7 @@
  * with every token of the batch, so a prefill reads each weight once.
  */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "kern/kern.h"
@@ -206,7 +207,8 @@ void lg_rope_angles(float *cs, int64_t n_rot, int64_t pos, float base, float fre
     }
 }
 
-static const struct lg_kern ref_table = {
+/* Not const: the quantized dot slots are copied from lg_vec_dot_ref (another file) once. */
+static struct lg_kern ref_table = {
     .isa = "ref",
     .matmul = ref_matmul,
     .rmsnorm = ref_rmsnorm,
@@ -218,7 +220,15 @@ static const struct lg_kern ref_table = {
     .attention = ref_attention,
 };
 
+static pthread_once_t ref_once = PTHREAD_ONCE_INIT;
+
+static void ref_init(void)
+{
+    memcpy(ref_table.vec_dot, lg_vec_dot_ref, sizeof ref_table.vec_dot);
+}
+
 const struct lg_kern *lg_kern_ref(void)
 {
+    pthread_once(&ref_once, ref_init);
     return &ref_table;
 }

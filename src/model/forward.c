@@ -6,13 +6,20 @@
  * W + n_chunk slots). Prefill and decode are the same code with n_tok = 1 for decode.
  * Everything the pass needs is allocated in lg_model_state_create(); the pass itself does not
  * allocate. The pass reads only the per-layer table: no branch on an architecture name.
+ *
+ * Matrix products follow ggml's arithmetic so that logits match llama.cpp's: each token's
+ * input row is converted once to the weight type's activation format (kern/qdot.h: Q8_0, Q8_1,
+ * Q8_K, F16, BF16; F32 weights keep f32 inputs) and shared by all threads, which then pull
+ * chunks of output rows from an atomic counter. Products that read the same input (Q/K/V,
+ * gate/up) run as one parallel job.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
-#include "base/pool.h"
+#include "base/threadpool.h"
+#include "kern/qdot.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -21,8 +28,11 @@ enum { DEFAULT_CHUNK = 64 };
 struct lg_model_state {
     const struct lg_kern *k;
     struct lg_kv *kv;
-    struct lg_pool *pool;  /* nth threads; matmuls and attention split across them */
+    struct lg_tp *pool;    /* nth threads; matmuls and attention split across them */
     int nth;
+    int nth_max;           /* per-thread scratch (dq, sc) exists for this many threads */
+    uint8_t *qx;           /* [C][qx_stride] activations converted for a quantized dot */
+    size_t qx_stride;      /* bytes per token row of qx */
     int64_t n_ctx, n_chunk;
     int64_t dq_stride;     /* floats of dequant scratch per thread */
     /* C = n_chunk; HD = max over layers of n_head * head_dim; KVD likewise for KV heads. */
@@ -61,7 +71,8 @@ void lg_model_state_destroy(struct lg_model_state *s)
     if (!s)
         return;
     lg_kv_destroy(s->kv);
-    lg_pool_destroy(s->pool);
+    lg_tp_destroy(s->pool);
+    free(s->qx);
     free(s->mem);
     free(s);
 }
@@ -74,6 +85,24 @@ struct lg_kv *lg_model_state_kv(struct lg_model_state *s)
 void lg_model_state_set_kern(struct lg_model_state *s, const struct lg_kern *k)
 {
     s->k = k ? k : lg_kern_get();
+}
+
+enum lg_status lg_model_state_set_threads(struct lg_model_state *s, int n_threads,
+                                          struct lg_err *err)
+{
+    if (n_threads < 1 || n_threads > 256)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "threads: %d out of range 1..256",
+                          n_threads);
+    if (n_threads > s->nth_max)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "threads: %d exceeds the %d this state "
+                          "was created for", n_threads, s->nth_max);
+    struct lg_tp *p = lg_tp_create(n_threads);
+    if (!p)
+        return lg_err_set(err, LG_ERR_NOMEM, "threads: cannot start %d threads", n_threads);
+    lg_tp_destroy(s->pool);
+    s->pool = p;
+    s->nth = n_threads;
+    return LG_OK;
 }
 
 enum lg_status lg_model_state_create(const struct lg_model *m, int64_t n_ctx, int64_t n_chunk,
@@ -95,13 +124,16 @@ enum lg_status lg_model_state_create(const struct lg_model *m, int64_t n_ctx, in
     s->k = lg_kern_get();
     s->n_ctx = n_ctx;
     s->n_chunk = n_chunk;
-    s->nth = lg_pool_default_threads();
-    s->pool = lg_pool_create(s->nth);
+    s->nth = lg_tp_default_threads();
+    s->nth_max = s->nth > 16 ? s->nth : 16;
+    s->pool = lg_tp_create(s->nth);
     if (!s->pool) {
         st = lg_err_set(err, LG_ERR_NOMEM, "state: cannot start %d threads", s->nth);
         goto fail;
     }
     s->dq_stride = ((int64_t)m->max_cols + 16 + 15) / 16 * 16;
+    /* widest activation format: 2 bytes per element (F16/BF16); Q8_* use less */
+    s->qx_stride = ((size_t)m->max_cols * 2 + 63) / 64 * 64;
 
     struct lg_kv_layer_layout lay[LG_MODEL_MAX_LAYERS];
     int64_t HD = 0, KVD = 0, F = 0, maxrot = 0;
@@ -130,9 +162,14 @@ enum lg_status lg_model_state_create(const struct lg_model *m, int64_t n_ctx, in
     if (P > F)
         F = P;
     /* Sizes in floats, in the order of the fields below; all fit easily in int64. */
+    s->qx = aligned_alloc(64, (size_t)C * s->qx_stride);
+    if (!s->qx) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "state: out of memory");
+        goto fail;
+    }
     int64_t sz[] = {
         C * D, C * D, C * HD, C * KVD, C * KVD, C * HD, C * D, C * F, C * F, C * D,
-        C * LP, C * LP, maxrot + 2, s->nth * s->dq_stride, s->nth * n_ctx,
+        C * LP, C * LP, maxrot + 2, s->nth_max * s->dq_stride, s->nth_max * n_ctx,
         X ? C * D : 0, X ? C * D : 0, C * X, C * K, C * K, C, C, X ? C * D : 0, C * 2 * Fe,
         C * Fe, X ? C * D : 0,
     };
@@ -167,31 +204,121 @@ fail:
     return st;
 }
 
+enum { MM_MAX = 3 };
+
+/* Up to MM_MAX products y_i[t] = W_i x[t] over the same input, run as one job whose threads
+ * pull chunks of rows (of the concatenated outputs) from `next`. */
 struct mm_job {
     const struct lg_model_state *s;
-    const struct lg_wmat *w;
+    int count;
+    const struct lg_wmat *w[MM_MAX];
+    float *y[MM_MAX];
+    int64_t ldy[MM_MAX];
+    const void *qx[MM_MAX]; /* converted input per product (NULL: dequant path on x) */
+    size_t ldq[MM_MAX];
+    int64_t row0[MM_MAX + 1]; /* product i owns rows [row0[i], row0[i+1]) of the total */
+    int64_t step;
     const float *x;
-    int64_t ldx;
-    float *y;
-    int64_t ldy, n;
+    int64_t ldx, n;
+    atomic_llong next;
 };
+
+static void mm_rows(const struct mm_job *j, int64_t lo, int64_t hi, int ith)
+{
+    const struct lg_kern *k = j->s->k;
+    for (int i = 0; i < j->count; i++) {
+        int64_t a = lo > j->row0[i] ? lo : j->row0[i];
+        int64_t b = hi < j->row0[i + 1] ? hi : j->row0[i + 1];
+        if (a >= b)
+            continue;
+        const struct lg_wmat *w = j->w[i];
+        a -= j->row0[i];
+        b -= j->row0[i];
+        if (j->qx[i]) {
+            lg_matmul_q(k->vec_dot[w->type], k->vec_dot4[w->type], w, j->qx[i], j->ldq[i],
+                        j->y[i], j->ldy[i], j->n, a, b);
+        } else {
+            /* no quantized dot for this type: dequantize rows [a, b) and use f32 */
+            struct lg_wmat part = *w;
+            part.data = (const uint8_t *)w->data + (size_t)a * w->row_bytes;
+            part.rows = b - a;
+            k->matmul(&part, j->x, j->ldx, j->y[i] + a, j->ldy[i], j->n,
+                      j->s->dq + ith * j->s->dq_stride, 0, 1);
+        }
+    }
+}
 
 static void mm_run(void *arg, int ith, int nth)
 {
-    const struct mm_job *j = arg;
-    j->s->k->matmul(j->w, j->x, j->ldx, j->y, j->ldy, j->n, j->s->dq + ith * j->s->dq_stride,
-                    ith, nth);
+    struct mm_job *j = arg;
+    int64_t lo, hi;
+    (void)nth;
+    while (lg_tp_chunk(&j->next, j->row0[j->count], j->step, &lo, &hi))
+        mm_rows(j, lo, hi, ith);
 }
 
-/* y[t] = W x[t] over the chunk, rows split across the pool. */
-static void mm(const struct lg_model_state *s, const struct lg_wmat *w, const float *x,
-               int64_t ldx, float *y, int64_t ldy, int64_t n)
+/* y_i[t] = W_i x[t] for i < count over the chunk: the input is converted once per activation
+ * format (in s->qx, one format at a time, so products of different formats run as separate
+ * jobs), rows are shared out across the pool. */
+static void mm_multi(struct lg_model_state *s, const float *x, int64_t ldx, int64_t n, int count,
+                     const struct lg_wmat *const *ws, float *const *ys, const int64_t *ldys)
 {
-    struct mm_job j = {s, w, x, ldx, y, ldy, n};
-    if (w->rows * w->cols * n < 32768) /* too small to be worth waking the workers */
-        s->k->matmul(w, x, ldx, y, ldy, n, s->dq, 0, 1);
+    struct mm_job j;
+    memset(&j, 0, sizeof j);
+    j.s = s;
+    j.x = x;
+    j.ldx = ldx;
+    j.n = n;
+    int cur_act = -2;
+    for (int i = 0; i < count; i++) {
+        const struct lg_wmat *w = ws[i];
+        int act = s->k->vec_dot[w->type] ? lg_act_type(w->type) : -1;
+        if (act >= 0 && act != LG_QTYPE_F32 && act != cur_act && cur_act != -2 &&
+            j.count > 0) {
+            /* s->qx holds another format: flush what we have first */
+            mm_multi(s, x, ldx, n, j.count, j.w, j.y, j.ldy);
+            memset(&j, 0, sizeof j);
+            j.s = s;
+            j.x = x;
+            j.ldx = ldx;
+            j.n = n;
+            cur_act = -2;
+        }
+        int c = j.count++;
+        j.w[c] = w;
+        j.y[c] = ys[i];
+        j.ldy[c] = ldys[i];
+        if (act == LG_QTYPE_F32) {
+            j.qx[c] = x;
+            j.ldq[c] = (size_t)ldx * sizeof(float);
+        } else if (act >= 0) {
+            if (cur_act != act) {
+                for (int64_t t = 0; t < n; t++)
+                    lg_act_quantize(w->type, x + t * ldx, s->qx + (size_t)t * s->qx_stride,
+                                    w->cols);
+                cur_act = act;
+            }
+            j.qx[c] = s->qx;
+            j.ldq[c] = s->qx_stride;
+        }
+        j.row0[c + 1] = j.row0[c] + w->rows;
+    }
+    int64_t total = j.row0[j.count];
+    /* ~8 chunks per thread balance a loaded machine; at least 16 rows keep dot4 blocks. */
+    int64_t step = total / ((int64_t)s->nth * 8);
+    j.step = step < 16 ? 16 : (step + 3) / 4 * 4;
+    atomic_store(&j.next, 0);
+    if (total * ws[0]->cols * n < 32768 || s->nth == 1) /* not worth waking the workers */
+        mm_rows(&j, 0, total, 0);
     else
-        lg_pool_run(s->pool, mm_run, &j);
+        lg_tp_run(s->pool, mm_run, &j);
+}
+
+/* y[t] = W x[t] over the chunk. */
+static void mm(struct lg_model_state *s, const struct lg_wmat *w, const float *x, int64_t ldx,
+               float *y, int64_t ldy, int64_t n)
+{
+    mm_multi(s, x, ldx, n, 1, &w, &y, &ldy);
 }
 
 struct attn_job {
@@ -234,15 +361,19 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
     const int64_t QD = H * hd, KD = Hkv * hd;
 
     norm_rows(s, s->a, s->x, w->attn_norm, n, D, D, c->eps);
-    mm(s, &w->wq, s->a, D, s->q, QD, n);
+    {
+        /* Q, and K/V when this layer computes its own, in one job */
+        const struct lg_wmat *ws[3] = {&w->wq, &w->wk, &w->wv};
+        float *ys[3] = {s->q, s->kk, s->vv};
+        const int64_t lds[3] = {QD, KD, KD};
+        int cnt = lc->kv_src != il ? 1 : lc->has_v ? 3 : 2;
+        mm_multi(s, s->a, D, n, cnt, ws, ys, lds);
+    }
     norm_rows(s, s->q, s->q, w->q_norm, n * H, hd, hd, c->eps);
     rope_rows(m, s, lc, s->q, n, pos0, H, QD);
 
     if (lc->kv_src == il) {
-        mm(s, &w->wk, s->a, D, s->kk, KD, n);
-        if (lc->has_v)
-            mm(s, &w->wv, s->a, D, s->vv, KD, n);
-        else /* K==V: V is the raw K projection (neither k-normed nor roped) */
+        if (!lc->has_v) /* K==V: V is the raw K projection (neither k-normed nor roped) */
             memcpy(s->vv, s->kk, (size_t)(n * KD) * sizeof(float));
         norm_rows(s, s->kk, s->kk, w->k_norm, n * Hkv, hd, hd, c->eps);
         rope_rows(m, s, lc, s->kk, n, pos0, Hkv, KD);
@@ -275,7 +406,7 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
         .scratch_stride = s->n_ctx,
     };
     struct attn_job aj = {k, &aa};
-    lg_pool_run(s->pool, attn_run, &aj);
+    lg_tp_run(s->pool, attn_run, &aj);
 
     mm(s, &w->wo, s->att, QD, s->o, D, n);
     norm_rows(s, s->o, s->o, w->post_attn_norm, n, D, D, c->eps);
@@ -288,8 +419,10 @@ static void dense_mlp(const struct lg_model *m, struct lg_model_state *s, int32_
 {
     const struct lg_layer_w *w = &m->layers[il];
     const int64_t D = m->cfg.n_embd, F = m->cfg.layers[il].n_ff;
-    mm(s, &w->ffn_gate, s->a, D, s->g, F, n);
-    mm(s, &w->ffn_up, s->a, D, s->u, F, n);
+    const struct lg_wmat *ws[2] = {&w->ffn_gate, &w->ffn_up};
+    float *ys[2] = {s->g, s->u};
+    const int64_t lds[2] = {F, F};
+    mm_multi(s, s->a, D, n, 2, ws, ys, lds);
     s->k->gelu_tanh(s->g, n * F);
     s->k->mul(s->g, s->g, s->u, n * F);
     mm(s, &w->ffn_down, s->g, F, s->f, D, n);

@@ -142,6 +142,11 @@ void lg_model_state_destroy(struct lg_model_state *s);
 struct lg_kv *lg_model_state_kv(struct lg_model_state *s);
 /* Uses this kernel table instead of lg_kern_get() (tests). */
 void lg_model_state_set_kern(struct lg_model_state *s, const struct lg_kern *k);
+/* Runs the pass on n_threads threads (default: LG_THREADS or the CPU count). The state has
+ * per-thread scratch for max(default, 16) threads: LG_ERR_INVALID_ARG beyond that or < 1,
+ * LG_ERR_NOMEM when threads cannot start (the old pool stays). */
+enum lg_status lg_model_state_set_threads(struct lg_model_state *s, int n_threads,
+                                          struct lg_err *err);
 
 enum lg_logits_mode {
     LG_LOGITS_NONE = 0, /* fill the cache only */

@@ -29,6 +29,8 @@ struct lg_tok_slot {
     int32_t id; /* -1 empty */
 };
 
+enum { LG_TOK_FILTER_BITS = 1 << 21 };
+
 struct lg_vocab_priv {
     char *blob;               /* all token texts, back to back */
     uint32_t *off;            /* [n_tokens + 1] token i is blob[off[i] .. off[i+1]) */
@@ -37,6 +39,9 @@ struct lg_vocab_priv {
     uint8_t *byte_val;        /* [n_tokens] the byte of a BYTE token */
     struct lg_tok_slot *hash; /* [hash_mask + 1] */
     uint32_t hash_mask;
+    uint64_t *filter;         /* [LG_TOK_FILTER_BITS / 64] one bit per token hash: most
+                               * candidate pairs are not tokens, and this 256 KB bitmap stays
+                               * in cache where the table does not */
     int32_t byte_tok[256];    /* <0xHH> token of each byte */
 
     /* Gemma 4 merges: key = left << 32 | right (token ids); rank and result token. */

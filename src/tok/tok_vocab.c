@@ -47,6 +47,9 @@ int32_t lg_tok_lookup(const struct lg_vocab *v, const char *text, size_t n)
         return -1;
     uint64_t h = lg_tok_hash_bytes(text, n);
     uint32_t tag = (uint32_t)(h >> 32);
+    uint32_t fb = tag & (LG_TOK_FILTER_BITS - 1);
+    if (!(p->filter[fb >> 6] >> (fb & 63) & 1))
+        return -1;
     for (uint32_t i = (uint32_t)h & p->hash_mask;; i = (i + 1) & p->hash_mask) {
         const struct lg_tok_slot *sl = &p->hash[i];
         if (sl->id < 0)
@@ -198,7 +201,8 @@ static enum lg_status build_hash(struct lg_vocab *v, struct lg_err *err)
     while (cap < 3u * v->n_tokens) /* load <= 1/2, usually ~1/3 */
         cap <<= 1;
     p->hash = malloc((size_t)cap * sizeof *p->hash);
-    if (!p->hash)
+    p->filter = calloc(LG_TOK_FILTER_BITS / 64, sizeof *p->filter);
+    if (!p->hash || !p->filter)
         return lg_err_set(err, LG_ERR_NOMEM, "vocab: out of memory (token hash)");
     for (uint32_t i = 0; i < cap; i++)
         p->hash[i] = (struct lg_tok_slot){0, -1};
@@ -208,6 +212,8 @@ static enum lg_status build_hash(struct lg_vocab *v, struct lg_err *err)
         const char *t = lg_tok_text(v, (int32_t)id, &n);
         uint64_t h = lg_tok_hash_bytes(t, n);
         uint32_t tag = (uint32_t)(h >> 32);
+        uint32_t fb = tag & (LG_TOK_FILTER_BITS - 1);
+        p->filter[fb >> 6] |= 1ull << (fb & 63);
         for (uint32_t i = (uint32_t)h & p->hash_mask;; i = (i + 1) & p->hash_mask) {
             struct lg_tok_slot *sl = &p->hash[i];
             if (sl->id < 0) {
@@ -628,6 +634,7 @@ void lg_vocab_free(struct lg_vocab *v)
         free(p->types);
         free(p->byte_val);
         free(p->hash);
+        free(p->filter);
         free(p->merge_key);
         free(p->merge_rank);
         free(p->merge_res);

@@ -12,7 +12,8 @@
  * llama.cpp (src/tok/README.md) are counted and reported. Round trip: decode(encode(s)) == s
  * for every valid UTF-8 entry that does not contain U+2581 (which decodes to a space).
  * Speed (optimised build only): 1 MB and 10 MB of corpus text, plus worst cases (one 1 MB
- * word, 1 MB of newlines, of spaces, of "<eos>"); 1 MB must take < 1 s and 10 MB < 12x that.
+ * word, 1 MB of newlines, of spaces, of "<eos>"); 1 MB of text must take < 1 s of CPU, 10 MB
+ * < 12x that (hardening.md G4), each worst case < 4 s.
  */
 #include <stdint.h>
 #include <string.h>
@@ -276,7 +277,8 @@ static void speed(const char *name, const struct lg_vocab *v, const struct entry
         double t = time_encode(v, text, k, LG_TOK_ADD_BOS | LG_TOK_PARSE_SPECIAL, &nt);
         printf("%s: 1 MB of \"%s\" -> %zu tokens in %.3f s\n", name,
                u == 1 ? "\\n" : u == 5 ? "\\xff" : unit[u], nt, t);
-        CHECK_MSG(t < 2.0, "%s: 1 MB of unit %zu took %.3f s", name, u, t);
+        /* generous: only a superlinear blow-up (hours at 1 MB) must fail here */
+        CHECK_MSG(t < 4.0, "%s: 1 MB of unit %zu took %.3f s", name, u, t);
     }
     free(text);
 }

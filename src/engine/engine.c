@@ -1,0 +1,1180 @@
+/* engine.c: the inference engine behind `localgemma serve` (engine.h ops table).
+ *
+ * One engine thread owns the loaded model, the sequence slots (each an lg_model_state with
+ * its KV cache and the ids it holds), the samplers and the grammar states. Other threads only
+ * call submit/stats/list_loaded, which touch the queue and a stats snapshot under e->mu.
+ *
+ * Every step: check every active request's cancel flag; one decode token for every decoding
+ * slot; then one prefill chunk (at most ENG_CHUNK tokens) for one prefilling slot, taken in
+ * turn, so a long prompt never stalls the decoders for more than one chunk.
+ *
+ * Prefix cache: a request goes to the free slot whose cached ids share the longest prefix
+ * with its prompt; the slot's cache is cut back to that prefix (lg_kv_rewind), or recomputed
+ * from 0 when a sliding ring no longer holds the window before the cut. A turn that extends
+ * the previous turn's ids needs no rewind and reuses everything.
+ *
+ * Models: one at a time. A request for another model waits until the current model's
+ * requests are done, then the current model is unloaded and the new one loaded. A model
+ * unloads after its keep-alive once idle.
+ *
+ * Invariants: slot->cache_ids[0..n_cache) are exactly the tokens in slot->state's cache;
+ * a job is in exactly one place (queue, a slot, or finished and freed); after the terminal
+ * emit() the job's req is never read again. */
+#include "engine/engine.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/err.h"
+#include "chat/chat.h"
+#include "engine/session.h"
+#include "gguf/gguf.h"
+#include "grammar/grammar.h"
+#include "kv/kv.h"
+#include "model/model.h"
+#include "sample/sample.h"
+#include "store/store.h"
+#include "tok/tok.h"
+
+enum {
+    ENG_CHUNK = 256,       /* prefill tokens per step */
+    ENG_DEFAULT_CTX = 4096,
+    ENG_PATH_MAX = 4096,
+    ENG_PENALTY_PROMPT = 64 /* prompt tokens fed to the penalty window */
+};
+
+enum job_phase { JOB_PREFILL = 0, JOB_DECODE = 1 };
+
+/* When the grammar mask starts to apply. */
+enum gram_trigger {
+    GRAM_NONE = 0,       /* no grammar */
+    GRAM_FROM_START = 1, /* from the first token */
+    GRAM_AFTER_THOUGHT = 2, /* after the thought channel closes */
+    GRAM_ON_TOOL_CALL = 3   /* each time the model opens <|tool_call> */
+};
+
+struct eng_job {
+    struct lg_gen_req *req;
+    struct eng_job *next; /* queue link */
+    uint64_t id;
+    char path[ENG_PATH_MAX]; /* resolved model file */
+    int64_t t_submit, t_start, t_first, prompt_ns, load_ns;
+
+    int32_t *ids; /* prompt [n_ids] */
+    int64_t n_ids;
+    int64_t n_cached; /* prompt tokens reused from the slot's cache */
+    int64_t pos;      /* prompt tokens in the cache so far */
+    int32_t slot;
+    enum job_phase phase;
+
+    struct lg_sampler *smp;
+    struct lg_stop *stop;
+    struct lg_detok *detok;
+    struct lg_chat_parser *parser;
+    json_t *tools; /* OpenAI-shaped tools (for parser/grammar), or NULL */
+
+    struct lg_grammar *gram;
+    struct lg_grammar_state *gst;
+    struct lg_grammar_hook hook;
+    enum gram_trigger trigger;
+    bool gram_on;
+
+    bool in_thought;
+    int32_t n_thought;
+    int32_t think_budget; /* -1 none */
+    int32_t n_gen;
+    int32_t max_tokens;
+    int32_t n_calls;
+    bool stopped;
+    char tool_error[384];
+    struct lg_chat_buf answer; /* content text, for validation */
+};
+
+struct eng_slot {
+    struct lg_model_state *state;
+    int32_t *cache_ids; /* [n_ctx] */
+    int64_t n_cache;
+    float *logits; /* [n_vocab] after cache_ids[n_cache-1] */
+    struct eng_job *job;
+    uint64_t last_used;
+};
+
+struct eng_model {
+    char name[LG_GEN_MODEL_NAME_MAX];
+    char path[ENG_PATH_MAX];
+    struct lg_gguf *gguf;
+    struct lg_vocab *vocab;
+    struct lg_model *model;
+    struct lg_grammar_vocab *gvocab; /* built on first constrained request */
+    enum lg_chat_flavour flavour;
+    int64_t n_ctx;
+    int32_t n_vocab;
+    struct lg_sample_params sdef;
+    int32_t id_chan_open, id_chan_close, id_call_open; /* -1 when absent */
+    int64_t keep_alive_ms; /* of the last request: -1 forever */
+    int64_t idle_since_ms; /* wall clock when the last request ended */
+};
+
+struct lg_engine {
+    struct lg_engine_params p;
+    char **models; /* copies of p.models */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    struct eng_job *q_head, *q_tail;
+    int32_t q_len;
+    bool stopping;
+    uint64_t next_id;
+    int32_t st_active, st_loading;
+    uint64_t st_kv_used, st_kv_total;
+    bool st_has_model;
+    struct lg_loaded_model st_model;
+    /* engine thread only */
+    struct eng_model *m;
+    struct eng_slot *slots;
+    int32_t n_slots;
+    int32_t n_active;
+    int32_t rr;
+    uint64_t use_clock;
+};
+
+static int64_t now_ns(void) { return lg_session_now_ns(); }
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void lg_engine_params_default(struct lg_engine_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->n_parallel = 1;
+    p->max_queue = 512;
+    p->n_ctx = 0;
+    p->keep_alive_ms = 5 * 60 * 1000;
+    p->reasoning_budget = -1;
+    p->n_chunk = ENG_CHUNK;
+}
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+static void emit_text(struct eng_job *j, enum lg_gen_event_kind k, const char *t, size_t n)
+{
+    if (n == 0)
+        return;
+    struct lg_gen_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = k;
+    ev.text = t;
+    ev.n_text = n;
+    j->req->emit(j->req->emit_ctx, &ev);
+}
+
+static void emit_call(struct eng_job *j, const char *name, const char *args, size_t n)
+{
+    char id[48];
+    snprintf(id, sizeof id, "call_%llx_%d", (unsigned long long)j->id, (int)j->n_calls);
+    struct lg_gen_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = LG_GEN_EV_TOOL_CALL;
+    ev.text = args;
+    ev.n_text = n;
+    ev.tool_index = j->n_calls++;
+    ev.tool_id = id;
+    ev.tool_name = name ? name : "";
+    j->req->emit(j->req->emit_ctx, &ev);
+}
+
+static void drain_parser(struct eng_job *j)
+{
+    struct lg_chat_event ce;
+    while (lg_chat_parser_next(j->parser, &ce)) {
+        switch (ce.type) {
+        case LG_CHAT_EV_CONTENT:
+            lg_chat_buf_put(&j->answer, ce.text, ce.len);
+            emit_text(j, LG_GEN_EV_CONTENT, ce.text, ce.len);
+            break;
+        case LG_CHAT_EV_REASONING:
+            emit_text(j, LG_GEN_EV_REASONING, ce.text, ce.len);
+            break;
+        case LG_CHAT_EV_TOOL_CALL:
+            emit_call(j, ce.name, ce.text ? ce.text : "{}", ce.text ? ce.len : 2);
+            break;
+        case LG_CHAT_EV_ERROR:
+            if (!j->tool_error[0])
+                snprintf(j->tool_error, sizeof j->tool_error, "%.*s",
+                         (int)(ce.len < 300 ? ce.len : 300), ce.text ? ce.text : "");
+            break;
+        }
+        lg_chat_event_free(&ce);
+    }
+}
+
+/* Answer text (after stop-string matching) to the parser or straight out. */
+static void put_text(struct eng_job *j, const char *t, size_t n, bool special)
+{
+    if (n == 0)
+        return;
+    if (!j->parser) {
+        if (!special) {
+            lg_chat_buf_put(&j->answer, t, n);
+            emit_text(j, LG_GEN_EV_CONTENT, t, n);
+        }
+        return;
+    }
+    if (lg_chat_parser_feed(j->parser, t, n, special) == LG_OK)
+        drain_parser(j);
+}
+
+/* ---- jobs ------------------------------------------------------------------------------ */
+
+static void job_free(struct eng_job *j)
+{
+    if (!j)
+        return;
+    free(j->ids);
+    lg_sampler_destroy(j->smp);
+    lg_stop_destroy(j->stop);
+    lg_detok_destroy(j->detok);
+    lg_chat_parser_destroy(j->parser);
+    json_decref(j->tools);
+    lg_grammar_state_destroy(j->gst);
+    lg_grammar_free(j->gram);
+    lg_chat_buf_free(&j->answer);
+    free(j);
+}
+
+static void publish_stats(struct lg_engine *e);
+
+/* Ends a job with a terminal event and frees it. The slot (if any) keeps its cache. */
+static void job_end(struct lg_engine *e, struct eng_job *j, const struct lg_gen_event *ev)
+{
+    if (j->slot >= 0) {
+        e->slots[j->slot].job = NULL;
+        e->n_active--;
+        j->slot = -1;
+    }
+    if (e->m && j->n_ids > 0) {
+        int64_t ka = j->req->keep_alive_ms;
+        e->m->keep_alive_ms = ka == -2 ? e->p.keep_alive_ms : ka;
+        e->m->idle_since_ms = wall_ms();
+    }
+    lg_gen_emit_fn emit = j->req->emit;
+    void *ctx = j->req->emit_ctx;
+    j->req = NULL; /* never read again */
+    publish_stats(e);
+    emit(ctx, ev);
+    job_free(j);
+}
+
+static void job_fail(struct lg_engine *e, struct eng_job *j, enum lg_status st, const char *msg)
+{
+    struct lg_gen_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = LG_GEN_EV_ERROR;
+    ev.status = st;
+    ev.message = msg;
+    job_end(e, j, &ev);
+}
+
+static void job_done(struct lg_engine *e, struct eng_job *j, enum lg_finish finish)
+{
+    /* release what the detokenizer and the stop matcher hold back, then close the parser */
+    if (j->detok && !j->stopped) {
+        const char *t;
+        size_t n;
+        struct lg_stop_result r;
+        struct lg_err ignored;
+        lg_detok_flush(j->detok, &t, &n);
+        if (n && lg_stop_feed(j->stop, t, n, &r, &ignored) == LG_OK && !r.stopped)
+            put_text(j, r.text, r.n_text, false);
+        lg_stop_flush(j->stop, &r);
+        put_text(j, r.text, r.n_text, false);
+    }
+    if (j->parser && lg_chat_parser_finish(j->parser) == LG_OK)
+        drain_parser(j);
+    if (j->tool_error[0] && j->n_calls == 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "the model produced a malformed tool call: %s", j->tool_error);
+        job_fail(e, j, LG_ERR_FORMAT, msg);
+        return;
+    }
+    int64_t t = now_ns();
+    struct lg_gen_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = LG_GEN_EV_DONE;
+    ev.finish = j->n_calls > 0 && finish == LG_FINISH_STOP ? LG_FINISH_TOOL_CALLS : finish;
+    ev.usage.prompt_tokens = (int32_t)j->n_ids;
+    ev.usage.cached_tokens = (int32_t)j->n_cached;
+    ev.usage.completion_tokens = j->n_gen;
+    ev.timings.queue_ns = j->t_start ? j->t_start - j->t_submit : 0;
+    ev.timings.load_ns = j->load_ns;
+    ev.timings.prompt_ns = j->prompt_ns;
+    ev.timings.eval_ns = j->t_first ? t - j->t_first : 0;
+    ev.timings.total_ns = t - j->t_submit;
+    ev.timings.prompt_eval_n = (int32_t)(j->n_ids - j->n_cached);
+    job_end(e, j, &ev);
+}
+
+/* ---- models ---------------------------------------------------------------------------- */
+
+static void slots_free(struct lg_engine *e)
+{
+    for (int32_t i = 0; i < e->n_slots; i++) {
+        lg_model_state_destroy(e->slots[i].state);
+        free(e->slots[i].cache_ids);
+        free(e->slots[i].logits);
+    }
+    free(e->slots);
+    e->slots = NULL;
+    e->n_slots = 0;
+}
+
+static void model_unload(struct lg_engine *e)
+{
+    struct eng_model *m = e->m;
+    if (!m)
+        return;
+    slots_free(e);
+    lg_grammar_vocab_free(m->gvocab);
+    lg_model_close(m->model);
+    lg_vocab_free(m->vocab);
+    lg_gguf_close(m->gguf);
+    free(m);
+    e->m = NULL;
+    publish_stats(e);
+}
+
+static enum lg_status model_flavour(const struct lg_gguf *g, enum lg_chat_flavour *out,
+                                    struct lg_err *err)
+{
+    struct lg_str arch;
+    enum lg_status st = lg_gguf_get_str(g, "general.architecture", &arch, err);
+    if (st != LG_OK)
+        return st;
+    char a[32], key[96];
+    size_t n = arch.len < sizeof a - 1 ? (size_t)arch.len : sizeof a - 1;
+    memcpy(a, arch.ptr, n);
+    a[n] = '\0';
+    uint32_t ple = 0;
+    snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", a);
+    if (lg_gguf_find_kv(g, key) && lg_gguf_get_u32(g, key, &ple, err) != LG_OK)
+        return err ? err->code : LG_ERR_FORMAT;
+    return lg_chat_flavour_select(a, ple, out, err);
+}
+
+static int32_t find_tok(const struct lg_vocab *v, const char *s)
+{
+    return lg_tok_find(v, s, strlen(s));
+}
+
+static enum lg_status model_load(struct lg_engine *e, const char *name, const char *path,
+                                 struct lg_err *err)
+{
+    struct eng_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    enum lg_status st = lg_gguf_open(path, &m->gguf, err);
+    if (st == LG_OK)
+        st = model_flavour(m->gguf, &m->flavour, err);
+    if (st == LG_OK)
+        st = lg_vocab_load(m->gguf, &m->vocab, err);
+    if (st == LG_OK)
+        st = lg_model_from_gguf(m->gguf, &m->model, err);
+    if (st != LG_OK)
+        goto fail;
+    m->n_vocab = m->model->cfg.n_vocab;
+    if ((int64_t)m->vocab->n_tokens > m->n_vocab) {
+        st = lg_err_set(err, LG_ERR_FORMAT, "%s: vocab has %u tokens but the embedding %d rows",
+                        name, m->vocab->n_tokens, m->n_vocab);
+        goto fail;
+    }
+    int64_t n_ctx = e->p.n_ctx > 0 ? e->p.n_ctx : ENG_DEFAULT_CTX;
+    if (m->model->cfg.n_ctx_train > 0 && n_ctx > m->model->cfg.n_ctx_train)
+        n_ctx = m->model->cfg.n_ctx_train;
+    m->n_ctx = n_ctx;
+    lg_sample_params_default(&m->sdef);
+    struct lg_err ignored;
+    (void)lg_sample_params_from_gguf(&m->sdef, m->gguf, &ignored);
+    m->id_chan_open = find_tok(m->vocab, "<|channel>");
+    m->id_chan_close = find_tok(m->vocab, "<channel|>");
+    m->id_call_open = find_tok(m->vocab, "<|tool_call>");
+    m->keep_alive_ms = e->p.keep_alive_ms;
+    m->idle_since_ms = wall_ms();
+    e->m = m;
+    e->slots = calloc((size_t)e->p.n_parallel, sizeof *e->slots);
+    if (!e->slots) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+        goto fail_slots;
+    }
+    e->n_slots = e->p.n_parallel;
+    for (int32_t i = 0; i < e->n_slots; i++) {
+        struct eng_slot *s = &e->slots[i];
+        st = lg_model_state_create(m->model, n_ctx, 0, &s->state, err);
+        if (st != LG_OK)
+            goto fail_slots;
+        s->cache_ids = malloc((size_t)n_ctx * sizeof *s->cache_ids);
+        s->logits = malloc((size_t)m->n_vocab * sizeof *s->logits);
+        if (!s->cache_ids || !s->logits) {
+            st = lg_err_set(err, LG_ERR_NOMEM, "out of memory for %d %lld-token sequences",
+                            (int)e->n_slots, (long long)n_ctx);
+            goto fail_slots;
+        }
+    }
+    publish_stats(e);
+    return LG_OK;
+fail_slots:
+    model_unload(e);
+    return st;
+fail:
+    lg_model_close(m->model);
+    lg_vocab_free(m->vocab);
+    lg_gguf_close(m->gguf);
+    free(m);
+    return st;
+}
+
+/* Makes the job's model the loaded one (the caller made sure no job is active). */
+static enum lg_status ensure_model(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
+{
+    if (e->m && !strcmp(e->m->path, j->path))
+        return LG_OK;
+    model_unload(e);
+    pthread_mutex_lock(&e->mu);
+    e->st_loading++;
+    pthread_mutex_unlock(&e->mu);
+    int64_t t0 = now_ns();
+    enum lg_status st = model_load(e, j->req->model, j->path, err);
+    j->load_ns = now_ns() - t0;
+    pthread_mutex_lock(&e->mu);
+    e->st_loading--;
+    pthread_mutex_unlock(&e->mu);
+    if (st == LG_OK)
+        fprintf(stderr, "localgemma serve: loaded %s (%d x %lld-token sequences) in %.1f s\n",
+                j->req->model, (int)e->n_slots, (long long)e->m->n_ctx, j->load_ns / 1e9);
+    return st;
+}
+
+static void publish_stats(struct lg_engine *e)
+{
+    uint64_t used = 0, total = 0;
+    for (int32_t i = 0; i < e->n_slots; i++) {
+        struct lg_kv *kv = lg_model_state_kv(e->slots[i].state);
+        size_t b = lg_kv_bytes(kv);
+        total += b;
+        if (e->m && e->m->n_ctx > 0)
+            used += (uint64_t)((double)b * (double)e->slots[i].n_cache / (double)e->m->n_ctx);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->st_active = e->n_active;
+    e->st_kv_used = used;
+    e->st_kv_total = total;
+    e->st_has_model = e->m != NULL;
+    if (e->m) {
+        struct lg_loaded_model *lm = &e->st_model;
+        memset(lm, 0, sizeof *lm);
+        snprintf(lm->name, sizeof lm->name, "%s", e->m->name);
+        lm->size_bytes = e->m->gguf->size + total;
+        int64_t ka = e->m->keep_alive_ms;
+        lm->expires_at_ms = ka < 0 ? -1 : (e->n_active ? wall_ms() : e->m->idle_since_ms) + ka;
+        lm->context_length = (int32_t)e->m->n_ctx;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- admission ------------------------------------------------------------------------- */
+
+/* Canonical tools [{name, description, parameters}] -> OpenAI [{type, function}]. */
+static json_t *tools_openai(const json_t *tools)
+{
+    if (!tools || !json_is_array(tools) || json_array_size(tools) == 0)
+        return NULL;
+    json_t *out = json_array();
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+        json_t *w = json_pack("{s:s, s:O}", "type", "function", "function", t);
+        if (w)
+            json_array_append_new(out, w);
+    }
+    return out;
+}
+
+/* Canonical messages -> the OpenAI shape chat/ renders (tool_calls[].function). */
+static json_t *messages_openai(const json_t *msgs)
+{
+    json_t *out = json_array();
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m) {
+        json_t *c = json_copy((json_t *)m);
+        const json_t *tcs = json_object_get(m, "tool_calls");
+        if (c && json_is_array(tcs)) {
+            json_t *arr = json_array();
+            size_t k;
+            const json_t *tc;
+            json_array_foreach(tcs, k, tc) {
+                json_t *fn = json_object();
+                json_t *name = json_object_get(tc, "name");
+                json_t *args = json_object_get(tc, "arguments");
+                json_object_set(fn, "name", name ? name : json_string(""));
+                json_object_set(fn, "arguments", args ? args : json_object());
+                json_t *id = json_object_get(tc, "id");
+                json_t *w = json_pack("{s:s, s:o}", "type", "function", "function", fn);
+                if (id && w)
+                    json_object_set(w, "id", id);
+                if (w)
+                    json_array_append_new(arr, w);
+            }
+            json_object_set_new(c, "tool_calls", arr);
+        }
+        if (c) {
+            json_t *th = json_object_get(c, "thinking");
+            if (th) {
+                json_object_set(c, "reasoning_content", th);
+                json_object_del(c, "thinking");
+            }
+            json_array_append_new(out, c);
+        }
+    }
+    return out;
+}
+
+/* Renders and tokenizes the prompt into j->ids. */
+static enum lg_status job_prompt(struct lg_engine *e, struct eng_job *j, bool *in_reasoning,
+                                 struct lg_err *err)
+{
+    const struct lg_gen_req *r = j->req;
+    struct eng_model *m = e->m;
+    char *text = NULL;
+    size_t n_text = 0;
+    unsigned flags = LG_TOK_ADD_BOS | LG_TOK_PARSE_SPECIAL;
+    enum lg_status st;
+    *in_reasoning = false;
+    if (r->kind == LG_PROMPT_RAW) {
+        text = strdup(r->prompt ? r->prompt : "");
+        n_text = text ? strlen(text) : 0;
+        if (!text)
+            return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    } else {
+        json_t *msgs;
+        if (r->kind == LG_PROMPT_CHAT) {
+            msgs = messages_openai(r->messages);
+        } else {
+            msgs = json_array();
+            if (r->system && r->system[0])
+                json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system",
+                                                      "content", r->system));
+            json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content",
+                                                  r->prompt ? r->prompt : ""));
+        }
+        struct lg_chat_opts co = lg_chat_opts_default();
+        co.flavour = m->flavour;
+        co.enable_thinking = r->think == LG_THINK_ON;
+        st = lg_chat_render(msgs, j->tools, &co, &text, &n_text, err);
+        json_decref(msgs);
+        if (st != LG_OK)
+            return st;
+        static const char tail[] = "<|channel>thought\n";
+        *in_reasoning = n_text >= sizeof tail - 1 &&
+                        !memcmp(text + n_text - (sizeof tail - 1), tail, sizeof tail - 1);
+        /* the template already starts with <bos> */
+        flags = LG_TOK_PARSE_SPECIAL;
+        if (n_text < 5 || memcmp(text, "<bos>", 5) != 0)
+            flags |= LG_TOK_ADD_BOS;
+    }
+    size_t n_ids = 0;
+    st = lg_tok_encode_alloc(m->vocab, text, n_text, flags, &j->ids, &n_ids, err);
+    free(text);
+    if (st != LG_OK)
+        return st;
+    j->n_ids = (int64_t)n_ids;
+    if (j->n_ids == 0)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "the prompt is empty");
+    if (j->n_ids >= m->n_ctx)
+        return lg_err_set(err, LG_ERR_CONTEXT,
+                          "the prompt is %lld tokens and does not fit the %lld-token context "
+                          "(shorten it or start the server with a larger --ctx)",
+                          (long long)j->n_ids, (long long)m->n_ctx);
+    return LG_OK;
+}
+
+static enum lg_status job_sampler(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
+{
+    const struct lg_sampling *s = &j->req->sampling;
+    struct lg_sample_params p = e->m->sdef;
+    if (s->set & LG_SAMP_TEMPERATURE)
+        p.temperature = s->temperature;
+    if (s->set & LG_SAMP_TOP_K)
+        p.top_k = s->top_k;
+    if (s->set & LG_SAMP_TOP_P)
+        p.top_p = s->top_p;
+    if (s->set & LG_SAMP_MIN_P)
+        p.min_p = s->min_p;
+    if (s->set & LG_SAMP_REPEAT_PENALTY)
+        p.repeat_penalty = s->repeat_penalty;
+    if (s->set & LG_SAMP_PRESENCE_PENALTY)
+        p.presence_penalty = s->presence_penalty;
+    if (s->set & LG_SAMP_FREQUENCY_PENALTY)
+        p.frequency_penalty = s->frequency_penalty;
+    if (s->set & LG_SAMP_REPEAT_LAST_N)
+        p.penalty_last_n = s->repeat_last_n < 0 ? (int32_t)(e->m->n_ctx < LG_SAMPLE_MAX_PENALTY_N
+                                                          ? e->m->n_ctx : LG_SAMPLE_MAX_PENALTY_N)
+                                                : s->repeat_last_n;
+    p.seed = (s->set & LG_SAMP_SEED) ? s->seed : LG_SAMPLE_SEED_RANDOM;
+    if (p.seed == LG_SAMPLE_SEED_RANDOM && (s->set & LG_SAMP_SEED))
+        p.seed = 0;
+    p.n_logprobs = j->req->top_logprobs > 0 ? j->req->top_logprobs : 0;
+    return lg_sampler_create(&p, e->m->n_vocab, &j->smp, err);
+}
+
+static enum lg_status job_grammar(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
+{
+    const struct lg_gen_req *r = j->req;
+    struct eng_model *m = e->m;
+    enum lg_status st = LG_OK;
+    if (r->format == LG_FORMAT_JSON) {
+        st = lg_grammar_json_object(&j->gram, err);
+        j->trigger = GRAM_FROM_START;
+    } else if (r->format == LG_FORMAT_SCHEMA) {
+        st = lg_grammar_from_schema(r->schema, &j->gram, err);
+        j->trigger = GRAM_FROM_START;
+    } else if (j->tools && m->id_call_open >= 0 && m->flavour != LG_CHAT_GEMMA3) {
+        st = lg_grammar_from_tools(j->tools, NULL, 0, &j->gram, err);
+        j->trigger = GRAM_ON_TOOL_CALL;
+    }
+    if (st != LG_OK || !j->gram) {
+        j->trigger = GRAM_NONE;
+        return st;
+    }
+    if (j->trigger == GRAM_FROM_START && r->think == LG_THINK_ON && m->id_chan_close >= 0 &&
+        m->flavour != LG_CHAT_GEMMA3)
+        j->trigger = GRAM_AFTER_THOUGHT;
+    if (!m->gvocab && (st = lg_grammar_vocab_build(m->vocab, &m->gvocab, err)) != LG_OK)
+        return st;
+    if ((st = lg_grammar_state_create(j->gram, &j->gst, err)) != LG_OK)
+        return st;
+    j->hook.state = j->gst;
+    j->hook.vocab = m->gvocab;
+    lg_sampler_set_mask(j->smp, lg_grammar_sample_mask, &j->hook);
+    j->gram_on = j->trigger == GRAM_FROM_START;
+    return LG_OK;
+}
+
+/* The free slot whose cache shares the longest prefix with ids (ties: least recently used). */
+static int32_t pick_slot(struct lg_engine *e, const int32_t *ids, int64_t n, int64_t *lcp_out)
+{
+    int32_t best = -1;
+    int64_t best_lcp = -1;
+    for (int32_t i = 0; i < e->n_slots; i++) {
+        struct eng_slot *s = &e->slots[i];
+        if (s->job)
+            continue;
+        int64_t l = 0;
+        while (l < s->n_cache && l < n && s->cache_ids[l] == ids[l])
+            l++;
+        if (l > best_lcp || (l == best_lcp && s->last_used < e->slots[best].last_used)) {
+            best = i;
+            best_lcp = l;
+        }
+    }
+    *lcp_out = best_lcp;
+    return best;
+}
+
+static void slot_reset(struct eng_slot *s)
+{
+    struct lg_err ignored;
+    (void)lg_kv_rewind(lg_model_state_kv(s->state), 0, &ignored);
+    s->n_cache = 0;
+}
+
+/* Sets up a dequeued job on a free slot, or ends it with an error event. */
+static void job_admit(struct lg_engine *e, struct eng_job *j)
+{
+    struct lg_err err = {0};
+    const struct lg_gen_req *r = j->req;
+    j->t_start = now_ns();
+    bool empty = (r->kind == LG_PROMPT_CHAT && (!r->messages || json_array_size(r->messages) == 0)) ||
+                 (r->kind != LG_PROMPT_CHAT && (!r->prompt || !r->prompt[0]));
+    if (empty && r->keep_alive_ms == 0) {
+        if (e->m && !strcmp(e->m->path, j->path) && e->n_active == 0)
+            model_unload(e);
+        else if (e->m && !strcmp(e->m->path, j->path))
+            e->m->keep_alive_ms = 0;
+        struct lg_gen_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.kind = LG_GEN_EV_DONE;
+        ev.finish = LG_FINISH_UNLOAD;
+        ev.timings.total_ns = now_ns() - j->t_submit;
+        job_end(e, j, &ev);
+        return;
+    }
+    enum lg_status st = ensure_model(e, j, &err);
+    if (st != LG_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "cannot load model '%s': %s", j->req->model, err.msg);
+        job_fail(e, j, st == LG_ERR_IO ? LG_ERR_NOT_FOUND : st == LG_ERR_NOMEM ? st
+                                                                         : LG_ERR_FORMAT, msg);
+        return;
+    }
+    if (empty) {
+        struct lg_gen_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.kind = LG_GEN_EV_DONE;
+        ev.finish = LG_FINISH_LOAD;
+        ev.timings.load_ns = j->load_ns;
+        ev.timings.total_ns = now_ns() - j->t_submit;
+        int64_t ka = r->keep_alive_ms;
+        e->m->keep_alive_ms = ka == -2 ? e->p.keep_alive_ms : ka;
+        e->m->idle_since_ms = wall_ms();
+        job_end(e, j, &ev);
+        return;
+    }
+    struct eng_model *m = e->m;
+    j->tools = r->kind == LG_PROMPT_RAW ? NULL : tools_openai(r->tools);
+    bool in_reasoning = false;
+    if ((st = job_prompt(e, j, &in_reasoning, &err)) != LG_OK ||
+        (st = job_sampler(e, j, &err)) != LG_OK ||
+        (st = lg_stop_create((const char *const *)r->stop, (size_t)r->n_stop, &j->stop, &err)) !=
+            LG_OK ||
+        (st = job_grammar(e, j, &err)) != LG_OK) {
+        job_fail(e, j, st == LG_ERR_NOMEM ? st : (st == LG_ERR_CONTEXT ? st : LG_ERR_INVALID_ARG),
+                 err.msg);
+        return;
+    }
+    j->detok = lg_detok_create(m->vocab, 0);
+    if (r->kind != LG_PROMPT_RAW) {
+        j->parser = lg_chat_parser_create(m->flavour, j->tools);
+        if (j->parser && in_reasoning)
+            lg_chat_parser_begin_in_reasoning(j->parser);
+    }
+    if (!j->detok || (r->kind != LG_PROMPT_RAW && !j->parser)) {
+        job_fail(e, j, LG_ERR_NOMEM, "out of memory");
+        return;
+    }
+    j->in_thought = in_reasoning;
+    j->think_budget = r->think_budget >= 0 ? r->think_budget : e->p.reasoning_budget;
+    int64_t room = m->n_ctx - j->n_ids;
+    j->max_tokens = r->max_tokens >= 0 && r->max_tokens < room ? r->max_tokens : (int32_t)room;
+    for (int64_t i = j->n_ids > ENG_PENALTY_PROMPT ? j->n_ids - ENG_PENALTY_PROMPT : 0;
+         i < j->n_ids; i++)
+        lg_sampler_accept(j->smp, j->ids[i]);
+
+    int64_t lcp;
+    int32_t si = pick_slot(e, j->ids, j->n_ids, &lcp);
+    struct eng_slot *s = &e->slots[si];
+    if (lcp == j->n_ids) /* all cached: recompute the last token for its logits */
+        lcp = j->n_ids - 1;
+    if (lcp < s->n_cache) {
+        struct lg_err rw;
+        if (lg_kv_rewind(lg_model_state_kv(s->state), lcp, &rw) == LG_OK) {
+            s->n_cache = lcp;
+        } else {
+            slot_reset(s);
+            lcp = 0;
+        }
+    }
+    j->n_cached = lcp;
+    j->pos = lcp;
+    j->slot = si;
+    j->phase = JOB_PREFILL;
+    s->job = j;
+    s->last_used = ++e->use_clock;
+    e->n_active++;
+    publish_stats(e);
+}
+
+/* ---- one step -------------------------------------------------------------------------- */
+
+static enum lg_status slot_forward(struct lg_engine *e, struct eng_slot *s, const int32_t *ids,
+                                   int64_t n, bool logits, struct lg_err *err)
+{
+    enum lg_status st = lg_model_forward(e->m->model, s->state, ids, n,
+                                         logits ? LG_LOGITS_LAST : LG_LOGITS_NONE, s->logits, err);
+    if (st != LG_OK) {
+        slot_reset(s);
+        return st;
+    }
+    memcpy(s->cache_ids + s->n_cache, ids, (size_t)n * sizeof *ids);
+    s->n_cache += n;
+    return LG_OK;
+}
+
+static void step_prefill(struct lg_engine *e, struct eng_slot *s)
+{
+    struct eng_job *j = s->job;
+    int64_t n = j->n_ids - j->pos;
+    int64_t chunk = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    if (n > chunk)
+        n = chunk;
+    bool last = j->pos + n == j->n_ids;
+    struct lg_err err = {0};
+    int64_t t0 = now_ns();
+    enum lg_status st = slot_forward(e, s, j->ids + j->pos, n, last, &err);
+    j->prompt_ns += now_ns() - t0;
+    if (st != LG_OK) {
+        job_fail(e, j, st == LG_ERR_CONTEXT ? st : LG_ERR_INTERNAL, err.msg);
+        return;
+    }
+    j->pos += n;
+    if (last)
+        j->phase = JOB_DECODE;
+}
+
+/* Feeds a sampled token's text through stop matching and the chat parser. */
+static void job_token_text(struct lg_engine *e, struct eng_job *j, int32_t tok)
+{
+    struct eng_model *m = e->m;
+    bool marker = tok == m->id_chan_open || tok == m->id_chan_close || tok == m->id_call_open;
+    if (marker || lg_tok_is_control(m->vocab, tok)) {
+        if (tok == m->id_chan_open)
+            j->in_thought = true;
+        if (tok == m->id_chan_close)
+            j->in_thought = false;
+        struct lg_str piece = lg_tok_piece(m->vocab, tok);
+        put_text(j, piece.ptr, (size_t)piece.len, true);
+        return;
+    }
+    if (j->in_thought)
+        j->n_thought++;
+    const char *t;
+    size_t n;
+    struct lg_err err;
+    if (lg_detok_feed(j->detok, tok, &t, &n, &err) != LG_OK)
+        return;
+    struct lg_stop_result r;
+    if (lg_stop_feed(j->stop, t, n, &r, &err) != LG_OK)
+        return;
+    put_text(j, r.text, r.n_text, false);
+    if (r.stopped)
+        j->stopped = true;
+}
+
+static void step_decode(struct lg_engine *e, struct eng_slot *s)
+{
+    struct eng_job *j = s->job;
+    struct eng_model *m = e->m;
+    struct lg_err err = {0};
+    if (j->n_gen >= j->max_tokens) {
+        job_done(e, j, LG_FINISH_LENGTH);
+        return;
+    }
+    int32_t tok;
+    enum lg_status st;
+    bool forced = false;
+    if (j->in_thought && j->think_budget >= 0 && j->n_thought >= j->think_budget &&
+        m->id_chan_close >= 0) {
+        tok = m->id_chan_close; /* close the thought channel cleanly */
+        forced = true;
+        st = LG_OK;
+    } else {
+        st = lg_sampler_sample(j->smp, s->logits, &tok, NULL, &err);
+    }
+    if (st != LG_OK) {
+        job_fail(e, j, LG_ERR_INTERNAL, err.msg);
+        return;
+    }
+    if (j->n_gen == 0)
+        j->t_first = now_ns();
+    j->n_gen++;
+    lg_sampler_accept(j->smp, tok);
+    if (j->gram_on && !forced) {
+        if (lg_grammar_accept_token(j->gst, m->gvocab, tok, &err) != LG_OK)
+            j->gram_on = false; /* cannot happen for a masked draw; never wedge the stream */
+    }
+    if (lg_tok_is_eog(m->vocab, tok)) {
+        job_done(e, j, LG_FINISH_STOP);
+        return;
+    }
+    job_token_text(e, j, tok);
+    if (j->stopped) {
+        job_done(e, j, LG_FINISH_STOP);
+        return;
+    }
+    /* switch the grammar on or off after this token */
+    if (j->trigger == GRAM_AFTER_THOUGHT && !j->gram_on && tok == m->id_chan_close) {
+        j->gram_on = true;
+    } else if (j->trigger == GRAM_ON_TOOL_CALL) {
+        if (!j->gram_on && tok == m->id_call_open) {
+            lg_grammar_state_reset(j->gst);
+            j->gram_on = true;
+        } else if (j->gram_on && lg_grammar_is_finished(j->gst)) {
+            j->gram_on = false;
+        }
+    }
+    lg_sampler_set_mask(j->smp, j->gram_on ? lg_grammar_sample_mask : NULL,
+                        j->gram_on ? &j->hook : NULL);
+    if (s->n_cache >= m->n_ctx) {
+        job_done(e, j, LG_FINISH_LENGTH);
+        return;
+    }
+    st = slot_forward(e, s, &tok, 1, true, &err);
+    if (st != LG_OK)
+        job_fail(e, j, LG_ERR_INTERNAL, err.msg);
+}
+
+static void engine_step(struct lg_engine *e)
+{
+    for (int32_t i = 0; i < e->n_slots; i++) {
+        struct eng_job *j = e->slots[i].job;
+        if (j && atomic_load(&j->req->cancel))
+            job_fail(e, j, LG_ERR_CANCELLED, "cancelled: the client went away");
+    }
+    for (int32_t i = 0; i < e->n_slots; i++)
+        if (e->slots[i].job && e->slots[i].job->phase == JOB_DECODE)
+            step_decode(e, &e->slots[i]);
+    for (int32_t k = 0; k < e->n_slots; k++) {
+        int32_t i = (e->rr + k) % e->n_slots;
+        if (e->slots[i].job && e->slots[i].job->phase == JOB_PREFILL) {
+            step_prefill(e, &e->slots[i]);
+            e->rr = (i + 1) % e->n_slots;
+            break;
+        }
+    }
+    publish_stats(e);
+}
+
+/* ---- the engine thread ----------------------------------------------------------------- */
+
+/* True when the loaded model has been idle past its keep-alive. */
+static bool model_expired(const struct lg_engine *e, int64_t *wait_ms)
+{
+    *wait_ms = 1000;
+    if (!e->m || e->n_active > 0 || e->m->keep_alive_ms < 0)
+        return false;
+    int64_t left = e->m->idle_since_ms + e->m->keep_alive_ms - wall_ms();
+    if (left <= 0)
+        return true;
+    if (left < *wait_ms)
+        *wait_ms = left;
+    return false;
+}
+
+static bool has_free_slot(const struct lg_engine *e)
+{
+    if (!e->m)
+        return true;
+    for (int32_t i = 0; i < e->n_slots; i++)
+        if (!e->slots[i].job)
+            return true;
+    return false;
+}
+
+static void *engine_main(void *arg)
+{
+    struct lg_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        int64_t wait_ms;
+        while (!e->stopping && !e->q_head && e->n_active == 0) {
+            if (model_expired(e, &wait_ms)) {
+                pthread_mutex_unlock(&e->mu);
+                fprintf(stderr, "localgemma serve: unloaded %s (keep-alive expired)\n",
+                        e->m->name);
+                model_unload(e);
+                pthread_mutex_lock(&e->mu);
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += wait_ms / 1000;
+            ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        }
+        if (e->stopping)
+            break;
+        /* admit queued jobs while slots are free; a job for another model waits until the
+         * current model's jobs are done */
+        while (e->q_head && has_free_slot(e)) {
+            struct eng_job *j = e->q_head;
+            if (e->m && strcmp(e->m->path, j->path) != 0 && e->n_active > 0)
+                break;
+            e->q_head = j->next;
+            if (!e->q_head)
+                e->q_tail = NULL;
+            e->q_len--;
+            pthread_mutex_unlock(&e->mu);
+            if (atomic_load(&j->req->cancel))
+                job_fail(e, j, LG_ERR_CANCELLED, "cancelled: the client went away");
+            else
+                job_admit(e, j);
+            pthread_mutex_lock(&e->mu);
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (e->n_active > 0)
+            engine_step(e);
+        pthread_mutex_lock(&e->mu);
+    }
+    /* stopping: end everything */
+    struct eng_job *q = e->q_head;
+    e->q_head = e->q_tail = NULL;
+    e->q_len = 0;
+    pthread_mutex_unlock(&e->mu);
+    while (q) {
+        struct eng_job *next = q->next;
+        job_fail(e, q, LG_ERR_CANCELLED, "the server is shutting down");
+        q = next;
+    }
+    for (int32_t i = 0; i < e->n_slots; i++)
+        if (e->slots[i].job)
+            job_fail(e, e->slots[i].job, LG_ERR_CANCELLED, "the server is shutting down");
+    model_unload(e);
+    return NULL;
+}
+
+/* ---- ops ------------------------------------------------------------------------------- */
+
+static enum lg_status resolve_model(struct lg_engine *e, const char *name, char *out,
+                                    size_t cap, struct lg_err *err)
+{
+    if (!name[0])
+        return lg_err_set(err, LG_ERR_NOT_FOUND, "no model given");
+    for (size_t i = 0; i < e->p.n_models; i++) {
+        if (strcmp(e->models[i], name) != 0)
+            continue;
+        return e->p.store ? lg_store_resolve(e->p.store, name, false, out, cap, err)
+                          : lg_store_resolve_default(name, false, out, cap, err);
+    }
+    if (!e->p.store)
+        return lg_err_set(err, LG_ERR_NOT_FOUND, "model '%s' not found", name);
+    enum lg_status st = lg_store_resolve_name(e->p.store, name, false, out, cap, err);
+    if (st != LG_OK && st != LG_ERR_NOMEM)
+        return lg_err_set(err, LG_ERR_NOT_FOUND, "model '%s' not found (try 'localgemma pull')",
+                          name);
+    return st;
+}
+
+static enum lg_status eng_submit(void *self, struct lg_gen_req *req, uint64_t *id,
+                                 struct lg_err *err)
+{
+    struct lg_engine *e = self;
+    if (!req || !req->emit)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "no request");
+    struct eng_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    enum lg_status st = resolve_model(e, req->model, j->path, sizeof j->path, err);
+    if (st != LG_OK) {
+        free(j);
+        return st;
+    }
+    j->req = req;
+    j->slot = -1;
+    j->t_submit = now_ns();
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping || e->q_len >= e->p.max_queue) {
+        bool stopping = e->stopping;
+        pthread_mutex_unlock(&e->mu);
+        free(j);
+        return lg_err_set(err, LG_ERR_BUSY, stopping ? "the server is shutting down"
+                                                    : "server busy: the queue is full");
+    }
+    j->id = ++e->next_id;
+    if (id)
+        *id = j->id;
+    if (e->q_tail)
+        e->q_tail->next = j;
+    else
+        e->q_head = j;
+    e->q_tail = j;
+    e->q_len++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return LG_OK;
+}
+
+static void eng_stats(void *self, struct lg_engine_stats *out)
+{
+    struct lg_engine *e = self;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&e->mu);
+    out->queue_depth = e->q_len;
+    out->queue_cap = e->p.max_queue;
+    out->n_active = e->st_active;
+    out->n_parallel = e->p.n_parallel;
+    out->n_loading = e->st_loading;
+    out->kv_used_bytes = e->st_kv_used;
+    out->kv_total_bytes = e->st_kv_total;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static size_t eng_list_loaded(void *self, struct lg_loaded_model *out, size_t cap)
+{
+    struct lg_engine *e = self;
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->st_has_model ? 1 : 0;
+    if (n && cap)
+        out[0] = e->st_model;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+const struct lg_engine_ops lg_engine_ops_real = {eng_submit, eng_stats, eng_list_loaded};
+
+enum lg_status lg_engine_create(const struct lg_engine_params *p, struct lg_engine **out,
+                                struct lg_err *err)
+{
+    *out = NULL;
+    if (p->n_parallel < 1 || p->n_parallel > 256 || p->max_queue < 1)
+        return lg_err_set(err, LG_ERR_RANGE, "engine: parallel 1..256 and max-queue >= 1");
+    struct lg_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    e->p = *p;
+    if (p->n_models) {
+        e->models = calloc(p->n_models, sizeof *e->models);
+        if (!e->models) {
+            free(e);
+            return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < p->n_models; i++)
+            if (!(e->models[i] = strdup(p->models[i]))) {
+                e->p.n_models = i;
+                lg_engine_destroy(e);
+                return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+            }
+    }
+    e->p.models = NULL;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        lg_engine_destroy(e);
+        return lg_err_set(err, LG_ERR_INTERNAL, "cannot start the engine thread");
+    }
+    e->started = true;
+    *out = e;
+    return LG_OK;
+}
+
+void lg_engine_destroy(struct lg_engine *e)
+{
+    if (!e)
+        return;
+    if (e->started) {
+        pthread_mutex_lock(&e->mu);
+        e->stopping = true;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cv);
+    }
+    for (size_t i = 0; i < e->p.n_models; i++)
+        free(e->models[i]);
+    free(e->models);
+    free(e);
+}

@@ -97,10 +97,9 @@ int lg_cmd_audit(int argc, char **argv)
             fprintf(stderr, "localgemma audit: %s\n", err.msg);
             rc = 1;
         } else if (bad) {
-            fprintf(stderr, "localgemma audit: chain broken at record %lld: %s\n",
-                    (long long)bad, why);
-            printf("FAILED: %lld records, first bad record %lld\n", (long long)n,
-                   (long long)bad);
+            fprintf(stderr, "localgemma audit: chain broken at record %lld: %s\n", (long long)bad,
+                    why);
+            printf("FAILED: %lld records, first bad record %lld\n", (long long)n, (long long)bad);
             rc = 1;
         } else {
             printf("OK: %lld records, chain intact\n", (long long)n);

@@ -116,8 +116,8 @@ static int cmd_list(void)
         return 1;
     }
     lg_keys_close(k);
-    printf("%-20s %-8s %-7s %8s %10s %12s %6s %-20s %s\n", "NAME", "SCOPE", "STATUS", "RPM",
-           "TPM", "TPD", "CONC", "CREATED", "MODELS");
+    printf("%-20s %-8s %-7s %8s %10s %12s %6s %-20s %s\n", "NAME", "SCOPE", "STATUS", "RPM", "TPM",
+           "TPD", "CONC", "CREATED", "MODELS");
     for (size_t i = 0; i < n; i++) {
         char rpm[24], tpm[24], tpd[24], conc[24], when[32];
         fmt_lim(rpm, sizeof rpm, v[i].limits.rpm);

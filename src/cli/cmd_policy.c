@@ -34,8 +34,8 @@ int lg_cmd_policy(int argc, char **argv)
     }
     struct lg_err err = {0};
     struct lg_policy *p = NULL;
-    enum lg_status st = strcmp(argv[2], "-") ? lg_policy_load(argv[2], &p, &err)
-                                             : lg_policy_default(&p, &err);
+    enum lg_status st =
+        strcmp(argv[2], "-") ? lg_policy_load(argv[2], &p, &err) : lg_policy_default(&p, &err);
     if (st != LG_OK) {
         fprintf(stderr, "localgemma policy: %s\n", err.msg);
         return 1;

@@ -5,8 +5,9 @@
  * call submit/stats/list_loaded, which touch the queue and a stats snapshot under e->mu.
  *
  * Every step: check every active request's cancel flag; one decode token for every decoding
- * slot; then one prefill chunk (at most ENG_CHUNK tokens) for one prefilling slot, taken in
- * turn, so a long prompt never stalls the decoders for more than one chunk.
+ * slot; then prefill chunks for the prefilling slots, taken in turn, within a budget of
+ * n_chunk (256) tokens per step, so a long prompt never stalls the decoders for more than
+ * one chunk while several short prompts start together.
  *
  * Prefix cache: a request goes to the free slot whose cached ids share the longest prefix
  * with its prompt; the slot's cache is cut back to that prefix (lg_kv_rewind), or recomputed
@@ -43,7 +44,8 @@ enum {
     ENG_CHUNK = 256,       /* prefill tokens per step */
     ENG_DEFAULT_CTX = 4096,
     ENG_PATH_MAX = 4096,
-    ENG_PENALTY_PROMPT = 64 /* prompt tokens fed to the penalty window */
+    ENG_PENALTY_PROMPT = 64, /* prompt tokens fed to the penalty window */
+    ENG_MAX_PENDING_LP = 64  /* token logprobs waiting for the text event they belong to */
 };
 
 enum job_phase { JOB_PREFILL = 0, JOB_DECODE = 1 };
@@ -91,6 +93,11 @@ struct eng_job {
     bool stopped;
     char tool_error[384];
     struct lg_chat_buf answer; /* content text, for validation */
+    /* logprobs of sampled tokens whose text has not gone out yet; attached to the next
+     * REASONING / CONTENT event. Token texts point into the model's grammar vocab. */
+    struct lg_gen_logprob lp[ENG_MAX_PENDING_LP];
+    struct lg_gen_top_logprob lp_top[ENG_MAX_PENDING_LP][LG_SAMPLE_MAX_LOGPROBS];
+    int32_t n_lp;
 };
 
 struct eng_slot {
@@ -174,7 +181,34 @@ static void emit_text(struct eng_job *j, enum lg_gen_event_kind k, const char *t
     ev.kind = k;
     ev.text = t;
     ev.n_text = n;
+    ev.logprobs = j->n_lp ? j->lp : NULL;
+    ev.n_logprobs = j->n_lp;
     j->req->emit(j->req->emit_ctx, &ev);
+    j->n_lp = 0;
+}
+
+/* Records the logprobs of a sampled token for the next text event. */
+static void job_logprob(struct eng_job *j, const struct lg_grammar_vocab *gv, int32_t tok,
+                        const struct lg_sample_info *info)
+{
+    if (j->n_lp == ENG_MAX_PENDING_LP)
+        return;
+    struct lg_gen_logprob *lp = &j->lp[j->n_lp];
+    size_t n = 0;
+    const uint8_t *b = lg_grammar_vocab_bytes(gv, tok, &n);
+    lp->token = b ? (const char *)b : "";
+    lp->n_token = b ? n : 0;
+    lp->logprob = info->logprob;
+    lp->n_top = info->n_top < j->req->top_logprobs ? info->n_top : j->req->top_logprobs;
+    for (int32_t k = 0; k < lp->n_top; k++) {
+        struct lg_gen_top_logprob *t = &j->lp_top[j->n_lp][k];
+        b = lg_grammar_vocab_bytes(gv, info->top[k].token, &n);
+        t->token = b ? (const char *)b : "";
+        t->n_token = b ? n : 0;
+        t->logprob = info->top[k].logprob;
+    }
+    lp->top = j->lp_top[j->n_lp];
+    j->n_lp++;
 }
 
 static void emit_call(struct eng_job *j, const char *name, const char *args, size_t n)
@@ -284,6 +318,34 @@ static void job_fail(struct lg_engine *e, struct eng_job *j, enum lg_status st, 
     job_end(e, j, &ev);
 }
 
+/* The answer checked against the requested format: {"valid", "errors"} as malloc'd JSON
+ * text (NULL on allocation failure). */
+static char *job_validate(const struct eng_job *j)
+{
+    json_t *errors = json_array();
+    json_error_t jerr;
+    json_t *doc = json_loadb(j->answer.ptr ? j->answer.ptr : "", j->answer.len, 0, &jerr);
+    if (!doc) {
+        json_array_append_new(errors, json_pack("{s:s, s:s+}", "path", "", "message",
+                                                "not JSON: ", jerr.text));
+    } else if (j->req->format == LG_FORMAT_JSON) {
+        if (!json_is_object(doc))
+            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "", "message",
+                                                    "not a JSON object"));
+    } else {
+        struct lg_err err = {0};
+        if (lg_schema_validate(j->req->schema, doc, errors, &err) != LG_OK)
+            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "", "message",
+                                                    err.msg));
+    }
+    json_decref(doc);
+    json_t *v = json_pack("{s:b, s:o}", "valid", json_array_size(errors) == 0, "errors",
+                          errors);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    return text;
+}
+
 static void job_done(struct lg_engine *e, struct eng_job *j, enum lg_finish finish)
 {
     /* release what the detokenizer and the stop matcher hold back, then close the parser */
@@ -320,7 +382,10 @@ static void job_done(struct lg_engine *e, struct eng_job *j, enum lg_finish fini
     ev.timings.eval_ns = j->t_first ? t - j->t_first : 0;
     ev.timings.total_ns = t - j->t_submit;
     ev.timings.prompt_eval_n = (int32_t)(j->n_ids - j->n_cached);
+    char *validation = j->req->format != LG_FORMAT_TEXT ? job_validate(j) : NULL;
+    ev.validation = validation;
     job_end(e, j, &ev);
+    free(validation);
 }
 
 /* ---- models ---------------------------------------------------------------------------- */
@@ -459,7 +524,7 @@ static enum lg_status ensure_model(struct lg_engine *e, struct eng_job *j, struc
     e->st_loading--;
     pthread_mutex_unlock(&e->mu);
     if (st == LG_OK)
-        fprintf(stderr, "localgemma serve: loaded %s (%d x %lld-token sequences) in %.1f s\n",
+        fprintf(stderr, "engine: loaded %s (%d x %lld-token sequences) in %.1f s\n",
                 j->req->model, (int)e->n_slots, (long long)e->m->n_ctx, j->load_ns / 1e9);
     return st;
 }
@@ -526,8 +591,8 @@ static json_t *messages_openai(const json_t *msgs)
                 json_t *fn = json_object();
                 json_t *name = json_object_get(tc, "name");
                 json_t *args = json_object_get(tc, "arguments");
-                json_object_set(fn, "name", name ? name : json_string(""));
-                json_object_set(fn, "arguments", args ? args : json_object());
+                json_object_set_new(fn, "name", name ? json_incref(name) : json_string(""));
+                json_object_set_new(fn, "arguments", args ? json_incref(args) : json_object());
                 json_t *id = json_object_get(tc, "id");
                 json_t *w = json_pack("{s:s, s:o}", "type", "function", "function", fn);
                 if (id && w)
@@ -642,6 +707,10 @@ static enum lg_status job_grammar(struct lg_engine *e, struct eng_job *j, struct
     const struct lg_gen_req *r = j->req;
     struct eng_model *m = e->m;
     enum lg_status st = LG_OK;
+    /* token texts for logprobs come from the grammar vocab */
+    if (r->top_logprobs >= 0 && !m->gvocab &&
+        (st = lg_grammar_vocab_build(m->vocab, &m->gvocab, err)) != LG_OK)
+        return st;
     if (r->format == LG_FORMAT_JSON) {
         st = lg_grammar_json_object(&j->gram, err);
         j->trigger = GRAM_FROM_START;
@@ -721,7 +790,7 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
     }
     enum lg_status st = ensure_model(e, j, &err);
     if (st != LG_OK) {
-        char msg[600];
+        char msg[sizeof err.msg + LG_GEN_MODEL_NAME_MAX + 32];
         snprintf(msg, sizeof msg, "cannot load model '%s': %s", j->req->model, err.msg);
         job_fail(e, j, st == LG_ERR_IO ? LG_ERR_NOT_FOUND : st == LG_ERR_NOMEM ? st
                                                                          : LG_ERR_FORMAT, msg);
@@ -810,13 +879,13 @@ static enum lg_status slot_forward(struct lg_engine *e, struct eng_slot *s, cons
     return LG_OK;
 }
 
-static void step_prefill(struct lg_engine *e, struct eng_slot *s)
+/* Prefills at most max_n prompt tokens of the slot's job; returns how many. */
+static int64_t step_prefill(struct lg_engine *e, struct eng_slot *s, int64_t max_n)
 {
     struct eng_job *j = s->job;
     int64_t n = j->n_ids - j->pos;
-    int64_t chunk = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
-    if (n > chunk)
-        n = chunk;
+    if (n > max_n)
+        n = max_n;
     bool last = j->pos + n == j->n_ids;
     struct lg_err err = {0};
     int64_t t0 = now_ns();
@@ -824,11 +893,12 @@ static void step_prefill(struct lg_engine *e, struct eng_slot *s)
     j->prompt_ns += now_ns() - t0;
     if (st != LG_OK) {
         job_fail(e, j, st == LG_ERR_CONTEXT ? st : LG_ERR_INTERNAL, err.msg);
-        return;
+        return n;
     }
     j->pos += n;
     if (last)
         j->phase = JOB_DECODE;
+    return n;
 }
 
 /* Feeds a sampled token's text through stop matching and the chat parser. */
@@ -878,7 +948,11 @@ static void step_decode(struct lg_engine *e, struct eng_slot *s)
         forced = true;
         st = LG_OK;
     } else {
-        st = lg_sampler_sample(j->smp, s->logits, &tok, NULL, &err);
+        struct lg_sample_info info;
+        bool want = j->req->top_logprobs >= 0 && m->gvocab;
+        st = lg_sampler_sample(j->smp, s->logits, &tok, want ? &info : NULL, &err);
+        if (st == LG_OK && want && !lg_tok_is_eog(m->vocab, tok))
+            job_logprob(j, m->gvocab, tok, &info);
     }
     if (st != LG_OK) {
         job_fail(e, j, LG_ERR_INTERNAL, err.msg);
@@ -933,12 +1007,15 @@ static void engine_step(struct lg_engine *e)
     for (int32_t i = 0; i < e->n_slots; i++)
         if (e->slots[i].job && e->slots[i].job->phase == JOB_DECODE)
             step_decode(e, &e->slots[i]);
-    for (int32_t k = 0; k < e->n_slots; k++) {
-        int32_t i = (e->rr + k) % e->n_slots;
+    /* prefill: a budget of n_chunk tokens per step, shared by the prefilling slots in turn
+     * (several short prompts start in one step; a long one takes a chunk per step) */
+    int64_t budget = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    int32_t start = e->rr;
+    for (int32_t k = 0; k < e->n_slots && budget > 0; k++) {
+        int32_t i = (start + k) % e->n_slots;
         if (e->slots[i].job && e->slots[i].job->phase == JOB_PREFILL) {
-            step_prefill(e, &e->slots[i]);
+            budget -= step_prefill(e, &e->slots[i], budget);
             e->rr = (i + 1) % e->n_slots;
-            break;
         }
     }
     publish_stats(e);
@@ -979,7 +1056,7 @@ static void *engine_main(void *arg)
         while (!e->stopping && !e->q_head && e->n_active == 0) {
             if (model_expired(e, &wait_ms)) {
                 pthread_mutex_unlock(&e->mu);
-                fprintf(stderr, "localgemma serve: unloaded %s (keep-alive expired)\n",
+                fprintf(stderr, "engine: unloaded %s (keep-alive expired)\n",
                         e->m->name);
                 model_unload(e);
                 pthread_mutex_lock(&e->mu);

@@ -167,6 +167,10 @@ struct lg_gen_event {
     enum lg_finish finish;
     struct lg_gen_usage usage;
     struct lg_gen_timings timings;
+    /* DONE of a request with format JSON / SCHEMA: the answer checked after generation, as
+     * JSON object text {"valid": bool, "errors": [{"path", "message"}...]}; NULL otherwise.
+     * Writers attach it as the "validation" extension field. */
+    const char *validation;
     /* ERROR: LG_ERR_CANCELLED after req->cancel, LG_ERR_CONTEXT, LG_ERR_NOT_FOUND (model),
      * LG_ERR_NOMEM, LG_ERR_INTERNAL ...; message is one line for the client. */
     enum lg_status status;

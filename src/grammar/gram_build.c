@@ -98,7 +98,7 @@ int32_t lg_gb_rule(struct lg_gbuild *b, int32_t *end)
         *end = -1;
         return -1;
     }
-    b->ret[e] = 1;
+    b->ret[e] |= LG_GB_RET;
     *end = e;
     return s;
 }
@@ -200,7 +200,7 @@ enum lg_status lg_gb_finish(struct lg_gbuild *b, int32_t start, struct lg_gramma
     }
     uint32_t n_work = 0;
     for (uint32_t i = 0; i < nn; i++)
-        if (b->ret[i]) {
+        if (b->ret[i] & LG_GB_RET) {
             prod[i] = 1;
             work[n_work++] = i;
         }
@@ -235,8 +235,10 @@ enum lg_status lg_gb_finish(struct lg_gbuild *b, int32_t start, struct lg_gramma
     g->n_nodes = nn;
     g->n_edges = n_live;
     g->start = start;
-    for (uint32_t i = 0; i < nn; i++)
-        g->nodes[i].ret = b->ret[i];
+    for (uint32_t i = 0; i < nn; i++) {
+        g->nodes[i].ret = b->ret[i] & LG_GB_RET;
+        g->nodes[i].free_str = (b->ret[i] & LG_GB_FREE_STR) != 0;
+    }
     for (uint32_t i = 0, k = 0; i < nn; i++) {
         g->nodes[i].e_first = k;
         while (k < n_live && b->e[k].from == (int32_t)i) {

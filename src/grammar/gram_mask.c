@@ -33,7 +33,54 @@ struct lg_grammar_vocab {
     struct trie_node *nodes;
     uint32_t n_nodes;
     uint32_t max_depth;
+    /* Free-string shortcut: tokens made only of characters an unbounded JSON string takes as
+     * they are (printable, no '"' or '\\', well-formed UTF-8) leave the string's loop node
+     * where it was, so in that state they are all allowed at once (plain_mask) and the walk
+     * skips subtrees holding only such tokens (plain_sub). */
+    uint32_t *plain_mask; /* [n_words] */
+    uint8_t *plain_sub;   /* [n_nodes] */
 };
+
+/* Whether the bytes are plain JSON string characters (same classes as the grammar's). */
+static bool plain_json_text(const uint8_t *b, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = b[i];
+        if (c < 0x80) {
+            if (c < 0x20 || c == '"' || c == '\\')
+                return false;
+            i++;
+            continue;
+        }
+        size_t k;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            k = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            return false;
+        }
+        if (n - i - 1 < k || b[i + 1] < lo || b[i + 1] > hi)
+            return false;
+        for (size_t j = 2; j <= k; j++)
+            if (b[i + j] < 0x80 || b[i + j] > 0xBF)
+                return false;
+        i += k + 1;
+    }
+    return true;
+}
 
 static int hexval(char ch)
 {
@@ -69,6 +116,8 @@ void lg_grammar_vocab_free(struct lg_grammar_vocab *gv)
     free(gv->eog);
     free(gv->ids_sorted);
     free(gv->nodes);
+    free(gv->plain_mask);
+    free(gv->plain_sub);
     free(gv);
 }
 
@@ -174,6 +223,28 @@ enum lg_status lg_grammar_vocab_build(const struct lg_vocab *v, struct lg_gramma
     gv->nodes[0].end = nn;
     gv->n_nodes = nn;
     free(path);
+    gv->plain_mask = calloc(gv->n_words, sizeof *gv->plain_mask);
+    gv->plain_sub = malloc(nn);
+    if (!gv->plain_mask || !gv->plain_sub)
+        goto nomem;
+    /* Children come after their parent in preorder: fill bottom-up by walking backwards. */
+    for (uint32_t i = nn; i-- > 0;) {
+        const struct trie_node *t = &gv->nodes[i];
+        bool plain = true;
+        for (uint32_t j = 0; j < t->n_tok && plain; j++) {
+            int32_t id = gv->ids_sorted[t->tok_first + j];
+            plain = plain_json_text(gv->blob + gv->tok_off[id],
+                                    gv->tok_off[id + 1] - gv->tok_off[id]);
+            if (plain)
+                for (uint32_t q = 0; q < t->n_tok; q++) {
+                    int32_t qid = gv->ids_sorted[t->tok_first + q];
+                    gv->plain_mask[qid >> 5] |= 1u << (qid & 31);
+                }
+        }
+        for (uint32_t j = i + 1; j < t->end && plain; j = gv->nodes[j].end)
+            plain = gv->plain_sub[j];
+        gv->plain_sub[i] = plain && i > 0;
+    }
     *out = gv;
     return LG_OK;
 nomem:
@@ -384,7 +455,8 @@ static int32_t walk_intern(struct lg_gwalk *w, struct lg_ghead *h, uint32_t n, b
 
 /* The memoised walk; false when the memo overflowed (the caller walks without it). */
 static bool walk_memo(struct lg_gctx *c, const struct lg_grammar_state *s,
-                      const struct lg_grammar_vocab *gv, uint32_t *mask, int32_t *stack)
+                      const struct lg_grammar_vocab *gv, uint32_t *mask, int32_t *stack,
+                      const uint8_t *skip)
 {
     if (!walk_init(&c->walk))
         return false;
@@ -398,6 +470,10 @@ static bool walk_memo(struct lg_gctx *c, const struct lg_grammar_state *s,
     uint32_t i = 1;
     while (i < gv->n_nodes) {
         const struct trie_node *t = &nodes[i];
+        if (skip && skip[i]) {
+            i = t->end;
+            continue;
+        }
         int32_t p = stack[t->depth - 1];
         int32_t nx = w->trans[(size_t)p * 256 + t->byte];
         if (nx == WALK_UNKNOWN) {
@@ -459,17 +535,20 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
     uint32_t *mask = c->scratch, *n_at = c->scratch + gv->n_words;
     memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
     uint32_t mark = c->n_frames;
-    bool memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at);
+    const uint8_t *skip = NULL;
+    if (s->n_heads == 1 && !s->complete && c->g->nodes[s->heads[0].node].free_str) {
+        skip = gv->plain_sub;
+        memcpy(mask, gv->plain_mask, (size_t)gv->n_words * sizeof *mask);
+    }
+    bool memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at, skip);
     if (!memo_ok && c->walk) {
         walk_reset(c->walk);
-        memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
-        memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at);
+        memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at, skip);
     }
     if (!memo_ok) {
         if (c->walk)
             walk_reset(c->walk); /* its sets may name frames rolled back below */
         lg_gram_frames_rollback(c, mark);
-        memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
     }
     memcpy(c->pool, s->heads, s->n_heads * sizeof *s->heads);
     n_at[0] = s->n_heads;
@@ -478,6 +557,10 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
     while (i < gv->n_nodes) {
         const struct trie_node *t = &nodes[i];
         uint32_t d = t->depth;
+        if (skip && skip[i]) {
+            i = t->end;
+            continue;
+        }
         bool comp;
         uint32_t k = lg_gram_advance(c, c->pool + (size_t)(d - 1) * LG_GRAMMAR_MAX_HEADS,
                                      n_at[d - 1], t->byte,

@@ -29,7 +29,8 @@ struct lg_gnode {
     uint32_t e_first;  /* first edge in g->edges */
     uint32_t n_bytes;  /* byte edges */
     uint32_t n_other;  /* EPS / CALL edges after them */
-    uint32_t ret;
+    uint8_t ret;
+    uint8_t free_str;  /* loop node of an unbounded JSON string: plain characters loop back */
 };
 
 struct lg_grammar {
@@ -45,10 +46,12 @@ struct lg_gtmp_edge {
     struct lg_gedge e;
 };
 
+enum { LG_GB_RET = 1, LG_GB_FREE_STR = 2 }; /* lg_gbuild.ret flags */
+
 struct lg_gbuild {
     struct lg_gtmp_edge *e;
     uint32_t n_e, cap_e;
-    uint8_t *ret;
+    uint8_t *ret; /* per node: LG_GB_RET | LG_GB_FREE_STR */
     uint32_t n_nodes, cap_nodes;
     enum lg_status st; /* sticky: the first failure */
     struct lg_err *err;

@@ -215,6 +215,8 @@ static int32_t str_content(struct comp *c, int32_t from, long min, long max)
         n = lg_gb_step_call(B, n, char_rule(c));
     if (max < 0) {
         char_inline(c, n, n); /* inline loop: no call per character */
+        if (c->surf == SURF_JSON && n >= 0 && c->b.st == LG_OK)
+            c->b.ret[n] |= LG_GB_FREE_STR; /* masks take a shortcut here (gram_mask.c) */
         return n;
     }
     int32_t end = alt_end(c);

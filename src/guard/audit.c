@@ -140,7 +140,10 @@ static bool row_hash(const struct row *r, const uint8_t prev[32], uint8_t out[32
     return true;
 }
 
-static const char *nz(const char *s) { return s ? s : ""; }
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
 
 static int64_t now_ms(void)
 {
@@ -149,8 +152,8 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-enum lg_status lg_audit_append(struct lg_audit *a, const struct lg_audit_rec *rec,
-                               int64_t *seq, struct lg_err *err)
+enum lg_status lg_audit_append(struct lg_audit *a, const struct lg_audit_rec *rec, int64_t *seq,
+                               struct lg_err *err)
 {
     struct row r = {
         .t_ms = rec->t_ms ? rec->t_ms : now_ms(),
@@ -254,8 +257,8 @@ fail:
     return st;
 }
 
-#define AUDIT_COLS                                                                             \
-    "seq,t_ms,key,route,model,status,n_prompt,n_completion,latency_ms,finish,decisions,"     \
+#define AUDIT_COLS                                                                                 \
+    "seq,t_ms,key,route,model,status,n_prompt,n_completion,latency_ms,finish,decisions,"           \
     "client,prompt_text,answer_text,hash"
 
 static const char *col_text(sqlite3_stmt *q, int i)
@@ -284,8 +287,8 @@ static void read_row(sqlite3_stmt *q, struct row *r)
     r->answer = col_text(q, 13);
 }
 
-enum lg_status lg_audit_verify(struct lg_audit *a, int64_t *n_rows, int64_t *first_bad,
-                               char *why, size_t why_cap, struct lg_err *err)
+enum lg_status lg_audit_verify(struct lg_audit *a, int64_t *n_rows, int64_t *first_bad, char *why,
+                               size_t why_cap, struct lg_err *err)
 {
     *n_rows = 0;
     *first_bad = 0;
@@ -295,8 +298,8 @@ enum lg_status lg_audit_verify(struct lg_audit *a, int64_t *n_rows, int64_t *fir
     pthread_mutex_lock(&a->mu);
     /* one read transaction: a consistent snapshot even while the server appends */
     sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
-    if (sqlite3_prepare_v2(a->db, "SELECT " AUDIT_COLS " FROM audit ORDER BY seq", -1, &q,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(a->db, "SELECT " AUDIT_COLS " FROM audit ORDER BY seq", -1, &q, NULL) !=
+        SQLITE_OK) {
         enum lg_status st = lg_err_set(err, LG_ERR_IO, "audit: %s", sqlite3_errmsg(a->db));
         sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
         pthread_mutex_unlock(&a->mu);
@@ -342,9 +345,8 @@ enum lg_status lg_audit_verify(struct lg_audit *a, int64_t *n_rows, int64_t *fir
         }
         if (head_seq != expect - 1) {
             *first_bad = expect;
-            snprintf(why, why_cap,
-                     "log ends at record %" PRId64 " but the head says %" PRId64, expect - 1,
-                     head_seq);
+            snprintf(why, why_cap, "log ends at record %" PRId64 " but the head says %" PRId64,
+                     expect - 1, head_seq);
         } else if (head_seq > 0 && (hn != 32 || memcmp(hh, prev, 32) != 0)) {
             *first_bad = head_seq;
             snprintf(why, why_cap, "head hash does not match record %" PRId64, head_seq);
@@ -358,13 +360,12 @@ enum lg_status lg_audit_verify(struct lg_audit *a, int64_t *n_rows, int64_t *fir
     return LG_OK;
 }
 
-enum lg_status lg_audit_export(struct lg_audit *a, int64_t since_ms, FILE *f,
-                               struct lg_err *err)
+enum lg_status lg_audit_export(struct lg_audit *a, int64_t since_ms, FILE *f, struct lg_err *err)
 {
     sqlite3_stmt *q = NULL;
     pthread_mutex_lock(&a->mu);
-    if (sqlite3_prepare_v2(a->db, "SELECT " AUDIT_COLS " FROM audit WHERE t_ms>=? ORDER BY seq",
-                           -1, &q, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(a->db, "SELECT " AUDIT_COLS " FROM audit WHERE t_ms>=? ORDER BY seq", -1,
+                           &q, NULL) != SQLITE_OK) {
         pthread_mutex_unlock(&a->mu);
         return lg_err_set(err, LG_ERR_IO, "audit: %s", sqlite3_errmsg(a->db));
     }
@@ -384,13 +385,12 @@ enum lg_status lg_audit_export(struct lg_audit *a, int64_t since_ms, FILE *f,
             lg_sha256_hex(sqlite3_column_blob(q, 14), hex);
         else
             hex[0] = '\0';
-        json_t *o = json_pack("{sI ss sI ss ss ss sI sI sI sI ss ss ss ss}", "seq",
-                              (json_int_t)r.seq, "time", ts, "t_ms", (json_int_t)r.t_ms, "key",
-                              r.key, "route", r.route, "model", r.model, "status",
-                              (json_int_t)r.status, "prompt_tokens", (json_int_t)r.n_prompt,
-                              "completion_tokens", (json_int_t)r.n_completion, "latency_ms",
-                              (json_int_t)r.latency_ms, "finish_reason", r.finish, "decisions",
-                              r.decisions, "client", r.client, "hash", hex);
+        json_t *o = json_pack(
+            "{sI ss sI ss ss ss sI sI sI sI ss ss ss ss}", "seq", (json_int_t)r.seq, "time", ts,
+            "t_ms", (json_int_t)r.t_ms, "key", r.key, "route", r.route, "model", r.model, "status",
+            (json_int_t)r.status, "prompt_tokens", (json_int_t)r.n_prompt, "completion_tokens",
+            (json_int_t)r.n_completion, "latency_ms", (json_int_t)r.latency_ms, "finish_reason",
+            r.finish, "decisions", r.decisions, "client", r.client, "hash", hex);
         if (o && r.prompt)
             json_object_set_new(o, "prompt", json_string(r.prompt));
         if (o && r.answer)

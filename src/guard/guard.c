@@ -48,12 +48,10 @@ enum lg_status lg_guard_open(const struct lg_guard_config *cfg, struct lg_guard 
     if (st == LG_OK) {
         if (cfg->policy_path)
             st = lg_policy_load(cfg->policy_path, &g->policy, err);
-        else if (cfg->no_redact)
-            {
+        else if (cfg->no_redact) {
             static const char none[] = "{\"output\":{\"builtin_redact\":[]}}";
             st = lg_policy_parse(none, sizeof none - 1, &g->policy, err);
-        }
-        else
+        } else
             st = lg_policy_default(&g->policy, err);
     }
     if (st != LG_OK) {
@@ -75,11 +73,17 @@ void lg_guard_close(struct lg_guard *g)
     free(g);
 }
 
-int64_t lg_guard_n_keys(struct lg_guard *g) { return lg_keys_count_active(g->keys); }
-const struct lg_policy *lg_guard_policy(const struct lg_guard *g) { return g->policy; }
+int64_t lg_guard_n_keys(struct lg_guard *g)
+{
+    return lg_keys_count_active(g->keys);
+}
+const struct lg_policy *lg_guard_policy(const struct lg_guard *g)
+{
+    return g->policy;
+}
 
-static enum lg_status reply(struct lg_guard_reply *r, int status, const char *code,
-                            const char *msg, int64_t retry)
+static enum lg_status reply(struct lg_guard_reply *r, int status, const char *code, const char *msg,
+                            int64_t retry)
 {
     r->http_status = status;
     r->retry_after_s = retry;

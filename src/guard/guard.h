@@ -22,20 +22,22 @@
  *              lg_guard_n_keys(g) == 0 (message: "binding to ADDR needs an API key: run
  *              `localgemma keys add NAME`").
  *   1. after the Host/CORS checks, before parsing the body:
- *        lg_guard_authenticate(g, authorization_header_or_NULL, method, path, &id, &d)
- *        → d.http_status 401 (missing/wrong/revoked key) or 403 (scope) → reply with
- *          d.message, audit it (step 6 with finish "rejected"), stop.
+ *        lg_guard_authenticate(g, authorization_header_or_NULL, url_path, &id, &d)
+ *        → d.http_status 401 (missing/wrong/revoked key; add "WWW-Authenticate: Bearer")
+ *          or 403 (scope) → reply {"error":{"message":d.message,"type":…,"code":d.code}},
+ *          audit it (step 6, finish "rejected", security=true), stop.
  *   2. after parsing the body (model name known):
- *        lg_guard_admit(g, &id, model, est_tokens, &d)     est_tokens = max_tokens or 0
- *        → 403 (model not allowed for the key) or 429 with "Retry-After: d.retry_after_s".
+ *        lg_guard_admit(g, &id, model, &d)
+ *        → 403 (model not in the key's --models) or 429 with "Retry-After: d.retry_after_s".
  *        On LG_OK the request holds one concurrent-stream slot: step 5 must run exactly once.
- *   3. after rendering the prompt (text the user sent: concatenated message contents):
- *        lg_guard_check_input(g, &id, text, len, &d) → d.denied → reply 400 with
- *        the policy refusal message (d.message), code "content_policy"; audit; step 5.
+ *   3. before rendering (text the user sent: the message contents / prompt / system):
+ *        lg_guard_check_input(g, &id, text, len, &dec, &d) → refused: reply 400 with
+ *        d.message (the policy's refusal message), code "content_policy"; audit with
+ *        decisions "input:deny:<dec.rule>"; step 5.
  *      For each tool the request declares / the model calls:
  *        lg_guard_tool_allowed(g, &id, model, tool_name) → false: 403 (declared) or drop the
  *        call and finish "content_filter" (called).
- *   4. while streaming: lg_redactor_create(g->policy) per request; feed every detokenized
+ *   4. while streaming: lg_redactor_create(lg_guard_policy(g)) per request; feed every detokenized
  *      piece to lg_redactor_feed(), send only what it emits; lg_redactor_finish() at the end.
  *      If lg_redactor_denied(): stop generation, finish_reason "content_filter".
  *   5. at the end (success, error, cancel): lg_guard_finish(g, &id, prompt_tokens +
@@ -55,9 +57,9 @@
 #include "localgemma.h"
 
 enum {
-    LG_KEY_NAME_MAX = 64,       /* bytes, [A-Za-z0-9._-] */
-    LG_KEY_SECRET_LEN = 46,     /* "lg-" + 43 base64url chars (32 random bytes) */
-    LG_KEY_MODELS_MAX = 512,    /* comma-separated model allow-list, "" = all */
+    LG_KEY_NAME_MAX = 64,    /* bytes, [A-Za-z0-9._-] */
+    LG_KEY_SECRET_LEN = 46,  /* "lg-" + 43 base64url chars (32 random bytes) */
+    LG_KEY_MODELS_MAX = 512, /* comma-separated model allow-list, "" = all */
     LG_GUARD_MSG_MAX = 256,
     LG_GUARD_RULE_MAX = 64
 };
@@ -66,9 +68,11 @@ enum {
 enum lg_scope { LG_SCOPE_GENERATE = 1, LG_SCOPE_ADMIN = 2 };
 
 /* Admin-only routes (method ignored): model management and key management. */
-#define LG_GUARD_ADMIN_ROUTES                                                                 \
-    { "/api/pull", "/api/delete", "/api/create", "/api/copy", "/api/push", "/api/blobs",      \
-      "/v1/keys", "/api/keys", NULL }
+#define LG_GUARD_ADMIN_ROUTES                                                                      \
+    {                                                                                              \
+        "/api/pull", "/api/delete", "/api/create", "/api/copy", "/api/push", "/api/blobs",         \
+            "/v1/keys", "/api/keys", NULL                                                          \
+    }
 
 /* The route's required scope: ADMIN for the list above (exact or followed by '/'). */
 enum lg_scope lg_guard_route_scope(const char *path);
@@ -138,10 +142,10 @@ void lg_limits_destroy(struct lg_limits *l);
 
 enum lg_limit_verdict {
     LG_LIMIT_OK = 0,
-    LG_LIMIT_RPM,        /* requests/min exhausted */
-    LG_LIMIT_TPM,        /* tokens/min in debt */
-    LG_LIMIT_TPD,        /* tokens/day in debt */
-    LG_LIMIT_CONCURRENT  /* max_concurrent streams already running */
+    LG_LIMIT_RPM,       /* requests/min exhausted */
+    LG_LIMIT_TPM,       /* tokens/min in debt */
+    LG_LIMIT_TPD,       /* tokens/day in debt */
+    LG_LIMIT_CONCURRENT /* max_concurrent streams already running */
 };
 
 /* Admission for key `name`: takes one request token and one stream slot, or refuses with
@@ -158,19 +162,19 @@ const char *lg_limit_verdict_name(enum lg_limit_verdict v);
 /* ---- audit.c --------------------------------------------------------------------------- */
 
 struct lg_audit_rec {
-    int64_t t_ms;              /* unix ms; 0 = now */
-    const char *key;           /* key name or "" (anonymous) */
-    const char *route;         /* "POST /v1/chat/completions" */
+    int64_t t_ms;      /* unix ms; 0 = now */
+    const char *key;   /* key name or "" (anonymous) */
+    const char *route; /* "POST /v1/chat/completions" */
     const char *model;
-    int status;                /* HTTP status sent */
+    int status; /* HTTP status sent */
     int64_t n_prompt, n_completion;
     int64_t latency_ms;
-    const char *finish;        /* stop|length|tool_calls|content_filter|cancelled|rejected… */
-    const char *decisions;     /* e.g. "input:allow;redact:email=2" (no request text) */
-    const char *client;        /* client address */
-    bool security;             /* 401/403/429/policy: fsync before returning */
-    const char *prompt_text;   /* stored only when audit_content is on */
-    const char *answer_text;   /* likewise */
+    const char *finish;      /* stop|length|tool_calls|content_filter|cancelled|rejected… */
+    const char *decisions;   /* e.g. "input:allow;redact:email=2" (no request text) */
+    const char *client;      /* client address */
+    bool security;           /* 401/403/429/policy: fsync before returning */
+    const char *prompt_text; /* stored only when audit_content is on */
+    const char *answer_text; /* likewise */
 };
 
 struct lg_audit;
@@ -180,15 +184,14 @@ enum lg_status lg_audit_open(const char *home, bool content, struct lg_audit **o
 void lg_audit_close(struct lg_audit *a);
 /* Appends one record in its own transaction; when this returns LG_OK the record is committed
  * (and fsynced when rec->security). *seq (may be NULL) gets its sequence number. */
-enum lg_status lg_audit_append(struct lg_audit *a, const struct lg_audit_rec *rec,
-                               int64_t *seq, struct lg_err *err);
+enum lg_status lg_audit_append(struct lg_audit *a, const struct lg_audit_rec *rec, int64_t *seq,
+                               struct lg_err *err);
 /* Checks the chain: *n_rows records; *first_bad = sequence number of the first bad record
  * (edited, deleted, inserted, reordered), or 0 when all are good. LG_OK even when bad. */
-enum lg_status lg_audit_verify(struct lg_audit *a, int64_t *n_rows, int64_t *first_bad,
-                               char *why, size_t why_cap, struct lg_err *err);
+enum lg_status lg_audit_verify(struct lg_audit *a, int64_t *n_rows, int64_t *first_bad, char *why,
+                               size_t why_cap, struct lg_err *err);
 /* Writes records with time ≥ since_ms as JSON lines. */
-enum lg_status lg_audit_export(struct lg_audit *a, int64_t since_ms, FILE *f,
-                               struct lg_err *err);
+enum lg_status lg_audit_export(struct lg_audit *a, int64_t since_ms, FILE *f, struct lg_err *err);
 
 /* ---- policy.c -------------------------------------------------------------------------- */
 
@@ -205,8 +208,8 @@ void lg_policy_free(struct lg_policy *p);
 
 struct lg_decision {
     bool denied;
-    char rule[LG_GUARD_RULE_MAX];     /* id of the rule that decided ("" when allowed) */
-    char message[LG_GUARD_MSG_MAX];   /* refusal message / reason (never request text) */
+    char rule[LG_GUARD_RULE_MAX];   /* id of the rule that decided ("" when allowed) */
+    char message[LG_GUARD_MSG_MAX]; /* refusal message / reason (never request text) */
 };
 
 /* Input check: deny patterns over text. LG_OK with d->denied set or not; a pattern that hits
@@ -239,9 +242,8 @@ bool lg_redactor_denied(const struct lg_redactor *r, struct lg_decision *d);
 void lg_redactor_summary(const struct lg_redactor *r, char *out, size_t cap);
 
 /* Whole text: *out is malloc'd (free it). */
-enum lg_status lg_policy_redact(const struct lg_policy *p, const char *text, size_t n,
-                                char **out, size_t *out_n, struct lg_decision *d,
-                                struct lg_err *err);
+enum lg_status lg_policy_redact(const struct lg_policy *p, const char *text, size_t n, char **out,
+                                size_t *out_n, struct lg_decision *d, struct lg_err *err);
 
 /* Checksums used by the built-in patterns (exposed for tests): digits of s, separators
  * ' ' and '-' skipped. */
@@ -258,17 +260,17 @@ struct lg_guard_config {
 };
 
 struct lg_identity {
-    struct lg_key_info key;  /* name "" + admin scope + no limits when anonymous */
-    bool anonymous;          /* the store has no active key: loopback-only open mode */
-    bool admitted;           /* set by lg_guard_admit, cleared by lg_guard_finish */
+    struct lg_key_info key; /* name "" + admin scope + no limits when anonymous */
+    bool anonymous;         /* the store has no active key: loopback-only open mode */
+    bool admitted;          /* set by lg_guard_admit, cleared by lg_guard_finish */
 };
 
 struct lg_guard_reply {
-    int http_status;         /* 401, 403, 429, 400 */
-    int64_t retry_after_s;   /* for 429 */
+    int http_status;       /* 401, 403, 429, 400 */
+    int64_t retry_after_s; /* for 429 */
     char message[LG_GUARD_MSG_MAX];
-    char code[32];           /* OpenAI error code: invalid_api_key, insufficient_scope,
-                                rate_limit_exceeded, model_not_allowed, content_policy */
+    char code[32]; /* OpenAI error code: invalid_api_key, insufficient_scope,
+                      rate_limit_exceeded, model_not_allowed, content_policy */
 };
 
 struct lg_guard;
@@ -291,8 +293,8 @@ enum lg_status lg_guard_admit(struct lg_guard *g, struct lg_identity *id, const 
 enum lg_status lg_guard_check_input(struct lg_guard *g, const struct lg_identity *id,
                                     const char *text, size_t n, struct lg_decision *d,
                                     struct lg_guard_reply *r);
-bool lg_guard_tool_allowed(struct lg_guard *g, const struct lg_identity *id,
-                           const char *model, const char *tool);
+bool lg_guard_tool_allowed(struct lg_guard *g, const struct lg_identity *id, const char *model,
+                           const char *tool);
 /* End of an admitted request: release the slot, charge the tokens. Safe to call twice. */
 void lg_guard_finish(struct lg_guard *g, struct lg_identity *id, int64_t n_tokens);
 enum lg_status lg_guard_audit(struct lg_guard *g, const struct lg_audit_rec *rec,

@@ -7,6 +7,7 @@
  * of a guess was right (vLLM CVE-2025-59425). Invariant: at most one active key per name. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 struct lg_keys {
     sqlite3 *db;
     uint8_t salt[32];
+    pthread_mutex_t mu; /* one transaction at a time on the shared connection */
 };
 
 bool lg_ct_equal(const void *a, const void *b, size_t n)
@@ -123,8 +125,7 @@ static enum lg_status load_salt(struct lg_keys *k, struct lg_err *err)
     enum lg_status st = LG_OK;
     if (sqlite3_exec(k->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(k->db, err, "begin");
-    if (sqlite3_prepare_v2(k->db, "SELECT v FROM meta WHERE k='salt'", -1, &q, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_prepare_v2(k->db, "SELECT v FROM meta WHERE k='salt'", -1, &q, NULL) != SQLITE_OK) {
         st = db_fail(k->db, err, "salt");
         goto fail;
     }
@@ -137,8 +138,8 @@ static enum lg_status load_salt(struct lg_keys *k, struct lg_err *err)
             st = lg_err_set(err, LG_ERR_IO, "getrandom: %s", strerror(errno));
             goto fail;
         }
-        if (sqlite3_prepare_v2(k->db, "INSERT OR REPLACE INTO meta(k,v) VALUES('salt',?)", -1,
-                               &q, NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v2(k->db, "INSERT OR REPLACE INTO meta(k,v) VALUES('salt',?)", -1, &q,
+                               NULL) != SQLITE_OK) {
             st = db_fail(k->db, err, "salt");
             goto fail;
         }
@@ -164,6 +165,7 @@ enum lg_status lg_keys_open(const char *home, struct lg_keys **out, struct lg_er
     struct lg_keys *k = calloc(1, sizeof *k);
     if (!k)
         return lg_err_set(err, LG_ERR_NOMEM, "keys: out of memory");
+    pthread_mutex_init(&k->mu, NULL);
     enum lg_status st = lg_guard_db_open(home, &k->db, err);
     if (st == LG_OK)
         st = load_salt(k, err);
@@ -181,6 +183,7 @@ void lg_keys_close(struct lg_keys *k)
         return;
     sqlite3_close(k->db);
     memset(k->salt, 0, sizeof k->salt);
+    pthread_mutex_destroy(&k->mu);
     free(k);
 }
 
@@ -260,14 +263,13 @@ static void b64url(const uint8_t *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-enum lg_status lg_keys_add(struct lg_keys *k, const struct lg_key_info *info,
-                           char secret[LG_KEY_SECRET_LEN + 1], struct lg_err *err)
+static enum lg_status keys_add_locked(struct lg_keys *k, const struct lg_key_info *info,
+                                      char secret[LG_KEY_SECRET_LEN + 1], struct lg_err *err)
 {
     secret[0] = '\0';
     if (!name_ok(info->name))
         return lg_err_set(err, LG_ERR_INVALID_ARG,
-                          "key name must be 1-%d characters of A-Z a-z 0-9 . _ -",
-                          LG_KEY_NAME_MAX);
+                          "key name must be 1-%d characters of A-Z a-z 0-9 . _ -", LG_KEY_NAME_MAX);
     if (!models_ok(info->models))
         return lg_err_set(err, LG_ERR_INVALID_ARG, "bad models list");
     if (info->scope != LG_SCOPE_GENERATE && info->scope != LG_SCOPE_ADMIN)
@@ -289,15 +291,15 @@ enum lg_status lg_keys_add(struct lg_keys *k, const struct lg_key_info *info,
     sqlite3_stmt *q = NULL;
     if (sqlite3_exec(k->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(k->db, err, "begin");
-    if (sqlite3_prepare_v2(k->db, "SELECT 1 FROM keys WHERE name=? AND revoked=0", -1, &q,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(k->db, "SELECT 1 FROM keys WHERE name=? AND revoked=0", -1, &q, NULL) !=
+        SQLITE_OK) {
         st = db_fail(k->db, err, "query");
         goto fail;
     }
     sqlite3_bind_text(q, 1, info->name, -1, SQLITE_STATIC);
     if (sqlite3_step(q) == SQLITE_ROW) {
-        st = lg_err_set(err, LG_ERR_EXISTS, "key '%s' already exists (revoke it first)",
-                        info->name);
+        st =
+            lg_err_set(err, LG_ERR_EXISTS, "key '%s' already exists (revoke it first)", info->name);
         goto fail;
     }
     sqlite3_finalize(q);
@@ -338,11 +340,11 @@ fail:
     return st;
 }
 
-enum lg_status lg_keys_revoke(struct lg_keys *k, const char *name, struct lg_err *err)
+static enum lg_status keys_revoke_locked(struct lg_keys *k, const char *name, struct lg_err *err)
 {
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(k->db, "UPDATE keys SET revoked=1 WHERE name=? AND revoked=0", -1,
-                           &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(k->db, "UPDATE keys SET revoked=1 WHERE name=? AND revoked=0", -1, &q,
+                           NULL) != SQLITE_OK)
         return db_fail(k->db, err, "revoke");
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
@@ -359,8 +361,8 @@ static void row_info(sqlite3_stmt *q, int c0, struct lg_key_info *ki)
     memset(ki, 0, sizeof *ki);
     const unsigned char *nm = sqlite3_column_text(q, c0);
     snprintf(ki->name, sizeof ki->name, "%s", nm ? (const char *)nm : "");
-    ki->scope = sqlite3_column_int(q, c0 + 1) == LG_SCOPE_ADMIN ? LG_SCOPE_ADMIN
-                                                                 : LG_SCOPE_GENERATE;
+    ki->scope =
+        sqlite3_column_int(q, c0 + 1) == LG_SCOPE_ADMIN ? LG_SCOPE_ADMIN : LG_SCOPE_GENERATE;
     ki->limits.rpm = sqlite3_column_int64(q, c0 + 2);
     ki->limits.tpm = sqlite3_column_int64(q, c0 + 3);
     ki->limits.tpd = sqlite3_column_int64(q, c0 + 4);
@@ -373,8 +375,8 @@ static void row_info(sqlite3_stmt *q, int c0, struct lg_key_info *ki)
 
 #define KEY_COLS "name,scope,rpm,tpm,tpd,max_concurrent,models,created,revoked"
 
-enum lg_status lg_keys_list(struct lg_keys *k, struct lg_key_info **out, size_t *n,
-                            struct lg_err *err)
+static enum lg_status keys_list_locked(struct lg_keys *k, struct lg_key_info **out, size_t *n,
+                                       struct lg_err *err)
 {
     *out = NULL;
     *n = 0;
@@ -408,7 +410,7 @@ enum lg_status lg_keys_list(struct lg_keys *k, struct lg_key_info **out, size_t 
     return LG_OK;
 }
 
-int64_t lg_keys_count_active(struct lg_keys *k)
+static int64_t keys_count_active_locked(struct lg_keys *k)
 {
     sqlite3_stmt *q = NULL;
     int64_t n = -1;
@@ -420,8 +422,8 @@ int64_t lg_keys_count_active(struct lg_keys *k)
     return n;
 }
 
-enum lg_status lg_keys_lookup(struct lg_keys *k, const char *secret, size_t len,
-                              struct lg_key_info *info, struct lg_err *err)
+static enum lg_status keys_lookup_locked(struct lg_keys *k, const char *secret, size_t len,
+                                         struct lg_key_info *info, struct lg_err *err)
 {
     uint8_t h[LG_SHA256_BYTES];
     hash_secret(k, secret, len, h);
@@ -447,4 +449,49 @@ enum lg_status lg_keys_lookup(struct lg_keys *k, const char *secret, size_t len,
     if (!found)
         return lg_err_set(err, LG_ERR_NOT_FOUND, "invalid API key");
     return LG_OK;
+}
+
+/* ---- locked entry points ---------------------------------------------------------------- */
+
+enum lg_status lg_keys_add(struct lg_keys *k, const struct lg_key_info *info,
+                           char secret[LG_KEY_SECRET_LEN + 1], struct lg_err *err)
+{
+    pthread_mutex_lock(&k->mu);
+    enum lg_status st = keys_add_locked(k, info, secret, err);
+    pthread_mutex_unlock(&k->mu);
+    return st;
+}
+
+enum lg_status lg_keys_revoke(struct lg_keys *k, const char *name, struct lg_err *err)
+{
+    pthread_mutex_lock(&k->mu);
+    enum lg_status st = keys_revoke_locked(k, name, err);
+    pthread_mutex_unlock(&k->mu);
+    return st;
+}
+
+enum lg_status lg_keys_list(struct lg_keys *k, struct lg_key_info **out, size_t *n,
+                            struct lg_err *err)
+{
+    pthread_mutex_lock(&k->mu);
+    enum lg_status st = keys_list_locked(k, out, n, err);
+    pthread_mutex_unlock(&k->mu);
+    return st;
+}
+
+int64_t lg_keys_count_active(struct lg_keys *k)
+{
+    pthread_mutex_lock(&k->mu);
+    int64_t n = keys_count_active_locked(k);
+    pthread_mutex_unlock(&k->mu);
+    return n;
+}
+
+enum lg_status lg_keys_lookup(struct lg_keys *k, const char *secret, size_t len,
+                              struct lg_key_info *info, struct lg_err *err)
+{
+    pthread_mutex_lock(&k->mu);
+    enum lg_status st = keys_lookup_locked(k, secret, len, info, err);
+    pthread_mutex_unlock(&k->mu);
+    return st;
 }

@@ -177,11 +177,16 @@ void lg_limits_release(struct lg_limits *l, const char *name, const struct lg_ke
 const char *lg_limit_verdict_name(enum lg_limit_verdict v)
 {
     switch (v) {
-    case LG_LIMIT_OK: return "ok";
-    case LG_LIMIT_RPM: return "requests per minute";
-    case LG_LIMIT_TPM: return "tokens per minute";
-    case LG_LIMIT_TPD: return "tokens per day";
-    case LG_LIMIT_CONCURRENT: return "concurrent requests";
+    case LG_LIMIT_OK:
+        return "ok";
+    case LG_LIMIT_RPM:
+        return "requests per minute";
+    case LG_LIMIT_TPM:
+        return "tokens per minute";
+    case LG_LIMIT_TPD:
+        return "tokens per day";
+    case LG_LIMIT_CONCURRENT:
+        return "concurrent requests";
     }
     return "?";
 }

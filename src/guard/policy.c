@@ -26,11 +26,11 @@
 #include "guard/guard.h"
 
 enum {
-    LOOK_MARGIN = 16,          /* lookahead/lookbehind bytes a pattern may inspect */
-    CTX_KEEP = 64,             /* bytes kept before the scan position for lookbehind */
+    LOOK_MARGIN = 16, /* lookahead/lookbehind bytes a pattern may inspect */
+    CTX_KEEP = 64,    /* bytes kept before the scan position for lookbehind */
     MAX_PATTERNS = 256,
     MAX_PATTERN_BYTES = 4096,
-    MAX_MATCH_LEN = 4096,      /* cap on a user max_len */
+    MAX_MATCH_LEN = 4096, /* cap on a user max_len */
     DEFAULT_MAX_LEN = 256,
     MAX_TOOL_ENTRIES = 1024,
     MATCH_LIMIT = 200000,
@@ -134,10 +134,14 @@ static bool phone_ok(const char *s, size_t n)
 static bool check_ok(enum pat_check c, const char *s, size_t n)
 {
     switch (c) {
-    case CHECK_NONE: return true;
-    case CHECK_LUHN: return lg_luhn_ok(s, n);
-    case CHECK_IBAN: return lg_iban_ok(s, n);
-    case CHECK_PHONE: return phone_ok(s, n);
+    case CHECK_NONE:
+        return true;
+    case CHECK_LUHN:
+        return lg_luhn_ok(s, n);
+    case CHECK_IBAN:
+        return lg_iban_ok(s, n);
+    case CHECK_PHONE:
+        return phone_ok(s, n);
     }
     return false;
 }
@@ -217,16 +221,18 @@ static enum lg_status compile(const char *field, const char *id, const char *src
     if (n == 0)
         return lg_err_set(err, LG_ERR_FORMAT, "%s: pattern '%s' is empty", field, id);
     if (n > MAX_PATTERN_BYTES)
-        return lg_err_set(err, LG_ERR_FORMAT, "%s: pattern '%s' longer than %d bytes", field,
-                          id, MAX_PATTERN_BYTES);
+        return lg_err_set(err, LG_ERR_FORMAT, "%s: pattern '%s' longer than %d bytes", field, id,
+                          MAX_PATTERN_BYTES);
     pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
     if (!cc)
         return lg_err_set(err, LG_ERR_NOMEM, "policy: out of memory");
     pcre2_set_parens_nest_limit(cc, 64);
     int ec = 0;
     PCRE2_SIZE off = 0;
+    /* USE_OFFSET_LIMIT: the redactor bounds where a match may start, so a search never
+     * walks the held-back tail looking for starts it would not commit */
     uint32_t opt = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_NEVER_BACKSLASH_C |
-                   (caseless ? PCRE2_CASELESS : 0);
+                   PCRE2_USE_OFFSET_LIMIT | (caseless ? PCRE2_CASELESS : 0);
     *out = pcre2_compile((PCRE2_SPTR)src, n, opt, &ec, &off, cc);
     pcre2_compile_context_free(cc);
     if (!*out) {
@@ -245,7 +251,8 @@ static bool id_ok(const char *s)
     if (n == 0 || n > 40)
         return false;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= ' ' || s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] >= 0x7f)
+        if ((unsigned char)s[i] <= ' ' || s[i] == '"' || s[i] == '\\' ||
+            (unsigned char)s[i] >= 0x7f)
             return false;
     return true;
 }
@@ -255,7 +262,8 @@ static enum lg_status check_keys(const json_t *o, const char *field, const char 
 {
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)o, k, v) {
+    json_object_foreach((json_t *)o, k, v)
+    {
         bool ok = false;
         for (size_t i = 0; allowed[i]; i++)
             if (!strcmp(k, allowed[i]))
@@ -279,10 +287,9 @@ static char *xstrdup(const char *s)
 static enum lg_status parse_rule(const json_t *r, const char *field, enum pat_kind kind,
                                  bool output, struct pat *p, struct lg_err *err)
 {
-    static const char *const deny_keys[] = {"id", "pattern", "reason", "caseless", "max_len",
-                                            NULL};
-    static const char *const red_keys[] = {"id", "pattern", "replacement", "caseless",
-                                           "max_len", NULL};
+    static const char *const deny_keys[] = {"id", "pattern", "reason", "caseless", "max_len", NULL};
+    static const char *const red_keys[] = {"id",       "pattern", "replacement",
+                                           "caseless", "max_len", NULL};
     memset(p, 0, sizeof *p);
     if (!json_is_object(r))
         return lg_err_set(err, LG_ERR_FORMAT, "%s: must be an object", field);
@@ -384,8 +391,8 @@ static enum lg_status add_builtin(struct lg_policy *p, const char *name, const c
         p->n_out++;
         return LG_OK;
     }
-    return lg_err_set(err, LG_ERR_FORMAT,
-                      "%s: unknown built-in '%.64s' (email, phone, card, iban)", field, name);
+    return lg_err_set(err, LG_ERR_FORMAT, "%s: unknown built-in '%.64s' (email, phone, card, iban)",
+                      field, name);
 }
 
 static enum lg_status parse_tool_map(const json_t *o, const char *field, struct tool_list **out,
@@ -403,10 +410,11 @@ static enum lg_status parse_tool_map(const json_t *o, const char *field, struct 
     *n_out = 0;
     const char *k;
     json_t *arr;
-    json_object_foreach((json_t *)o, k, arr) {
+    json_object_foreach((json_t *)o, k, arr)
+    {
         if (!json_is_array(arr))
-            return lg_err_set(err, LG_ERR_FORMAT, "%s.%.64s: must be an array of tool names",
-                              field, k);
+            return lg_err_set(err, LG_ERR_FORMAT, "%s.%.64s: must be an array of tool names", field,
+                              k);
         size_t nt = json_array_size(arr);
         if (nt > MAX_TOOL_ENTRIES)
             return lg_err_set(err, LG_ERR_RANGE, "%s.%.64s: too many tools", field, k);
@@ -418,8 +426,8 @@ static enum lg_status parse_tool_map(const json_t *o, const char *field, struct 
         for (size_t i = 0; i < nt; i++) {
             json_t *s = json_array_get(arr, i);
             if (!json_is_string(s) || !json_string_length(s))
-                return lg_err_set(err, LG_ERR_FORMAT, "%s.%.64s[%zu]: must be a tool name",
-                                  field, k, i);
+                return lg_err_set(err, LG_ERR_FORMAT, "%s.%.64s[%zu]: must be a tool name", field,
+                                  k, i);
             if (!(t->tools[t->n] = xstrdup(json_string_value(s))))
                 return lg_err_set(err, LG_ERR_NOMEM, "policy: out of memory");
             t->n++;
@@ -448,8 +456,8 @@ static enum lg_status finish_policy(struct lg_policy *p, struct lg_err *err)
 
 static enum lg_status parse_doc(const json_t *root, struct lg_policy *p, struct lg_err *err)
 {
-    static const char *const top[] = {"version", "refusal_message", "input", "output", "tools",
-                                      NULL};
+    static const char *const top[] = {"version", "refusal_message", "input",
+                                      "output",  "tools",           NULL};
     static const char *const in_keys[] = {"deny", NULL};
     static const char *const out_keys[] = {"deny", "redact", "builtin_redact", NULL};
     static const char *const tool_keys[] = {"default", "models", "keys", NULL};
@@ -505,12 +513,16 @@ static enum lg_status parse_doc(const json_t *root, struct lg_policy *p, struct 
                     return st;
             }
         }
+        if (!builtins) /* default: all four built-ins, before the user's rules */
+            for (size_t i = 0; i < N_BUILTINS; i++)
+                if ((st = add_builtin(p, BUILTINS[i].id, "output.builtin_redact", err)) != LG_OK)
+                    return st;
         json_t *r = json_object_get(out, "redact");
         if (r && (st = add_rules(r, "output.redact", PAT_REDACT, true, &p->out, &p->n_out, err)) !=
                      LG_OK)
             return st;
     }
-    if (!builtins) /* default: all four built-ins */
+    if (!out) /* default: all four built-ins */
         for (size_t i = 0; i < N_BUILTINS; i++)
             if ((st = add_builtin(p, BUILTINS[i].id, "output.builtin_redact", err)) != LG_OK)
                 return st;
@@ -525,7 +537,8 @@ static enum lg_status parse_doc(const json_t *root, struct lg_policy *p, struct 
         if (d) {
             const char *s = json_is_string(d) ? json_string_value(d) : "";
             if (strcmp(s, "allow") && strcmp(s, "deny"))
-                return lg_err_set(err, LG_ERR_FORMAT, "tools.default: must be \"allow\" or \"deny\"");
+                return lg_err_set(err, LG_ERR_FORMAT,
+                                  "tools.default: must be \"allow\" or \"deny\"");
             p->tools_default_allow = !strcmp(s, "allow");
         }
         json_t *m = json_object_get(t, "models");
@@ -600,8 +613,14 @@ enum lg_status lg_policy_default(struct lg_policy **out, struct lg_err *err)
     return lg_policy_parse("{}", 2, out, err);
 }
 
-const char *lg_policy_refusal(const struct lg_policy *p) { return p->refusal; }
-size_t lg_policy_holdback(const struct lg_policy *p) { return p->holdback; }
+const char *lg_policy_refusal(const struct lg_policy *p)
+{
+    return p->refusal;
+}
+size_t lg_policy_holdback(const struct lg_policy *p)
+{
+    return p->holdback;
+}
 
 /* ---- input ----------------------------------------------------------------------------- */
 
@@ -677,12 +696,14 @@ bool lg_policy_tool_allowed(const struct lg_policy *p, const char *model, const 
 
 struct lg_redactor {
     const struct lg_policy *p;
-    char *buf;      /* seen text; [0, pos) is emitted (kept only as lookbehind context) */
+    char *buf; /* seen text; [0, pos) is emitted (kept only as lookbehind context) */
     size_t n, cap, pos;
     char *out;
     size_t out_n, out_cap;
-    pcre2_match_data **md; /* one per output pattern */
-    int64_t *counts;       /* redactions per output pattern */
+    pcre2_match_data **md;     /* one per output pattern */
+    int64_t *counts;           /* redactions per output pattern */
+    size_t *clean;             /* per pattern: no acceptable match starts in [pos, clean) */
+    pcre2_match_context *mctx; /* copy of the policy's limits + our offset limit */
     bool denied, finished;
     struct lg_decision d;
 };
@@ -695,7 +716,9 @@ struct lg_redactor *lg_redactor_create(const struct lg_policy *p)
     r->p = p;
     r->md = calloc(p->n_out ? p->n_out : 1, sizeof *r->md);
     r->counts = calloc(p->n_out ? p->n_out : 1, sizeof *r->counts);
-    if (!r->md || !r->counts) {
+    r->clean = calloc(p->n_out ? p->n_out : 1, sizeof *r->clean);
+    r->mctx = pcre2_match_context_copy(p->mctx);
+    if (!r->md || !r->counts || !r->clean || !r->mctx) {
         lg_redactor_destroy(r);
         return NULL;
     }
@@ -716,6 +739,8 @@ void lg_redactor_destroy(struct lg_redactor *r)
             pcre2_match_data_free(r->md[i]);
     free(r->md);
     free(r->counts);
+    free(r->clean);
+    pcre2_match_context_free(r->mctx);
     free(r->buf);
     free(r->out);
     free(r);
@@ -750,31 +775,36 @@ static size_t utf8_len(unsigned char c)
     return c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
 }
 
-/* earliest acceptable match of pattern i at or after `from`, starting before `limit`.
- * Returns 1 found, 0 none, -1 limit hit. */
-static int find(struct lg_redactor *r, size_t i, size_t from, size_t limit, size_t *ms,
-                size_t *me)
+/* Earliest acceptable match of pattern i starting in [from, limit), searching a subject that
+ * ends at subj_end. Returns 1 found, 0 none, -1 match limit hit. Records in clean[i] that no
+ * acceptable match starts before the returned start (or before limit when none). */
+static int find(struct lg_redactor *r, size_t i, size_t from, size_t limit, size_t subj_end,
+                size_t *ms, size_t *me)
 {
     const struct pat *pt = &r->p->out[i];
-    size_t at = from;
+    size_t at = from > r->clean[i] ? from : r->clean[i];
     while (at < limit) {
-        int rc = pcre2_match(pt->re, (PCRE2_SPTR)r->buf, r->n, at, 0, r->md[i], r->p->mctx);
+        pcre2_set_offset_limit(r->mctx, limit);
+        int rc = pcre2_match(pt->re, (PCRE2_SPTR)r->buf, subj_end, at, 0, r->md[i], r->mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
-            return 0;
+            break;
         if (rc < 0)
             return -1;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md[i]);
         size_t s = ov[0], e = ov[1];
         if (s >= limit)
-            return 0;
+            break;
         if (e > s && e - s <= pt->max_len && check_ok(pt->check, r->buf + s, e - s)) {
             *ms = s;
             *me = e;
+            r->clean[i] = s;
             return 1;
         }
         /* rejected candidate: retry one character later */
         at = s + utf8_len((unsigned char)r->buf[s]);
     }
+    if (limit > r->clean[i])
+        r->clean[i] = limit;
     return 0;
 }
 
@@ -790,7 +820,12 @@ static enum lg_status scan(struct lg_redactor *r, bool final, struct lg_err *err
         size_t best_s = SIZE_MAX, best_e = 0, best_i = 0;
         for (size_t i = 0; i < r->p->n_out; i++) {
             size_t s, e;
-            int f = find(r, i, r->pos, best_s < limit ? best_s : limit, &s, &e);
+            /* a match starting before limit, with its lookaround, ends before
+             * limit + max_len + LOOK_MARGIN ≤ n: searching only that far is exact */
+            size_t subj = r->n;
+            if (!final && limit + r->p->out[i].max_len + LOOK_MARGIN < subj)
+                subj = limit + r->p->out[i].max_len + LOOK_MARGIN;
+            int f = find(r, i, r->pos, best_s < limit ? best_s : limit, subj, &s, &e);
             if (f < 0) { /* backtracking cap on output: fail closed */
                 r->denied = true;
                 deny(&r->d, r->p, r->p->out[i].id, ":match-limit");
@@ -829,6 +864,8 @@ static enum lg_status scan(struct lg_redactor *r, bool final, struct lg_err *err
         memmove(r->buf, r->buf + cut, r->n - cut);
         r->n -= cut;
         r->pos -= cut;
+        for (size_t i = 0; i < r->p->n_out; i++)
+            r->clean[i] = r->clean[i] > cut ? r->clean[i] - cut : 0;
     }
     return LG_OK;
 }
@@ -894,9 +931,8 @@ void lg_redactor_summary(const struct lg_redactor *r, char *out, size_t cap)
     }
 }
 
-enum lg_status lg_policy_redact(const struct lg_policy *p, const char *text, size_t n,
-                                char **out, size_t *out_n, struct lg_decision *d,
-                                struct lg_err *err)
+enum lg_status lg_policy_redact(const struct lg_policy *p, const char *text, size_t n, char **out,
+                                size_t *out_n, struct lg_decision *d, struct lg_err *err)
 {
     *out = NULL;
     *out_n = 0;

@@ -13,7 +13,14 @@
 #include "kern/kern.h"
 
 void lg_kern_fill_avx2(struct lg_kern *k) __attribute__((weak));
-void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4) __attribute__((weak));
+/* The AVX2 dot products are always built on x86 (kern/qdot_avx2.c), and referenced strongly:
+ * a weak reference would not pull their object out of the static library. */
+#if defined(__x86_64__) || defined(__i386__)
+void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4);
+static void (*const qdot_fill_avx2)(lg_vec_dot_fn *, lg_vec_dot4_fn *) = lg_qdot_fill_avx2;
+#else
+static void (*const qdot_fill_avx2)(lg_vec_dot_fn *, lg_vec_dot4_fn *) = NULL;
+#endif
 void lg_kern_fill_avx512(struct lg_kern *k) __attribute__((weak));
 
 static struct lg_kern avx2_table, avx512_table;
@@ -71,8 +78,8 @@ static void init_tables(void)
     avx2_table.isa = "avx2";
     if (lg_kern_fill_avx2)
         lg_kern_fill_avx2(&avx2_table);
-    if (lg_qdot_fill_avx2)
-        lg_qdot_fill_avx2(avx2_table.vec_dot, avx2_table.vec_dot4);
+    if (qdot_fill_avx2)
+        qdot_fill_avx2(avx2_table.vec_dot, avx2_table.vec_dot4);
     fill_missing(&avx2_table);
 
     /* AVX-512 machines also run the AVX2 kernels for slots the AVX-512 file leaves empty. */
@@ -90,10 +97,10 @@ static void init_tables(void)
             avx512_table.attention = tmp.attention;
     }
     /* TODO(#10): AVX-512 VNNI dots; until then the AVX2 ones (an AVX-512 CPU runs them). */
-    if (lg_qdot_fill_avx2) {
+    if (qdot_fill_avx2) {
         lg_vec_dot_fn d[LG_QTYPE_COUNT] = {0};
         lg_vec_dot4_fn d4[LG_QTYPE_COUNT] = {0};
-        lg_qdot_fill_avx2(d, d4);
+        qdot_fill_avx2(d, d4);
         for (int t = 0; t < LG_QTYPE_COUNT; t++) {
             if (!avx512_table.vec_dot[t])
                 avx512_table.vec_dot[t] = d[t];
@@ -116,7 +123,7 @@ static void init_tables(void)
     if (!t) {
         if (cpu_has_avx512() && lg_kern_fill_avx512)
             t = &avx512_table;
-        else if (cpu_has_avx2() && lg_kern_fill_avx2)
+        else if (cpu_has_avx2() && (lg_kern_fill_avx2 || qdot_fill_avx2))
             t = &avx2_table;
         else
             t = lg_kern_ref();

@@ -200,6 +200,9 @@ void srv_ndjson_event(struct srv_ndjson *w, const struct lg_gen_event *ev, struc
         json_object_set_new(l, "done", json_true());
         json_object_set_new(l, "done_reason", json_string(ollama_done_reason(ev->finish)));
         add_metrics(l, ev);
+        json_t *val = ev->validation ? json_loads(ev->validation, 0, NULL) : NULL;
+        if (val) /* extension: the answer checked against the requested format */
+            json_object_set_new(l, "validation", val);
         nd_send(out, l);
         w->finished = true;
         return;
@@ -241,5 +244,7 @@ json_t *srv_ollama_body(const struct srv_ndjson *w, const struct srv_accum *a)
         json_object_set(l, "logprobs", a->logprobs);
     struct lg_gen_event ev = {.kind = LG_GEN_EV_DONE, .usage = a->usage, .timings = a->timings};
     add_metrics(l, &ev);
+    if (a->validation)
+        json_object_set(l, "validation", a->validation);
     return l;
 }

@@ -188,6 +188,7 @@ struct srv_accum {
     enum lg_finish finish;
     struct lg_gen_usage usage;
     struct lg_gen_timings timings;
+    json_t *validation; /* DONE's validation report (object) or NULL */
     enum lg_status status;
     char message[256];
 };

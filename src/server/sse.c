@@ -52,6 +52,8 @@ void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
         a->finish = ev->finish;
         a->usage = ev->usage;
         a->timings = ev->timings;
+        json_decref(a->validation);
+        a->validation = ev->validation ? json_loads(ev->validation, 0, NULL) : NULL;
         break;
     case LG_GEN_EV_ERROR:
         a->done = true;
@@ -97,6 +99,8 @@ void srv_accum_free(struct srv_accum *a)
 {
     json_decref(a->logprobs);
     a->logprobs = NULL;
+    json_decref(a->validation);
+    a->validation = NULL;
     srv_buf_free(&a->content);
     srv_buf_free(&a->reasoning);
     for (int32_t i = 0; i < a->n_calls; i++) {
@@ -294,6 +298,16 @@ void srv_sse_event(struct srv_sse *w, const struct lg_gen_event *ev, struct srv_
             sse_choice(w, out, json_object(), NULL, fr);
         else
             sse_choice(w, out, NULL, json_string(""), fr);
+        json_t *val = ev->validation ? json_loads(ev->validation, 0, NULL) : NULL;
+        if (val) { /* extension: the answer checked against the requested format */
+            json_t *c = chunk_head(w);
+            if (c) {
+                json_object_set_new(c, "choices", json_array());
+                json_object_set(c, "validation", val);
+            }
+            sse_send(out, c);
+            json_decref(val);
+        }
         if (w->include_usage) {
             json_t *c = chunk_head(w);
             if (c) {
@@ -361,5 +375,7 @@ json_t *srv_openai_body(const struct srv_sse *w, const struct srv_accum *a)
     json_object_set_new(body, "choices", json_pack("[o]", choice));
     json_object_set_new(body, "usage", usage_json(&a->usage));
     json_object_set_new(body, "timings", timings_json(&a->usage, &a->timings));
+    if (a->validation)
+        json_object_set(body, "validation", a->validation);
     return body;
 }

@@ -108,6 +108,15 @@ def test_openai(port):
           usage[0].prompt_tokens_details.cached_tokens == r.usage.prompt_tokens - 1,
           "repeated prompt cached %r" % usage)
 
+    r = c.chat.completions.create(model=MODEL, max_tokens=3, temperature=0, logprobs=True,
+                                  top_logprobs=2,
+                                  messages=[{"role": "user", "content": "Say hello."}])
+    lp = r.choices[0].logprobs.content if r.choices[0].logprobs else []
+    check(1 <= len(lp) <= 3 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 and
+                                    t.top_logprobs[0].logprob >= t.logprob - 1e-4
+                                    for t in lp) and
+          "".join(t.token for t in lp) == r.choices[0].message.content,
+          "logprobs %r" % lp)
     r = c.completions.create(model=MODEL, prompt="One, two, three,", max_tokens=3,
                              temperature=0)
     check(isinstance(r.choices[0].text, str) and r.choices[0].text != "" and
@@ -170,15 +179,8 @@ def test_openai(port):
         check(False, "json_schema output %r: %s" % (r.choices[0].message.content, e))
     check(r.choices[0].finish_reason == "stop", "json_schema finish %r" %
           r.choices[0].finish_reason)
-    r = c.chat.completions.create(
-        model=MODEL, max_tokens=24, temperature=1, seed=7,
-        messages=[{"role": "user", "content": "Anything."}],
-        response_format={"type": "json_object"})
-    try:
-        check(isinstance(json.loads(r.choices[0].message.content), dict), "json_object")
-    except ValueError:
-        check(r.choices[0].finish_reason == "length",
-              "json_object output %r" % r.choices[0].message.content)
+    val = (r.model_extra or {}).get("validation")
+    check(val == {"valid": True, "errors": []}, "validation report %r" % val)
 
 
 def test_ollama(port):
@@ -226,7 +228,7 @@ def test_concurrent(port):
         try:
             fins, n = [], 0
             for k in c.chat.completions.create(
-                    model=MODEL, max_tokens=3, stream=True, seed=i,
+                    model=MODEL, max_tokens=2, stream=True, seed=i,
                     messages=[{"role": "user", "content": "Count to %d." % (i + 1)}]):
                 if k.choices and k.choices[0].finish_reason:
                     fins.append(k.choices[0].finish_reason)
@@ -288,11 +290,11 @@ def test_curl_and_greedy(port, env):
     check(wait_idle(port, 10), "curl hang-up freed its slot")
 
     prompt = "The capital of France is"
-    run = subprocess.run([BIN, "run", "--temp", "0", "-n", "10", MODEL, prompt], env=env,
+    run = subprocess.run([BIN, "run", "--temp", "0", "-n", "6", MODEL, prompt], env=env,
                          capture_output=True, text=True, timeout=120)
     st, body = http(port, "POST", "/api/generate", {
         "model": MODEL, "prompt": prompt, "stream": False,
-        "options": {"temperature": 0, "num_predict": 10}})
+        "options": {"temperature": 0, "num_predict": 6}})
     resp = json.loads(body).get("response") if st == 200 else None
     check(run.returncode == 0 and resp is not None and run.stdout.rstrip("\n") == resp,
           "greedy server %r == run %r (%s)" % (resp, run.stdout, run.stderr[-200:]))

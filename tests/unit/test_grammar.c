@@ -414,7 +414,7 @@ static void test_masks(void)
     enum lg_status st;
     struct lg_grammar *g = compile("{\"type\":\"object\",\"properties\":{\"n\":{\"type\":"
                                    "\"integer\",\"minimum\":0,\"maximum\":50},\"s\":{\"type\":"
-                                   "\"string\",\"maxLength\":4}},\"required\":[\"n\",\"s\"],"
+                                   "\"string\",\"maxLength\":4},\"t\":{\"type\":\"string\"}},\"required\":[\"n\",\"s\"],"
                                    "\"additionalProperties\":false}",
                                    &st, &err);
     CHECK_EQ_INT(st, LG_OK);
@@ -423,7 +423,8 @@ static void test_masks(void)
     CHECK(g && lg_grammar_state_create(g, &s, &err) == LG_OK);
     probe = s ? lg_grammar_state_clone(s) : NULL;
     static const char *const prefixes[] = {"", "{", "{\"n\": 4", "{\"n\": 4, \"s\": \"ab",
-                                           "{\"n\": 4, \"s\": \"ab\"}"};
+                                           "{\"n\": 4, \"s\": \"ab\"}",
+                                           "{\"n\": 4, \"s\": \"ab\", \"t\": \"x y"};
     for (size_t p = 0; probe && p < sizeof prefixes / sizeof *prefixes; p++) {
         lg_grammar_state_reset(s);
         CHECK(lg_grammar_accept_bytes(s, prefixes[p], strlen(prefixes[p]), &err) == LG_OK);
@@ -446,6 +447,8 @@ static void test_masks(void)
             CHECK(n_allowed > 10000); /* most of the vocabulary fits in a string */
         if (p == 4)
             CHECK(mask_bit(mask, v->eos_id)); /* complete: EOG */
+        if (p == 5)
+            CHECK(n_allowed > 200000); /* free string: the plain-token shortcut */
         /* The cached mask equals the fresh one. */
         uint32_t *again = calloc(nw, sizeof *again);
         CHECK(lg_grammar_mask(s, gv, again, &err) == LG_OK);

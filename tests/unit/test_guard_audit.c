@@ -6,8 +6,10 @@
  * the parent kills it with SIGKILL at random times; afterwards verify passes and every
  * acknowledged record is present (hardening G16). */
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -221,14 +223,21 @@ static void test_canary(void)
         CHECK(lg_guard_check_input(g, &id, prompt, strlen(prompt), &d, &rep) == LG_OK);
         char *red = NULL;
         size_t rn = 0;
-        CHECK(lg_policy_redact(lg_guard_policy(g), prompt, strlen(prompt), &red, &rn, &d,
-                               &err) == LG_OK);
+        CHECK(lg_policy_redact(lg_guard_policy(g), prompt, strlen(prompt), &red, &rn, &d, &err) ==
+              LG_OK);
         lg_guard_finish(g, &id, 42);
         struct lg_audit_rec r = {
-            .key = id.key.name, .route = "POST /v1/chat/completions", .model = "gemma3",
-            .status = 200, .n_prompt = 30, .n_completion = 12, .finish = "stop",
-            .decisions = "input:allow", .client = "127.0.0.1",
-            .prompt_text = prompt, .answer_text = red,
+            .key = id.key.name,
+            .route = "POST /v1/chat/completions",
+            .model = "gemma3",
+            .status = 200,
+            .n_prompt = 30,
+            .n_completion = 12,
+            .finish = "stop",
+            .decisions = "input:allow",
+            .client = "127.0.0.1",
+            .prompt_text = prompt,
+            .answer_text = red,
         };
         CHECK(lg_guard_audit(g, &r, &err) == LG_OK);
         free(red);
@@ -258,9 +267,13 @@ static void test_kill9(void)
             if (lg_audit_open(h, false, &a, &err) != LG_OK)
                 _exit(3);
             for (int i = 0; i < 1000000; i++) {
-                struct lg_audit_rec r = {.route = "POST /api/chat", .model = "m", .key = "k",
-                                         .status = i % 3 ? 200 : 429, .n_prompt = i,
-                                         .security = i % 3 == 0, .finish = "stop"};
+                struct lg_audit_rec r = {.route = "POST /api/chat",
+                                         .model = "m",
+                                         .key = "k",
+                                         .status = i % 3 ? 200 : 429,
+                                         .n_prompt = i,
+                                         .security = i % 3 == 0,
+                                         .finish = "stop"};
                 int64_t seq;
                 if (lg_audit_append(a, &r, &seq, &err) != LG_OK)
                     _exit(4);
@@ -283,12 +296,53 @@ static void test_kill9(void)
         CHECK(WIFSIGNALED(status));
         int64_t n = 0;
         CHECK_EQ_INT(verify(h, &n), 0);
-        CHECK_MSG(n >= max_acked, "round %d: %lld records, %lld acknowledged", round,
-                  (long long)n, (long long)max_acked);
+        CHECK_MSG(n >= max_acked, "round %d: %lld records, %lld acknowledged", round, (long long)n,
+                  (long long)max_acked);
     }
     CHECK(max_acked > rounds); /* the loop did append */
     fprintf(stderr, "test_guard_audit: kill -9 x%d, %lld records acknowledged, chain intact\n",
             rounds, (long long)max_acked);
+}
+
+/* the server appends from several threads through one struct lg_guard */
+static struct lg_guard *g_shared;
+static void *append_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < 50; i++) {
+        struct lg_audit_rec r = {.route = "POST /api/generate",
+                                 .model = "m",
+                                 .n_prompt = t * 1000 + i,
+                                 .status = 200,
+                                 .security = i % 10 == 0};
+        struct lg_err err = {0};
+        if (lg_guard_audit(g_shared, &r, &err) != LG_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    char h[300];
+    mkhome(h, sizeof h, "threads");
+    struct lg_guard_config cfg = {.home = h};
+    struct lg_err err = {0};
+    CHECK(lg_guard_open(&cfg, &g_shared, &err) == LG_OK);
+    if (!g_shared)
+        return;
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, append_thread, (void *)(intptr_t)i);
+    for (int i = 0; i < 4; i++) {
+        void *ret = NULL;
+        pthread_join(th[i], &ret);
+        CHECK(ret == NULL);
+    }
+    lg_guard_close(g_shared);
+    int64_t n = 0;
+    CHECK_EQ_INT(verify(h, &n), 0);
+    CHECK_EQ_INT(n, 200);
 }
 
 int main(void)
@@ -301,6 +355,7 @@ int main(void)
     test_chain();
     test_export();
     test_canary();
+    test_threads();
     test_kill9();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -82,7 +82,8 @@ static void test_keys(void)
     bool charset = true;
     for (size_t i = 3; s1[i]; i++)
         charset = charset && (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                     "0123456789-_", s1[i]) != NULL);
+                                     "0123456789-_",
+                                     s1[i]) != NULL);
     CHECK(charset);
     /* the same name again is refused; another name gets a different secret */
     CHECK(lg_keys_add(k, &ki, s2, &err) == LG_ERR_EXISTS);

@@ -62,9 +62,9 @@ static void test_builtins(void)
     CHECK(lg_policy_default(&p, &err) == LG_OK);
     if (!p)
         return;
-    check_redact(p, "write to john.doe+x@mail.example.co.uk today",
-                 "write to [EMAIL] today");
-    check_redact(p, "no email here: user@ or @host.com or a@b", "no email here: user@ or @host.com or a@b");
+    check_redact(p, "write to john.doe+x@mail.example.co.uk today", "write to [EMAIL] today");
+    check_redact(p, "no email here: user@ or @host.com or a@b",
+                 "no email here: user@ or @host.com or a@b");
     check_redact(p, "call +44 20 7946 0958 now", "call [PHONE] now");
     check_redact(p, "US (555) 123-4567.", "US [PHONE].");
     check_redact(p, "tel 555-123-4567", "tel [PHONE]");
@@ -74,8 +74,7 @@ static void test_builtins(void)
     check_redact(p, "card 4111-1111-1111-1111", "card [CARD]");
     check_redact(p, "amex 378282246310005.", "amex [CARD].");
     check_redact(p, "bad 4111 1111 1111 1112 kept", "bad 4111 1111 1111 1112 kept");
-    check_redact(p, "iban DE89 3704 0044 0532 0130 00 AND more",
-                 "iban [IBAN] AND more");
+    check_redact(p, "iban DE89 3704 0044 0532 0130 00 AND more", "iban [IBAN] AND more");
     check_redact(p, "iban GB82WEST12345698765432", "iban [IBAN]");
     check_redact(p, "bad iban DE89 3704 0044 0532 0130 02", "bad iban DE89 3704 0044 0532 0130 02");
     check_redact(p, "", "");
@@ -138,6 +137,16 @@ static void test_policy_file(void)
     CHECK(!lg_policy_tool_allowed(p, "gemma4", "root", ""));
     CHECK(lg_policy_holdback(p) == 345 + 16); /* email max_len + margin */
     lg_policy_free(p);
+
+    /* tie at one position: built-ins (defaulted) come before user redactions */
+    p = parse("{\"output\":{\"redact\":[{\"id\":\"at\",\"pattern\":\"x@y\","
+              "\"replacement\":\"[AT]\",\"max_len\":3}]}}",
+              &err);
+    CHECK(p != NULL);
+    if (p) {
+        check_redact(p, "to x@y.de or x@y", "to [EMAIL] or [AT]");
+        lg_policy_free(p);
+    }
 
     /* no tools section: allowed by default */
     p = parse("{}", &err);
@@ -216,10 +225,32 @@ static uint32_t rnd(uint32_t n)
 static void test_streaming(void)
 {
     static const char *frags[] = {
-        "hello ", "world. ", "john.doe@example.com", " ", "4111 1111 1111 1111", ", ",
-        "+44 20 7946 0958", "DE89 3704 0044 0532 0130 00", "EMP123456", "é", "✓", "\n",
-        "4111 1111 1111 1112", "a@b.c", "12 34 56 78 90", "x", "TOP", "-", "SECRET", "@",
-        "555-123-4567", "GB82WEST12345698765432", "  ", "99", ".com", "zz@zz.zz",
+        "hello ",
+        "world. ",
+        "john.doe@example.com",
+        " ",
+        "4111 1111 1111 1111",
+        ", ",
+        "+44 20 7946 0958",
+        "DE89 3704 0044 0532 0130 00",
+        "EMP123456",
+        "é",
+        "✓",
+        "\n",
+        "4111 1111 1111 1112",
+        "a@b.c",
+        "12 34 56 78 90",
+        "x",
+        "TOP",
+        "-",
+        "SECRET",
+        "@",
+        "555-123-4567",
+        "GB82WEST12345698765432",
+        "  ",
+        "99",
+        ".com",
+        "zz@zz.zz",
     };
     enum { N_FRAGS = sizeof frags / sizeof frags[0] };
     struct lg_err err;

@@ -22,8 +22,19 @@
 static const char *const VARIANTS[] = {"gemma4_e2b", "gemma4_26b", "gemma4_31b", "gemma3"};
 enum { N_VARIANTS = 4, MAX_TOK = 256 };
 
-/* Documented bound: our logits vs the HF reference for the same weights. */
+/* Documented bound: our logits vs the HF reference for the same weights (F32 weights keep f32
+ * activations, as in ggml). */
 static const double TOL_REF = 1e-3;
+/* Q8_0 weights: like ggml we quantize each activation row to Q8_0 before the integer dot
+ * (kern/qdot.h), which HF does not. On these tiny random models that moves logits by about as
+ * much as quantizing the weights did; bound = Q8_ACT_FACTOR x the weights' own effect, the
+ * json's q8_0_vs_f32_logits_max_abs. (llama.cpp's logits differ from HF's by 0.214 on the
+ * gemma3 fixture, ours by 0.220; it cannot load the gemma4 fixtures.) The tight check for
+ * this path is ISA vs reference below. */
+static const double Q8_ACT_FACTOR = 2.0;
+/* Each ISA vs the scalar reference on the same quantized activations: only the float
+ * summation order differs. */
+static const double TOL_ISA = 1e-3;
 /* Different chunkings / decode run the same arithmetic per query: near-identical. */
 static const double TOL_PATHS = 1e-5;
 
@@ -51,6 +62,15 @@ static int load_tokens(const char *variant, int32_t *tok)
     }
     json_decref(j);
     return n;
+}
+
+static double json_num(const char *variant, const char *key)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path_of(variant, ".json"), 0, &je);
+    double v = json_number_value(json_object_get(j, key));
+    json_decref(j);
+    return v;
 }
 
 static float *load_f32(const char *path, size_t n)
@@ -137,8 +157,23 @@ static void test_variant(const char *v, const char *quant, const struct lg_kern 
     /* One prefill chunk over the whole context (sliding rings never wrap). */
     CHECK(run(m, k, tok, n, n, n, 0, a) == 0);
     double e_prefill = max_abs_diff(a, ref, (size_t)(n * V));
-    CHECK_MSG(e_prefill <= TOL_REF, "%s %s [%s] prefill vs HF: max abs %g", v, quant, k->isa,
-              e_prefill);
+    double tol = TOL_REF;
+    if (strcmp(quant, "f32") != 0) {
+        double wq = json_num(v, "q8_0_vs_f32_logits_max_abs");
+        CHECK_MSG(wq > 0, "%s: q8_0_vs_f32_logits_max_abs missing", v);
+        tol = Q8_ACT_FACTOR * wq;
+    }
+    CHECK_MSG(e_prefill <= tol, "%s %s [%s] prefill vs HF: max abs %g (bound %g)", v, quant,
+              k->isa, e_prefill, tol);
+    if (k != lg_kern_ref()) {
+        CHECK(run(m, lg_kern_ref(), tok, n, n, n, 0, b) == 0);
+        double e = max_abs_diff(a, b, (size_t)(n * V));
+        /* MoE top-k routing is discontinuous: a 1e-7 difference can pick another expert
+         * (gemma4_26b q8_0: 0.11 while the dense variants agree to 2e-6) */
+        double tol_isa = m->cfg.n_expert > 0 && strcmp(quant, "f32") != 0 ? tol : TOL_ISA;
+        CHECK_MSG(e <= tol_isa, "%s %s [%s] vs [ref]: max abs %g", v, quant, k->isa, e);
+        printf("test_model: %-11s %-5s %-6s vs ref max abs %.3g\n", v, quant, k->isa, e);
+    }
     printf("test_model: %-11s %-5s %-6s prefill vs HF max abs err %.3g\n", v, quant, k->isa,
            e_prefill);
 
@@ -481,7 +516,9 @@ int main(void)
             continue;
         const struct lg_kern *r = lg_kern_ref();
         if (k != r && k->matmul == r->matmul && k->attention == r->attention &&
-            k->rmsnorm == r->rmsnorm && k->rope_neox == r->rope_neox)
+            k->rmsnorm == r->rmsnorm && k->rope_neox == r->rope_neox &&
+            memcmp(k->vec_dot, r->vec_dot, sizeof k->vec_dot) == 0 &&
+            memcmp(k->vec_dot4, r->vec_dot4, sizeof k->vec_dot4) == 0)
             continue; /* the ISA has no kernels of its own yet: nothing new to test */
         for (int v = 0; v < N_VARIANTS; v++) {
             test_variant(VARIANTS[v], "f32", k);

@@ -113,15 +113,16 @@ struct bw_job {
 static void bw_run(void *ctx, int ith, int nth)
 {
     struct bw_job *j = ctx;
-    size_t per = j->n / (size_t)nth, lo = per * (size_t)ith, hi = lo + per;
-    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (size_t i = lo; i + 4 <= hi; i += 4) {
-        a0 += j->buf[i];
-        a1 += j->buf[i + 1];
-        a2 += j->buf[i + 2];
-        a3 += j->buf[i + 3];
-    }
-    j->sink[ith & 63] = a0 + a1 + a2 + a3;
+    size_t per = j->n / (size_t)nth / 8 * 8;
+    const uint64_t *restrict b = j->buf + per * (size_t)ith;
+    uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i = 0; i < per; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] ^= b[i + k];
+    uint64_t s = 0;
+    for (int k = 0; k < 8; k++)
+        s ^= acc[k];
+    j->sink[ith & 63] = s;
 }
 
 /* Read bandwidth in GB/s over a 1 GiB buffer, best of `reps` passes. */
@@ -146,8 +147,37 @@ static double membw(struct lg_tp *tp, int reps)
     return best;
 }
 
+/* Writes s as a JSON string literal (quotes, backslashes and control bytes escaped). */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+/* Peak RSS in KiB: VmHWM of this process image. getrusage's ru_maxrss survives execve, so a
+ * bench started from a large parent (bench/compare's Python with llama.cpp loaded) would
+ * report the parent's peak; it is only the fallback. */
 static long peak_rss_kb(void)
 {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (kb >= 0)
+        return kb;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
@@ -276,19 +306,21 @@ int lg_cmd_bench(int argc, char **argv)
     double kwh_tg = watts > 0 ? watts * (1e6 / stg.med) / 3.6e6 : 0;
     double kwh_pp = watts > 0 ? watts * (1e6 / spp.med) / 3.6e6 : 0;
     if (json) {
-        printf("{\"model\": \"%s\", \"threads\": %d, \"p\": %lld, \"n\": %lld, \"depth\": %lld, "
-               "\"reps\": %d, \"isa\": \"%s\", \"load_s\": %.4f, \"ttft_s\": %.4f, "
-               "\"ttft_min_s\": %.4f, \"ttft_max_s\": %.4f, \"prefill_tps\": %.3f, "
-               "\"prefill_min_tps\": %.3f, \"prefill_max_tps\": %.3f, \"decode_tps\": %.3f, "
+        printf("{\"model\": ");
+        json_str(path);
+        printf(", \"threads\": %d, \"p\": %lld, \"n\": %lld, \"depth\": %lld, "
+               "\"reps\": %d, \"isa\": \"%s\", \"load_s\": %.9g, \"ttft_s\": %.9g, "
+               "\"ttft_min_s\": %.9g, \"ttft_max_s\": %.9g, \"prefill_tps\": %.9g, "
+               "\"prefill_min_tps\": %.3f, \"prefill_max_tps\": %.3f, \"decode_tps\": %.9g, "
                "\"decode_min_tps\": %.3f, \"decode_max_tps\": %.3f, \"peak_rss_mib\": %.1f, "
                "\"weight_bytes_per_token\": %.0f, \"kv_bytes_per_token\": %.0f, "
-               "\"effective_gbs\": %.3f",
-               path, (int)threads, (long long)p, (long long)n, (long long)depth, (int)reps,
+               "\"effective_gbs\": %.9g",
+               (int)threads, (long long)p, (long long)n, (long long)depth, (int)reps,
                lg_kern_get()->isa, load_s, sttft.med, sttft.lo, sttft.hi, spp.med, spp.lo,
                spp.hi, stg.med, stg.lo, stg.hi, (double)rss / 1024.0, wb, kvb, bw);
         if (watts > 0)
-            printf(", \"watts\": %.1f, \"decode_kwh_per_mtok\": %.4f, "
-                   "\"prefill_kwh_per_mtok\": %.4f",
+            printf(", \"watts\": %.1f, \"decode_kwh_per_mtok\": %.9g, "
+                   "\"prefill_kwh_per_mtok\": %.9g",
                    watts, kwh_tg, kwh_pp);
         printf("}\n");
     } else {

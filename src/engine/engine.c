@@ -717,6 +717,16 @@ static enum lg_status job_grammar(struct lg_engine *e, struct eng_job *j, struct
     } else if (r->format == LG_FORMAT_SCHEMA) {
         st = lg_grammar_from_schema(r->schema, &j->gram, err);
         j->trigger = GRAM_FROM_START;
+    } else if (j->tools && m->id_call_open >= 0 && m->flavour != LG_CHAT_GEMMA3 &&
+               r->tool_choice != LG_TOOL_CHOICE_AUTO) {
+        /* required / named: a call from the first answer token on */
+        st = lg_grammar_from_tools(j->tools,
+                                   r->tool_choice == LG_TOOL_CHOICE_NAMED ? r->tool_choice_name
+                                                                          : NULL,
+                                   LG_GRAMMAR_TOOL_OPEN |
+                                       (r->no_parallel_tool_calls ? 0 : LG_GRAMMAR_TOOL_MULTI),
+                                   &j->gram, err);
+        j->trigger = GRAM_FROM_START;
     } else if (j->tools && m->id_call_open >= 0 && m->flavour != LG_CHAT_GEMMA3) {
         st = lg_grammar_from_tools(j->tools, NULL, 0, &j->gram, err);
         j->trigger = GRAM_ON_TOOL_CALL;

@@ -100,6 +100,13 @@ struct lg_sampling {
     uint64_t seed;           /* valid when set & LG_SAMP_SEED; otherwise engine picks one */
 };
 
+/* OpenAI tool_choice ("none" arrives as tools = NULL). */
+enum lg_tool_choice {
+    LG_TOOL_CHOICE_AUTO = 0,     /* the model decides; constrained once it opens a call */
+    LG_TOOL_CHOICE_REQUIRED = 1, /* a call to some declared tool, constrained from the start */
+    LG_TOOL_CHOICE_NAMED = 2     /* a call to req->tool_choice_name, from the start */
+};
+
 struct lg_gen_req;
 
 /* One event from the engine. Pointers are valid only during the emit() call. */
@@ -203,6 +210,9 @@ struct lg_gen_req {
     char *system;     /* TEXT: optional system prompt (Ollama generate "system") */
     char *suffix;     /* TEXT: optional fill-in-the-middle suffix; NULL if none */
     json_t *tools;    /* canonical array or NULL; NULL also when the client sent none */
+    enum lg_tool_choice tool_choice;
+    char tool_choice_name[LG_GEN_MODEL_NAME_MAX]; /* LG_TOOL_CHOICE_NAMED: a declared tool */
+    bool no_parallel_tool_calls; /* OpenAI parallel_tool_calls: false */
 
     enum lg_format format;
     json_t *schema; /* LG_FORMAT_SCHEMA: the JSON Schema object (owned reference) */

@@ -11,7 +11,13 @@
  * - Ops that split work take (ith, nth): thread ith of nth does its share and nothing else;
  *   calling with (0, 1) does everything. Kernels never create threads or allocate: callers
  *   pass any scratch they need.
- * - Activations are f32, row-major, with shapes in the comments.
+ * - Activations are f32, row-major, with shapes in the comments. Matrix products on quantized
+ *   weights go through vec_dot / vec_dot4 (kern/qdot.h) on activations converted once per row
+ *   to ggml's activation format for the weight type, driven by lg_matmul_q over row ranges;
+ *   `matmul` (dequantize a row, f32 dot) remains for types without a quantized dot.
+ * - ISA files: kern/qdot_avx2.c fills the AVX2 dot products (lg_qdot_fill_avx2). There is no
+ *   AVX-512 file yet (this machine has no AVX-512 to test one on): the avx512 table runs the
+ *   AVX2 dots. TODO(#10): VNNI dots; NEON later.
  * Thread-safety: the table is immutable after lg_kern_select(); every op is reentrant.
  */
 #ifndef LG_KERN_H

@@ -9,7 +9,8 @@
  *
  * lg_vec_dot_fn(w, a, n): dot of n elements (n a multiple of the weight block size and of the
  * activation block size) of weight row w (type W) and activation row a (type lg_act_type(W)).
- * Pure; any thread. Neither pointer needs alignment.
+ * Pure; any thread. Rows must be aligned like their block structs (quant_blocks.h: 2 bytes for
+ * f16-scaled blocks, 4 for Q8_K and F32), which GGUF tensor data and our scratch always are.
  */
 #ifndef LG_KERN_QDOT_H
 #define LG_KERN_QDOT_H

@@ -173,27 +173,57 @@ static float avx2_q5_1(const void *w, const void *a, int64_t n)
 
 /* ---- against Q8_K ----------------------------------------------------------------------- */
 
-static inline void scale_min_k4(const uint8_t *s, int k, int *sc, int *m)
+
+/* All eight 6-bit scale/min pairs of a Q4_K / Q5_K block at once (same values as
+ * quant_blocks.h's layout), by whole 32-bit words. */
+static inline void scales_k4(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
 {
-    if (k < 4) {
-        *sc = s[k] & 63;
-        *m = s[k + 4] & 63;
-    } else {
-        *sc = (s[k + 4] & 15) | ((s[k - 4] >> 6) << 4);
-        *m = (s[k + 4] >> 4) | ((s[k] >> 6) << 4);
-    }
+    uint32_t w0, w1, w2;
+    memcpy(&w0, s, 4);
+    memcpy(&w1, s + 4, 4);
+    memcpy(&w2, s + 8, 4);
+    uint32_t a = w0 & 0x3f3f3f3fu, b = w1 & 0x3f3f3f3fu;
+    uint32_t c = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+    uint32_t d = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+    memcpy(sc, &a, 4);
+    memcpy(sc + 4, &c, 4);
+    memcpy(mn, &b, 4);
+    memcpy(mn + 4, &d, 4);
+}
+
+/* sum_k mn[k] * (bsums[2k] + bsums[2k + 1]) */
+static inline int32_t min_sum(const uint8_t mn[8], const int16_t *bsums)
+{
+    __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)bsums);
+    __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(bsums + 8));
+    __m128i pairs = _mm_hadd_epi16(lo, hi); /* 8 sums of adjacent bsums; |sum| <= 4064 */
+    uint64_t m8;
+    memcpy(&m8, mn, 8);
+    __m128i m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m8));
+    __m128i p = _mm_madd_epi16(pairs, m);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xb1));
+    return _mm_cvtsi128_si32(p);
+}
+
+/* sum_k scales[k] * bsums[k] over the 16 sub-blocks of a Q6_K block */
+static inline int32_t scale_sum16(const int8_t *scales, const int16_t *bsums)
+{
+    __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)scales));
+    __m256i p = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)(const void *)bsums));
+    __m128i q = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4e));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1));
+    return _mm_cvtsi128_si32(q);
 }
 
 /* Q4_K / Q5_K share everything but the fifth bit. */
 static inline float qk45(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales,
                          uint16_t d, uint16_t dmin, const struct lg_block_q8_k *y, __m256 *acc)
 {
-    int sc[8], mn[8];
-    for (int k = 0; k < 8; k++)
-        scale_min_k4(scales, k, &sc[k], &mn[k]);
-    int32_t msum = 0;
-    for (int k = 0; k < 8; k++)
-        msum += mn[k] * (y->bsums[2 * k] + y->bsums[2 * k + 1]);
+    uint8_t sc[8], mn[8];
+    scales_k4(scales, sc, mn);
+    int32_t msum = min_sum(mn, y->bsums);
     const __m256i m4 = _mm256_set1_epi8(15);
     __m256i hb = qh ? load32(qh) : _mm256_setzero_si256();
     __m256i isum = _mm256_setzero_si256();
@@ -249,9 +279,7 @@ static float avx2_q6_k(const void *w, const void *a, int64_t n)
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
         const struct lg_block_q6_k *b = &x[ib];
-        int32_t msum = 0;
-        for (int k = 0; k < 16; k++)
-            msum += b->scales[k] * y[ib].bsums[k];
+        int32_t msum = scale_sum16(b->scales, y[ib].bsums);
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q0 = load32(b->ql + 64 * h), q1 = load32(b->ql + 64 * h + 32);
@@ -350,9 +378,8 @@ static void avx2_q4_k_x4(const void *w, const void *a, size_t lda, int64_t n, fl
     float mins[4] = {0, 0, 0, 0};
     for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
         const struct lg_block_q4_k *b = &x[ib];
-        int sc[8], mn[8];
-        for (int k = 0; k < 8; k++)
-            scale_min_k4(b->scales, k, &sc[k], &mn[k]);
+        uint8_t sc[8], mn[8];
+        scales_k4(b->scales, sc, mn);
         __m256i lo[4], hi[4];
         for (int c = 0; c < 4; c++) {
             __m256i v = load32(b->qs + 32 * c);
@@ -363,9 +390,7 @@ static void avx2_q4_k_x4(const void *w, const void *a, size_t lda, int64_t n, fl
         for (int t = 0; t < 4; t++) {
             const struct lg_block_q8_k *y =
                 (const struct lg_block_q8_k *)(const void *)(ab + t * lda) + ib;
-            int32_t msum = 0;
-            for (int k = 0; k < 8; k++)
-                msum += mn[k] * (y->bsums[2 * k] + y->bsums[2 * k + 1]);
+            int32_t msum = min_sum(mn, y->bsums);
             __m256i isum = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 __m256i plo = _mm256_maddubs_epi16(lo[c], load32(y->qs + 64 * c));
@@ -414,9 +439,7 @@ static void avx2_q6_k_x4(const void *w, const void *a, size_t lda, int64_t n, fl
         for (int t = 0; t < 4; t++) {
             const struct lg_block_q8_k *y =
                 (const struct lg_block_q8_k *)(const void *)(ab + t * lda) + ib;
-            int32_t msum = 0;
-            for (int k = 0; k < 16; k++)
-                msum += b->scales[k] * y->bsums[k];
+            int32_t msum = scale_sum16(b->scales, y->bsums);
             __m256i isum = _mm256_setr_epi32(-32 * msum, 0, 0, 0, 0, 0, 0, 0);
             for (int g = 0; g < 8; g++) {
                 __m256i p = _mm256_maddubs_epi16(q[g], load32(y->qs + 32 * g));

@@ -93,14 +93,35 @@ enum lg_status srv_parse_openai_chat(const char *body, size_t n, size_t max_byte
     if (tc && json_is_string(tc) && !strcmp(json_string_value(tc), "none")) {
         json_decref(r->tools);
         r->tools = NULL;
+    } else if (tc && json_is_string(tc) && !strcmp(json_string_value(tc), "required")) {
+        r->tool_choice = LG_TOOL_CHOICE_REQUIRED;
+    } else if (tc && json_is_object(tc)) {
+        /* {"type": "function", "function": {"name": "f"}}: f must be declared */
+        const char *nm = json_string_value(json_object_get(json_object_get(tc, "function"),
+                                                           "name"));
+        bool declared = false;
+        size_t k;
+        json_t *t;
+        json_array_foreach(r->tools, k, t) {
+            const char *tn = json_string_value(json_object_get(t, "name"));
+            declared |= nm && tn && !strcmp(tn, nm);
+        }
+        if (!nm || !declared || strlen(nm) >= sizeof r->tool_choice_name) {
+            st = lg_err_set(err, LG_ERR_INVALID_ARG, "tool_choice.function.name: %s",
+                            nm ? "not one of the declared tools" : "missing");
+            goto done;
+        }
+        r->tool_choice = LG_TOOL_CHOICE_NAMED;
+        snprintf(r->tool_choice_name, sizeof r->tool_choice_name, "%s", nm);
     } else if (tc && !json_is_null(tc) && !json_is_string(tc) && !json_is_object(tc)) {
         st = lg_err_set(err, LG_ERR_FORMAT, "tool_choice: expected string or object, got %s",
                         lg_json_type_name(tc));
         goto done;
     }
-    bool ptc;
+    bool ptc = true;
     if ((st = srv_opt_bool(root, "", "parallel_tool_calls", &ptc, err)) != LG_OK)
         goto done;
+    r->no_parallel_tool_calls = !ptc;
     if ((st = srv_get_openai_format(root, r, err)) != LG_OK)
         goto done;
     if ((st = srv_get_openai_sampling(root, r, err)) != LG_OK)

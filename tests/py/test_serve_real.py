@@ -147,6 +147,16 @@ def test_openai(port):
     except Exception as e:
         check(False, "prompt > context raised %r" % e)
 
+    try:
+        c.chat.completions.create(
+            model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "hi"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {
+                "type": "object"}}}],
+            tool_choice={"type": "function", "function": {"name": "g"}})
+        check(False, "undeclared tool_choice accepted")
+    except openai.BadRequestError as e:
+        check("tool_choice" in str(e), "undeclared tool_choice 400: %s" % e)
+
     # second turn of a chat reuses the first turn's cache
     msgs = [{"role": "user", "content": "Tell me about the moon in one sentence."}]
     r1 = c.chat.completions.create(model=MODEL, max_tokens=6, temperature=0, messages=msgs)

@@ -150,7 +150,8 @@ static void test_matmul_q(const struct lg_kern *k)
             uint64_t wb;
             lg_qtype_row_bytes(t, (uint64_t)cols, &wb);
             size_t ab = lg_act_row_bytes(t, cols);
-            size_t wstride = (size_t)wb + 5, astride = ab + 3;
+            /* padded strides that keep every block struct (and f32) aligned */
+            size_t wstride = ((size_t)wb + 7) / 4 * 4, astride = (ab + 7) / 4 * 4;
             int64_t ldy = rows + 3;
             uint8_t *w = malloc(wstride * (size_t)rows), *a = malloc(astride * (size_t)nt);
             float *f = malloc((size_t)cols * sizeof(float));

@@ -12,11 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "base/err.h"
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
+#include "store/store.h"
 
 enum { SHOW_ARR_HEAD = 8 };
 
@@ -462,6 +465,13 @@ int lg_cmd_show(int argc, char **argv)
     }
     struct lg_gguf *g = NULL;
     struct lg_err err = {0};
+    /* a store name (gemma3:270m) resolves to its blob; an existing file path is used as is */
+    char resolved[4096];
+    struct stat sb;
+    if (stat(o.path, &sb) != 0 &&
+        lg_store_resolve_default(o.path, false, resolved, sizeof resolved, &err) == LG_OK)
+        o.path = resolved;
+    lg_err_clear(&err);
     enum lg_status st = lg_gguf_open(o.path, &g, &err);
     if (st != LG_OK) {
         fprintf(stderr, "localgemma show: %s\n", err.msg[0] ? err.msg : lg_status_str(st));

@@ -1,7 +1,7 @@
 /* cmd_detokenize.c: `localgemma detokenize MODEL --ids 2,651,... [--special]` prints the text
  * of token ids (separated by commas and/or spaces). Control tokens are hidden unless
  * --special; bytes that do not form valid UTF-8 print as U+FFFD. MODEL as for tokenize;
- * open_vocab() is the one place that resolves it. */
+ * lg_cli_open_vocab() (cli/open.c) is the one place that resolves it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +9,8 @@
 
 #include "base/err.h"
 #include "cli/cli.h"
+#include "cli/open.h"
 #include "gguf/gguf.h"
-#include "store/store.h"
 #include "tok/tok.h"
 
 static int detok_usage(FILE *f)
@@ -20,24 +20,6 @@ static int detok_usage(FILE *f)
                "  --ids      token ids separated by commas or spaces\n"
                "  --special  show control tokens such as <bos> as text\n");
     return 2;
-}
-
-/* Resolves MODEL and loads its vocabulary; prints the error itself. */
-static int open_vocab(const char *cmd, const char *model, struct lg_gguf **g,
-                      struct lg_vocab **v)
-{
-    struct lg_err err = {0};
-    char path[4096];
-    *g = NULL;
-    *v = NULL;
-    if (lg_store_resolve_default(model, false, path, sizeof path, &err) != LG_OK ||
-        lg_gguf_open(path, g, &err) != LG_OK || lg_vocab_load(*g, v, &err) != LG_OK) {
-        fprintf(stderr, "localgemma %s: %s: %s\n", cmd, model, err.msg);
-        lg_gguf_close(*g);
-        *g = NULL;
-        return 1;
-    }
-    return 0;
 }
 
 /* Parses "2,651 7" into a malloc'ed array; prints the error itself. */
@@ -111,7 +93,7 @@ int lg_cmd_detokenize(int argc, char **argv)
         return 1;
     struct lg_gguf *g;
     struct lg_vocab *v;
-    if (open_vocab("detokenize", model, &g, &v)) {
+    if (lg_cli_open_vocab("detokenize", model, &g, &v)) {
         free(ids);
         return 1;
     }

@@ -2,15 +2,15 @@
  * [--json]` prints the token ids of a text (comma-separated, ready for `detokenize --ids`), or
  * with --json one object per token with its id and stored piece. Text comes from --text,
  * --file, or standard input. MODEL is what lg_store_resolve_default() accepts (a GGUF path or
- * a store name); open_vocab() is the one place that turns it into a vocabulary. */
+ * a store name); lg_cli_open_vocab() (cli/open.c) turns it into a vocabulary. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "cli/cli.h"
+#include "cli/open.h"
 #include "gguf/gguf.h"
-#include "store/store.h"
 #include "tok/tok.h"
 
 static int tok_usage(FILE *f)
@@ -24,24 +24,6 @@ static int tok_usage(FILE *f)
                "  --special  parse control-token text such as <start_of_turn> as tokens\n"
                "  --json     print [{\"id\":N,\"piece\":\"...\"},...]\n");
     return 2;
-}
-
-/* Resolves MODEL and loads its vocabulary; prints the error itself. */
-static int open_vocab(const char *cmd, const char *model, struct lg_gguf **g,
-                      struct lg_vocab **v)
-{
-    struct lg_err err = {0};
-    char path[4096];
-    *g = NULL;
-    *v = NULL;
-    if (lg_store_resolve_default(model, false, path, sizeof path, &err) != LG_OK ||
-        lg_gguf_open(path, g, &err) != LG_OK || lg_vocab_load(*g, v, &err) != LG_OK) {
-        fprintf(stderr, "localgemma %s: %s: %s\n", cmd, model, err.msg);
-        lg_gguf_close(*g);
-        *g = NULL;
-        return 1;
-    }
-    return 0;
 }
 
 /* Reads a whole stream (at most LG_TOK_MAX_TEXT_BYTES). */
@@ -171,7 +153,7 @@ int lg_cmd_tokenize(int argc, char **argv)
 
     struct lg_gguf *g;
     struct lg_vocab *v;
-    if (open_vocab("tokenize", model, &g, &v)) {
+    if (lg_cli_open_vocab("tokenize", model, &g, &v)) {
         free(buf);
         return 1;
     }

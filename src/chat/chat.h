@@ -34,6 +34,12 @@ enum lg_chat_flavour {
 enum lg_status lg_chat_flavour_select(const char *arch, uint64_t n_embd_per_layer_input,
                                       enum lg_chat_flavour *out, struct lg_err *err);
 
+/* The same choice read from an open GGUF (general.architecture and
+ * <arch>.embedding_length_per_layer_input, a u32 that may be absent). Errors name the key. */
+struct lg_gguf;
+enum lg_status lg_chat_flavour_from_gguf(const struct lg_gguf *g, enum lg_chat_flavour *out,
+                                         struct lg_err *err);
+
 /* "gemma4-small" | "gemma4-large" | "gemma3" <-> enum. parse returns false on unknown names. */
 const char *lg_chat_flavour_name(enum lg_chat_flavour f);
 bool lg_chat_flavour_parse(const char *name, enum lg_chat_flavour *out);

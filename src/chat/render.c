@@ -8,62 +8,14 @@
  *           convert_tool_responses_gemma4 fold.
  *   gemma3: role "developer" becomes "system".
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "chat/chat.h"
-
-struct rctx {
-    struct lg_chat_buf *b;
-    struct lg_err *err;
-    enum lg_status st; /* first error, sticky */
-};
-
-static bool fail(struct rctx *c, const char *msg, long idx)
-{
-    if (c->st == LG_OK) {
-        if (idx >= 0)
-            c->st = lg_err_set(c->err, LG_ERR_INVALID_ARG, "messages[%ld]: %s", idx, msg);
-        else
-            c->st = lg_err_set(c->err, LG_ERR_INVALID_ARG, "%s", msg);
-    }
-    return false;
-}
-
-static void put(struct rctx *c, const char *s)
-{
-    lg_chat_buf_puts(c->b, s);
-}
-
-/* Jinja `obj[key]` for our purposes: the member of an object, else Undefined (NULL). */
-static json_t *get(const json_t *obj, const char *key)
-{
-    return json_is_object(obj) ? json_object_get(obj, key) : NULL;
-}
-
-static bool str_is(const json_t *v, const char *s)
-{
-    return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
-}
-
-static void put_trimmed(struct rctx *c, const char *s, size_t n)
-{
-    size_t a, e;
-    lg_py_strip(s, n, &a, &e);
-    lg_chat_buf_put(c->b, s + a, e - a);
-}
-
-/* `v | trim` of any value (str() first; Undefined -> ""). */
-static void put_str_trimmed(struct rctx *c, const json_t *v)
-{
-    struct lg_chat_buf t = {0};
-    lg_py_str(&t, v);
-    if (t.oom)
-        c->b->oom = true;
-    put_trimmed(c, t.ptr ? t.ptr : "", t.len);
-    lg_chat_buf_free(&t);
-}
+#include "chat/render_priv.h"
+#include "gguf/gguf.h"
 
 /* ---- Gemma 3 ------------------------------------------------------------------------------ */
 
@@ -327,6 +279,23 @@ enum lg_status lg_chat_flavour_select(const char *arch, uint64_t n_embd_per_laye
     }
     return lg_err_set(err, LG_ERR_UNSUPPORTED, "no chat template for architecture '%s'",
                       arch ? arch : "(none)");
+}
+
+enum lg_status lg_chat_flavour_from_gguf(const struct lg_gguf *g, enum lg_chat_flavour *out,
+                                         struct lg_err *err)
+{
+    struct lg_str arch;
+    enum lg_status st = lg_gguf_get_str(g, "general.architecture", &arch, err);
+    if (st != LG_OK)
+        return st;
+    char a[64], key[128];
+    snprintf(a, sizeof a, "%.*s", (int)(arch.len < sizeof a - 1 ? arch.len : sizeof a - 1),
+             arch.ptr);
+    uint32_t ple = 0;
+    snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", a);
+    if (lg_gguf_find_kv(g, key) && (st = lg_gguf_get_u32(g, key, &ple, err)) != LG_OK)
+        return st;
+    return lg_chat_flavour_select(a, ple, out, err);
 }
 
 const char *lg_chat_flavour_name(enum lg_chat_flavour f)

@@ -12,41 +12,9 @@
 
 #include "base/err.h"
 #include "chat/chat.h"
+#include "chat/render_priv.h"
 
 #define Q "<|\"|>" /* the Gemma 4 string delimiter token */
-
-struct rctx {
-    struct lg_chat_buf *b;
-    struct lg_err *err;
-    enum lg_status st; /* first error, sticky */
-};
-
-static bool fail(struct rctx *c, const char *msg, long idx)
-{
-    if (c->st == LG_OK) {
-        if (idx >= 0)
-            c->st = lg_err_set(c->err, LG_ERR_INVALID_ARG, "messages[%ld]: %s", idx, msg);
-        else
-            c->st = lg_err_set(c->err, LG_ERR_INVALID_ARG, "%s", msg);
-    }
-    return false;
-}
-
-static void put(struct rctx *c, const char *s)
-{
-    lg_chat_buf_puts(c->b, s);
-}
-
-/* Jinja `obj[key]` for our purposes: the member of an object, else Undefined (NULL). */
-static json_t *get(const json_t *obj, const char *key)
-{
-    return json_is_object(obj) ? json_object_get(obj, key) : NULL;
-}
-
-static bool str_is(const json_t *v, const char *s)
-{
-    return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
-}
 
 /* str(v) | upper, written into a fresh buffer the caller frees. */
 static bool upper_of(struct rctx *c, const json_t *v, struct lg_chat_buf *out)
@@ -66,24 +34,6 @@ static bool upper_eq(struct rctx *c, const json_t *v, const char *s)
     bool eq = u.ptr ? strcmp(u.ptr, s) == 0 : s[0] == 0;
     lg_chat_buf_free(&u);
     return eq;
-}
-
-static void put_trimmed(struct rctx *c, const char *s, size_t n)
-{
-    size_t a, e;
-    lg_py_strip(s, n, &a, &e);
-    lg_chat_buf_put(c->b, s + a, e - a);
-}
-
-/* `v | trim` of any value (str() first; Undefined -> ""). */
-static void put_str_trimmed(struct rctx *c, const json_t *v)
-{
-    struct lg_chat_buf t = {0};
-    lg_py_str(&t, v);
-    if (t.oom)
-        c->b->oom = true;
-    put_trimmed(c, t.ptr ? t.ptr : "", t.len);
-    lg_chat_buf_free(&t);
 }
 
 /* Iterates a value the way a Jinja for-loop does: arrays by element, strings by character,

@@ -44,24 +44,9 @@ static int flavour_from_model(const char *path, enum lg_chat_flavour *out)
         fprintf(stderr, "localgemma template: %s: %s\n", path, err.msg);
         return 1;
     }
-    struct lg_str arch = {0};
-    if (lg_gguf_get_str(g, "general.architecture", &arch, &err) != LG_OK) {
-        fprintf(stderr, "localgemma template: %s: %s\n", path, err.msg);
-        lg_gguf_close(g);
-        return 1;
-    }
-    char archbuf[64];
-    snprintf(archbuf, sizeof archbuf, "%.*s", (int)(arch.len < 63 ? arch.len : 63), arch.ptr);
-    int64_t n_ple = 0;
-    char key[128];
-    snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", archbuf);
-    if (lg_gguf_find_kv(g, key) && lg_gguf_get_i64(g, key, &n_ple, &err) != LG_OK) {
-        fprintf(stderr, "localgemma template: %s: %s\n", path, err.msg);
-        lg_gguf_close(g);
-        return 1;
-    }
+    enum lg_status st = lg_chat_flavour_from_gguf(g, out, &err);
     lg_gguf_close(g);
-    if (lg_chat_flavour_select(archbuf, n_ple > 0 ? (uint64_t)n_ple : 0, out, &err) != LG_OK) {
+    if (st != LG_OK) {
         fprintf(stderr, "localgemma template: %s: %s (use --flavour)\n", path, err.msg);
         return 1;
     }

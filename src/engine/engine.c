@@ -417,24 +417,6 @@ static void model_unload(struct lg_engine *e)
     publish_stats(e);
 }
 
-static enum lg_status model_flavour(const struct lg_gguf *g, enum lg_chat_flavour *out,
-                                    struct lg_err *err)
-{
-    struct lg_str arch;
-    enum lg_status st = lg_gguf_get_str(g, "general.architecture", &arch, err);
-    if (st != LG_OK)
-        return st;
-    char a[32], key[96];
-    size_t n = arch.len < sizeof a - 1 ? (size_t)arch.len : sizeof a - 1;
-    memcpy(a, arch.ptr, n);
-    a[n] = '\0';
-    uint32_t ple = 0;
-    snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", a);
-    if (lg_gguf_find_kv(g, key) && lg_gguf_get_u32(g, key, &ple, err) != LG_OK)
-        return err ? err->code : LG_ERR_FORMAT;
-    return lg_chat_flavour_select(a, ple, out, err);
-}
-
 static int32_t find_tok(const struct lg_vocab *v, const char *s)
 {
     return lg_tok_find(v, s, strlen(s));
@@ -450,7 +432,7 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
     snprintf(m->path, sizeof m->path, "%s", path);
     enum lg_status st = lg_gguf_open(path, &m->gguf, err);
     if (st == LG_OK)
-        st = model_flavour(m->gguf, &m->flavour, err);
+        st = lg_chat_flavour_from_gguf(m->gguf, &m->flavour, err);
     if (st == LG_OK)
         st = lg_vocab_load(m->gguf, &m->vocab, err);
     if (st == LG_OK)

@@ -38,25 +38,6 @@ int64_t lg_session_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static enum lg_status session_flavour(const struct lg_gguf *g, enum lg_chat_flavour *out,
-                                      struct lg_err *err)
-{
-    struct lg_str arch;
-    enum lg_status st = lg_gguf_get_str(g, "general.architecture", &arch, err);
-    if (st != LG_OK)
-        return st;
-    char a[32];
-    size_t n = arch.len < sizeof a - 1 ? (size_t)arch.len : sizeof a - 1;
-    memcpy(a, arch.ptr, n);
-    a[n] = '\0';
-    uint32_t ple = 0;
-    char key[96];
-    snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", a);
-    if (lg_gguf_find_kv(g, key) && lg_gguf_get_u32(g, key, &ple, err) != LG_OK)
-        return err ? err->code : LG_ERR_FORMAT;
-    return lg_chat_flavour_select(a, ple, out, err);
-}
-
 enum lg_status lg_session_open(const char *path, const struct lg_session_opts *opts,
                                struct lg_session **out, struct lg_err *err)
 {
@@ -67,7 +48,7 @@ enum lg_status lg_session_open(const char *path, const struct lg_session_opts *o
     enum lg_status st = lg_gguf_open(path, &s->gguf, err);
     if (st != LG_OK)
         goto fail;
-    st = session_flavour(s->gguf, &s->flavour, err);
+    st = lg_chat_flavour_from_gguf(s->gguf, &s->flavour, err);
     if (st != LG_OK)
         goto fail;
     st = lg_vocab_load(s->gguf, &s->vocab, err);

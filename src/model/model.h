@@ -139,6 +139,23 @@ struct lg_model_state;
 enum lg_status lg_model_state_create(const struct lg_model *m, int64_t n_ctx, int64_t n_chunk,
                                      struct lg_model_state **out, struct lg_err *err);
 void lg_model_state_destroy(struct lg_model_state *s);
+/* The same with every option: KV-cache storage types for K and V (enum lg_qtype: F32, F16,
+ * Q8_0, Q4_0; issue #9). lg_model_state_create() above = F32 K/V (exact; the reference tests).
+ * lg_state_opts_default(): n_ctx 4096, n_chunk 0 (default), F16 K and V (what users get). */
+struct lg_state_opts {
+    int64_t n_ctx;
+    int64_t n_chunk;       /* 0: default */
+    uint32_t type_k;       /* enum lg_qtype */
+    uint32_t type_v;
+};
+void lg_state_opts_default(struct lg_state_opts *o);
+enum lg_status lg_model_state_create_opts(const struct lg_model *m, const struct lg_state_opts *o,
+                                          struct lg_model_state **out, struct lg_err *err);
+/* Exactly the bytes lg_model_state_create_opts() allocates (KV + activations + scratch) for
+ * this configuration, without allocating (the memory planner, `estimate`). */
+size_t lg_model_state_bytes(const struct lg_model_cfg *cfg, size_t max_cols,
+                            const struct lg_state_opts *o);
+
 struct lg_kv *lg_model_state_kv(struct lg_model_state *s);
 /* Uses this kernel table instead of lg_kern_get() (tests). */
 void lg_model_state_set_kern(struct lg_model_state *s, const struct lg_kern *k);
@@ -160,5 +177,25 @@ enum lg_logits_mode {
 enum lg_status lg_model_forward(const struct lg_model *m, struct lg_model_state *s,
                                 const int32_t *tokens, int64_t n_tok, enum lg_logits_mode mode,
                                 float *logits, struct lg_err *err);
+
+/* ---- batched forward (continuous batching, issue #6) -------------------------------------
+ * Several sequences advance in one pass: every weight matrix is read once for all their
+ * tokens. Segment i appends tokens[0..n_tok) to seg[i].state's cache (at its own positions)
+ * and leaves logits as `mode` says. The scratch state `work` provides the activation buffers
+ * and the thread pool (its own KV is not touched); the segments' states provide only their KV
+ * caches. The sum of n_tok may exceed work's n_chunk (the batch is split). A segment's n_tok
+ * must not exceed its own state's n_chunk (the sliding rings are sized for it).
+ * Errors: like lg_model_forward, checked for every segment before anything runs; *i_failed
+ * (may be NULL) names the offending segment. No allocation. */
+struct lg_batch_seg {
+    struct lg_model_state *state;
+    const int32_t *tokens;
+    int64_t n_tok;
+    enum lg_logits_mode mode;
+    float *logits;
+};
+enum lg_status lg_model_forward_batch(const struct lg_model *m, struct lg_model_state *work,
+                                      struct lg_batch_seg *seg, int n_seg, int *i_failed,
+                                      struct lg_err *err);
 
 #endif

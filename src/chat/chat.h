@@ -88,12 +88,26 @@ enum lg_chat_event_type {
     LG_CHAT_EV_ERROR = 3      /* a malformed tool call: text holds a JSON error object */
 };
 
+/* Opt-in (lg_chat_parser_stream_calls), so it is kept out of enum lg_chat_event_type and the
+ * switches over it: an event of this type (compare `(int)ev.type`) is a piece of the arguments
+ * of the tool call being generated, as JSON text, emitted while the call streams. The first
+ * delta of a call carries its name (NULL on later ones). The call still ends with a TOOL_CALL
+ * event (whose `streamed` counts the bytes these deltas delivered) or an ERROR event. Deltas
+ * are only emitted while the call is written in the canonical Gemma 4 syntax that converts one
+ * way only (what a grammar-constrained model writes); anything the final parse might repair or
+ * coerce stops the deltas for that call, and the rest of the arguments then arrive with the
+ * TOOL_CALL event. */
+enum { LG_CHAT_EV_TOOL_CALL_DELTA = 4 };
+
 struct lg_chat_event {
     enum lg_chat_event_type type;
     char *text;      /* CONTENT / REASONING delta; TOOL_CALL: arguments JSON; ERROR: JSON object */
     size_t len;
     char *name;      /* TOOL_CALL: function name (NULL otherwise) */
     bool repaired;   /* TOOL_CALL: recovered from a malformed call (see toolcall.c / parse.c) */
+    size_t streamed; /* TOOL_CALL: leading bytes of text already delivered by DELTA events
+                      * (text always holds the complete arguments; text[0..streamed) equals the
+                      * concatenated deltas, or the parser emits ERROR instead) */
 };
 
 struct lg_chat_parser;
@@ -104,6 +118,10 @@ struct lg_chat_parser;
  * NULL on allocation failure. */
 struct lg_chat_parser *lg_chat_parser_create(enum lg_chat_flavour f, const json_t *tools);
 void lg_chat_parser_destroy(struct lg_chat_parser *p);
+
+/* Turns LG_CHAT_EV_TOOL_CALL_DELTA events on or off (off by default); takes effect from the
+ * next piece fed. */
+void lg_chat_parser_stream_calls(struct lg_chat_parser *p, bool on);
 
 /* For a prompt that already ends inside the thought channel (the Gemma 4 generation prompt after
  * a tool response with thinking on ends in `<|channel>thought\n`): start in reasoning. Call
@@ -146,6 +164,10 @@ void lg_chat_buf_free(struct lg_chat_buf *b);
 bool lg_chat_render_gemma4(struct lg_chat_buf *b, const json_t *messages, const json_t *tools,
                            const struct lg_chat_opts *opts, struct lg_err *err,
                            enum lg_status *status);
+
+/* Appends s[0..len) as JSON string content, without quotes (toolcall.c): the escaping every
+ * tool-call argument string gets. Invalid UTF-8 becomes U+FFFD. */
+void lg_chat_json_escape(struct lg_chat_buf *b, const char *s, size_t len);
 
 /* Python / Jinja value semantics over jansson values (pyval.c). */
 bool lg_py_truthy(const json_t *v);                          /* Python bool(); NULL = Undefined */

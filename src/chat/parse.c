@@ -5,7 +5,8 @@
  *   (<|tool_call>call:NAME{…}<tool_call|>)* ... then an end-of-generation token.
  * Text arrives in pieces; markers are recognised textually (a special token is fed as its text),
  * and a tail that could still grow into a marker is held back, so no half marker ever reaches
- * the answer. Tolerated (spec §7.12–7.13): a stray <channel|> or <tool_call|> (dropped), an
+ * the answer. Tolerated (spec §7.12–7.13): a stray <channel|> or <tool_call|> (dropped), a
+ * <|"|> outside a call (an ordinary '"' in the text: the delimiter is never markup there), an
  * extra empty thought block (emits nothing), a channel without "thought", a tool call without
  * its opening <|tool_call> at the start of a content segment (`call:NAME{…}`, recognised by its
  * shape and ended when its braces balance), a tool call cut short by <|channel> or an
@@ -13,12 +14,16 @@
  * parsed becomes an ERROR event holding a JSON object; its markup never leaks into the answer.
  * Whitespace at the start and end of each content / reasoning segment is dropped (the
  * templates trim both when the turn goes back into history).
+ * While a canonical call streams, its arguments go out as TOOL_CALL_DELTA events as they are
+ * generated (struct sconv); the TOOL_CALL event that ends the call says how much of its
+ * arguments the deltas already delivered.
  *
  * Gemma 3: everything is answer text until <end_of_turn>, <eos> or <start_of_turn>.
  *
  * Invariant: `pend` holds only text not yet classified; in every state but TOOLCALL it is
  * shorter than the longest marker once process() returns.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +41,8 @@ enum mact {
     MA_CLOSE_CHANNEL,
     MA_CALL,    /* open a tool call */
     MA_END_CALL,
-    MA_DONE     /* end of generation */
+    MA_DONE,    /* end of generation */
+    MA_QUOTE    /* the <|"|> string delimiter outside a call: an ordinary quote character */
 };
 
 struct marker {
@@ -48,17 +54,57 @@ static const struct marker g4_content[] = {
     {"<|channel>", MA_CHANNEL},  {"<channel|>", MA_DROP},        {"<|tool_call>", MA_CALL},
     {"<tool_call|>", MA_DROP},   {"<tool_response|>", MA_DROP},  {"<|turn>", MA_DONE},
     {"<turn|>", MA_DONE},        {"<eos>", MA_DONE},             {"<|tool_response>", MA_DONE},
-    {NULL, MA_DROP}};
+    {"<|\"|>", MA_QUOTE},        {NULL, MA_DROP}};
 static const struct marker g4_reasoning[] = {
     {"<channel|>", MA_CLOSE_CHANNEL}, {"<|tool_call>", MA_CALL},  {"<|channel>", MA_DROP},
     {"<tool_call|>", MA_DROP},        {"<|turn>", MA_DONE},       {"<turn|>", MA_DONE},
-    {"<eos>", MA_DONE},               {"<|tool_response>", MA_DONE}, {NULL, MA_DROP}};
+    {"<eos>", MA_DONE},               {"<|tool_response>", MA_DONE}, {"<|\"|>", MA_QUOTE},
+    {NULL, MA_DROP}};
 static const struct marker g4_call[] = {
     {"<tool_call|>", MA_END_CALL}, {"<|tool_call>", MA_CALL}, {"<|channel>", MA_CHANNEL},
     {"<|turn>", MA_DONE},          {"<turn|>", MA_DONE},      {"<eos>", MA_DONE},
     {"<|tool_response>", MA_DONE}, {NULL, MA_DROP}};
 static const struct marker g3_content[] = {
     {"<end_of_turn>", MA_DONE}, {"<eos>", MA_DONE}, {"<start_of_turn>", MA_DONE}, {NULL, MA_DROP}};
+
+
+/* Streaming conversion of a tool call's arguments (LG_CHAT_EV_TOOL_CALL_DELTA).
+ *
+ * A strict, incremental reader of the canonical Gemma 4 call syntax — `call:NAME{` then bare
+ * keys, <|"|>strings<|"|>, JSON numbers, true/false/null, nested {…} / […], no whitespace —
+ * which is exactly what the tool-call grammar lets a model write. It appends to `out` the same
+ * JSON that lg_chat_parse_call() builds for the finished call (same escaping function, numbers
+ * copied as written), so what has been streamed is always a prefix of the final arguments.
+ * Anything outside that syntax (whitespace, Python words, stray quotes, a string where the
+ * schema wants an array or object and coercion may rewrite it, ...) kills the stream for the
+ * call: the rest is delivered whole by the TOOL_CALL event, built by the tolerant parser.
+ * Two decisions of the tolerant parser depend on what follows a value: a <|"|> ends a string,
+ * and a scalar ends, at `,` inside an object only when a `key:` follows. Output past such a
+ * comma is held back (`hold`) until the key and its ':' have arrived. */
+enum sc_state {
+    SC_PREFIX, SC_NAME, SC_KEY_FIRST, SC_KEY, SC_VALUE, SC_ARR_FIRST, SC_STR, SC_STR_END,
+    SC_SCALAR, SC_AFTER, SC_END
+};
+
+enum { SC_MAX_DEPTH = 64, SC_MAX_KEY = 100, SC_MAX_SCALAR = 64, SC_NO_HOLD = -1 };
+
+struct sconv {
+    enum sc_state st;
+    bool dead;             /* stopped streaming this call */
+    size_t scan;           /* bytes of the call body read so far */
+    struct lg_chat_buf out; /* arguments JSON built so far */
+    size_t sent;           /* bytes of out delivered as deltas */
+    long hold;             /* SC_NO_HOLD, or: deliver no more than this many bytes of out */
+    char stack[SC_MAX_DEPTH]; /* '{' or '[' per open container */
+    int depth;
+    size_t key_start, key_len; /* current key in the body */
+    char name[128];        /* the function's name once known (NUL), else "" */
+    bool name_sent;
+    const json_t *props;   /* the tool's parameters.properties (borrowed), or NULL */
+    const char *top_key_type; /* schema "type" of the current top-level key, or NULL */
+    char scal[SC_MAX_SCALAR + 1];
+    size_t scal_len;
+};
 
 struct lg_chat_parser {
     enum lg_chat_flavour flavour;
@@ -71,6 +117,8 @@ struct lg_chat_parser {
     bool bare_in_str, bare_opened;
     bool seg_has_text;           /* current segment emitted non-whitespace already */
     struct lg_chat_buf held_ws;  /* trailing whitespace of the segment, not yet emitted */
+    struct sconv sc;             /* streaming conversion of the current call's arguments */
+    bool stream_calls;           /* emit LG_CHAT_EV_TOOL_CALL_DELTA */
     json_t *tools;               /* deep copy of the request's tools, or NULL */
     struct lg_chat_event *q;     /* event queue [q_head, q_len) */
     size_t q_head, q_len, q_cap;
@@ -291,6 +339,8 @@ static bool coerce_stringified(const json_t *fn, char **args)
     return true;
 }
 
+static void sc_reset(struct sconv *c);
+
 static void finish_call(struct lg_chat_parser *p)
 {
     char *name = NULL, *args = NULL;
@@ -313,9 +363,16 @@ static void finish_call(struct lg_chat_parser *p)
         bool known = !p->tools || fn;
         if (fn && coerce_stringified(fn, &args))
             repaired = true;
+        size_t sent = p->sc.sent;
         if (!known) {
             emit_error(p, "unknown_tool", "the model called a tool that was not offered", name,
                        body, p->call.len);
+        } else if (sent > 0 && (strlen(args) < sent || memcmp(args, p->sc.out.ptr, sent) != 0)) {
+            /* cannot happen for canonical calls (see struct sconv); never send a call whose
+             * pieces disagree */
+            emit_error(p, "tool_call_stream_mismatch",
+                       "the tool call's arguments changed after they were streamed", name, body,
+                       p->call.len);
         } else {
             struct lg_chat_event *e = push_event(p, LG_CHAT_EV_TOOL_CALL);
             if (e) {
@@ -323,6 +380,7 @@ static void finish_call(struct lg_chat_parser *p)
                 e->text = args;
                 e->len = strlen(args);
                 e->repaired = repaired || p->call_bare;
+                e->streamed = sent;
                 name = args = NULL;
             }
         }
@@ -331,6 +389,8 @@ static void finish_call(struct lg_chat_parser *p)
     free(args);
     p->call.len = 0;
     p->call_bare = false;
+    sc_reset(&p->sc);
+    p->sc.dead = true; /* nothing streams until the next call starts */
 }
 
 /* ---- scanning ---------------------------------------------------------------------------------- */
@@ -397,6 +457,347 @@ static void consume(struct lg_chat_buf *b, size_t n)
     b->ptr[b->len] = 0;
 }
 
+/* ---- streaming tool-call arguments (struct sconv) ------------------------------------------- */
+
+static const char SC_DQ[] = "<|\"|>";
+
+static void sc_reset(struct sconv *c)
+{
+    struct lg_chat_buf out = c->out;
+    memset(c, 0, sizeof *c);
+    out.len = 0;
+    c->out = out;
+    c->hold = SC_NO_HOLD;
+}
+
+static bool sc_kill(struct sconv *c)
+{
+    c->dead = true;
+    return false;
+}
+
+/* The tool's parameters.properties for name, or NULL; false when tools are given and the name
+ * is not one of them (the final parse reports that). */
+static bool sc_find_tool(const json_t *tools, const char *name, const json_t **props)
+{
+    *props = NULL;
+    if (!tools)
+        return true;
+    for (size_t i = 0; i < json_array_size(tools); i++) {
+        const json_t *f = json_object_get(json_array_get(tools, i), "function");
+        const char *fname = json_string_value(json_object_get(f, "name"));
+        if (fname && strcmp(fname, name) == 0) {
+            *props = json_object_get(json_object_get(f, "parameters"), "properties");
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Strict JSON literal: true, false, null, or a JSON number a double can hold. */
+static bool sc_scalar_ok(const char *t, size_t n)
+{
+    if ((n == 4 && !memcmp(t, "true", 4)) || (n == 5 && !memcmp(t, "false", 5)) ||
+        (n == 4 && !memcmp(t, "null", 4)))
+        return true;
+    size_t i = 0;
+    if (i < n && t[i] == '-')
+        i++;
+    if (i >= n || t[i] < '0' || t[i] > '9')
+        return false;
+    if (t[i] == '0')
+        i++;
+    else
+        while (i < n && t[i] >= '0' && t[i] <= '9')
+            i++;
+    if (i < n && t[i] == '.') {
+        size_t d = ++i;
+        while (i < n && t[i] >= '0' && t[i] <= '9')
+            i++;
+        if (i == d)
+            return false;
+    }
+    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+        i++;
+        if (i < n && (t[i] == '+' || t[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < n && t[i] >= '0' && t[i] <= '9')
+            i++;
+        if (i == d)
+            return false;
+    }
+    return i == n && !isinf(strtod(t, NULL));
+}
+
+/* A closing '}' or ']' for the innermost container. */
+static bool sc_close(struct sconv *c, char ch)
+{
+    if (c->depth == 0 || (ch == '}') != (c->stack[c->depth - 1] == '{'))
+        return sc_kill(c);
+    lg_chat_buf_put(&c->out, &ch, 1);
+    c->depth--;
+    c->st = c->depth == 0 ? SC_END : SC_AFTER;
+    return true;
+}
+
+/* What follows a complete value: ',' / '}' / ']'. hold_at is where output must stop until
+ * the next key is confirmed when a ',' inside an object follows (SC_NO_HOLD: no need). */
+static bool sc_after_value(struct sconv *c, char ch, long hold_at)
+{
+    if (ch == '}' || ch == ']')
+        return sc_close(c, ch);
+    if (ch != ',' || c->depth == 0)
+        return sc_kill(c);
+    lg_chat_buf_put(&c->out, ",", 1);
+    if (c->stack[c->depth - 1] == '{') {
+        if (hold_at != SC_NO_HOLD && c->hold == SC_NO_HOLD)
+            c->hold = hold_at;
+        c->st = SC_KEY;
+        c->key_len = 0;
+    } else {
+        c->st = SC_VALUE;
+    }
+    return true;
+}
+
+static bool sc_open(struct sconv *c, char ch)
+{
+    if (c->depth == SC_MAX_DEPTH)
+        return sc_kill(c);
+    c->stack[c->depth++] = ch;
+    lg_chat_buf_put(&c->out, &ch, 1);
+    c->st = ch == '{' ? SC_KEY_FIRST : SC_ARR_FIRST;
+    return true;
+}
+
+/* Reads what is new in the call body b[0..n). Stops (leaving scan) where it must wait for
+ * more bytes. */
+static void sc_run(struct sconv *c, const json_t *tools, const char *b, size_t n)
+{
+    while (!c->dead && c->scan < n) {
+        size_t i = c->scan, avail = n - i;
+        unsigned char ch = (unsigned char)b[i];
+        switch (c->st) {
+        case SC_PREFIX:
+            if (avail < 5) {
+                if (memcmp(b + i, "call:", avail) != 0)
+                    sc_kill(c);
+                return;
+            }
+            if (memcmp(b + i, "call:", 5) != 0) {
+                sc_kill(c);
+                return;
+            }
+            c->scan += 5;
+            c->st = SC_NAME;
+            c->key_start = c->scan; /* reused: start of the name */
+            break;
+        case SC_NAME:
+            if (ch == '{') {
+                size_t len = i - c->key_start;
+                if (len == 0 || len >= sizeof c->name) {
+                    sc_kill(c);
+                    return;
+                }
+                memcpy(c->name, b + c->key_start, len);
+                c->name[len] = 0;
+                if (!sc_find_tool(tools, c->name, &c->props)) {
+                    sc_kill(c);
+                    return;
+                }
+                c->scan++;
+                sc_open(c, '{');
+            } else if (is_name_char((char)ch) || ch == ':' || ch == '/') {
+                c->scan++;
+            } else {
+                sc_kill(c);
+            }
+            break;
+        case SC_KEY_FIRST:
+            if (ch == '}') {
+                c->scan++;
+                sc_close(c, '}');
+                break;
+            }
+            c->st = SC_KEY;
+            c->key_len = 0;
+            break;
+        case SC_KEY:
+            if (ch == ':') {
+                if (c->key_len == 0) {
+                    sc_kill(c);
+                    return;
+                }
+                lg_chat_buf_put(&c->out, "\"", 1);
+                lg_chat_json_escape(&c->out, b + c->key_start, c->key_len);
+                lg_chat_buf_put(&c->out, "\":", 2);
+                c->top_key_type = NULL;
+                if (c->depth == 1 && c->props) {
+                    struct lg_chat_buf k = {0};
+                    lg_chat_buf_put(&k, b + c->key_start, c->key_len);
+                    if (k.ptr)
+                        c->top_key_type = json_string_value(
+                            json_object_get(json_object_get(c->props, k.ptr), "type"));
+                    lg_chat_buf_free(&k);
+                }
+                c->hold = SC_NO_HOLD; /* the value before the ',' really ended */
+                c->scan++;
+                c->st = SC_VALUE;
+            } else if (ch <= ' ' || ch == '"' || ch == ',' || ch == '{' || ch == '[' ||
+                       ch == '}' || ch == ']' || ch == '(' || ch == ')' || ch == '=' ||
+                       ch == '<' || c->key_len >= SC_MAX_KEY) {
+                sc_kill(c);
+            } else {
+                if (c->key_len == 0)
+                    c->key_start = i;
+                c->key_len++;
+                c->scan++;
+            }
+            break;
+        case SC_ARR_FIRST:
+            if (ch == ']') {
+                c->scan++;
+                sc_close(c, ']');
+                break;
+            }
+            c->st = SC_VALUE;
+            break;
+        case SC_VALUE:
+            if (ch == '<') {
+                if (avail < 5) {
+                    if (memcmp(b + i, SC_DQ, avail) != 0)
+                        sc_kill(c);
+                    return;
+                }
+                if (memcmp(b + i, SC_DQ, 5) != 0) {
+                    sc_kill(c);
+                    return;
+                }
+                /* a string where the schema wants an array / object may be coerced */
+                if (c->depth == 1 && c->top_key_type &&
+                    (!strcmp(c->top_key_type, "array") || !strcmp(c->top_key_type, "object"))) {
+                    sc_kill(c);
+                    return;
+                }
+                lg_chat_buf_put(&c->out, "\"", 1);
+                c->scan += 5;
+                c->st = SC_STR;
+            } else if (ch == '{' || ch == '[') {
+                c->scan++;
+                sc_open(c, (char)ch);
+            } else if (ch == '-' || (ch >= '0' && ch <= '9') || ch == 't' || ch == 'f' ||
+                       ch == 'n') {
+                c->scal_len = 0;
+                c->st = SC_SCALAR;
+            } else {
+                sc_kill(c);
+            }
+            break;
+        case SC_STR:
+            if (ch == '<') {
+                if (avail < 5 && memcmp(b + i, SC_DQ, avail) == 0)
+                    return; /* may be the closing delimiter */
+                if (avail >= 5 && memcmp(b + i, SC_DQ, 5) == 0) {
+                    c->scan += 5;
+                    c->st = SC_STR_END;
+                    break;
+                }
+                lg_chat_json_escape(&c->out, "<", 1);
+                c->scan++;
+            } else if (ch < 0x80) {
+                lg_chat_json_escape(&c->out, b + i, 1);
+                c->scan++;
+            } else {
+                size_t l = (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 1;
+                if (avail < l)
+                    return; /* the rest of the sequence has not arrived */
+                /* a valid sequence is copied as is; otherwise one U+FFFD per byte, as the
+                 * whole-string escape does */
+                size_t before = c->out.len;
+                lg_chat_json_escape(&c->out, b + i, l);
+                if (l > 1 && (c->out.len - before != l ||
+                              memcmp(c->out.ptr + before, b + i, l) != 0)) {
+                    c->out.len = before;
+                    lg_chat_json_escape(&c->out, b + i, 1);
+                    l = 1;
+                }
+                c->scan += l;
+            }
+            break;
+        case SC_STR_END: {
+            long at = (long)c->out.len; /* before the closing quote */
+            if (ch != ',' && ch != '}' && ch != ']') {
+                sc_kill(c);
+                return;
+            }
+            lg_chat_buf_put(&c->out, "\"", 1);
+            c->scan++;
+            sc_after_value(c, (char)ch, at);
+            break;
+        }
+        case SC_SCALAR:
+            if (ch == ',' || ch == '}' || ch == ']') {
+                c->scal[c->scal_len] = 0;
+                if (!sc_scalar_ok(c->scal, c->scal_len)) {
+                    sc_kill(c);
+                    return;
+                }
+                long at = (long)c->out.len;
+                lg_chat_buf_put(&c->out, c->scal, c->scal_len);
+                c->scan++;
+                sc_after_value(c, (char)ch, at);
+            } else if (c->scal_len < SC_MAX_SCALAR &&
+                       ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                        (ch >= 'A' && ch <= 'Z') || ch == '.' || ch == '+' || ch == '-')) {
+                c->scal[c->scal_len++] = (char)ch;
+                c->scan++;
+            } else {
+                sc_kill(c);
+            }
+            break;
+        case SC_AFTER:
+            c->scan++;
+            sc_after_value(c, (char)ch, SC_NO_HOLD);
+            break;
+        case SC_END:
+            sc_kill(c);
+            break;
+        }
+        if (c->out.oom)
+            sc_kill(c);
+    }
+}
+
+/* Runs the converter over the body so far and queues a delta for what became certain. */
+static void sc_feed(struct lg_chat_parser *p)
+{
+    struct sconv *c = &p->sc;
+    if (c->dead || p->call_bare || !p->stream_calls)
+        return;
+    sc_run(c, p->tools, p->call.ptr ? p->call.ptr : "", p->call.len);
+    if (c->dead || !c->name[0])
+        return;
+    size_t limit = c->hold == SC_NO_HOLD ? c->out.len : (size_t)c->hold;
+    if (limit <= c->sent)
+        return;
+    struct lg_chat_event *e = push_event(p, (enum lg_chat_event_type)LG_CHAT_EV_TOOL_CALL_DELTA);
+    if (!e)
+        return;
+    e->text = dup_n(c->out.ptr + c->sent, limit - c->sent);
+    e->len = limit - c->sent;
+    if (!c->name_sent)
+        e->name = dup_n(c->name, strlen(c->name));
+    if (!e->text || (!c->name_sent && !e->name)) {
+        lg_chat_event_free(e);
+        p->q_len--;
+        p->oom = true;
+        return;
+    }
+    c->name_sent = true;
+    c->sent = limit;
+}
+
 /* Bare call (no <|tool_call>): appends text to the body until its braces balance. Returns how
  * many bytes of s were taken; may switch the state back to content. */
 static size_t bare_call_text(struct lg_chat_parser *p, const char *s, size_t n)
@@ -454,6 +855,7 @@ static size_t state_text(struct lg_chat_parser *p, const char *s, size_t n)
         if (p->call_bare)
             return bare_call_text(p, s, n);
         lg_chat_buf_put(&p->call, s, n);
+        sc_feed(p);
         return n;
     default: return n;
     }
@@ -466,6 +868,7 @@ static void start_call(struct lg_chat_parser *p, bool bare)
     p->call_bare = bare;
     p->bare_depth = 0;
     p->bare_in_str = p->bare_opened = false;
+    sc_reset(&p->sc);
 }
 
 static void apply_marker(struct lg_chat_parser *p, enum mact act)
@@ -473,6 +876,10 @@ static void apply_marker(struct lg_chat_parser *p, enum mact act)
     bool in_call = p->st == PS_TOOLCALL;
     if (act == MA_DROP)
         return;
+    if (act == MA_QUOTE) {
+        emit_text(p, p->st == PS_REASONING ? LG_CHAT_EV_REASONING : LG_CHAT_EV_CONTENT, "\"", 1);
+        return;
+    }
     if (in_call && act != MA_DROP)
         finish_call(p); /* a call ends at its close marker, or is cut short by another marker */
     end_segment(p);
@@ -482,7 +889,8 @@ static void apply_marker(struct lg_chat_parser *p, enum mact act)
     case MA_END_CALL: p->st = PS_CONTENT; break;
     case MA_CALL: start_call(p, false); break;
     case MA_DONE: p->st = PS_DONE; break;
-    case MA_DROP: break;
+    case MA_DROP:
+    case MA_QUOTE: break;
     }
 }
 
@@ -601,6 +1009,12 @@ struct lg_chat_parser *lg_chat_parser_create(enum lg_chat_flavour f, const json_
     return p;
 }
 
+void lg_chat_parser_stream_calls(struct lg_chat_parser *p, bool on)
+{
+    if (p)
+        p->stream_calls = on;
+}
+
 void lg_chat_parser_begin_in_reasoning(struct lg_chat_parser *p)
 {
     if (p && p->flavour != LG_CHAT_GEMMA3)
@@ -617,6 +1031,7 @@ void lg_chat_parser_destroy(struct lg_chat_parser *p)
     free(p->q);
     lg_chat_buf_free(&p->pend);
     lg_chat_buf_free(&p->call);
+    lg_chat_buf_free(&p->sc.out);
     lg_chat_buf_free(&p->held_ws);
     free(p);
 }

@@ -76,7 +76,7 @@ static size_t find_dq(const struct cp *c, size_t pos)
 }
 
 /* Appends s[0..len) as JSON string content (no quotes); invalid UTF-8 becomes U+FFFD. */
-static void json_escape(struct lg_chat_buf *b, const char *s, size_t len)
+void lg_chat_json_escape(struct lg_chat_buf *b, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
@@ -126,7 +126,7 @@ static void json_escape(struct lg_chat_buf *b, const char *s, size_t len)
 static void emit_str(struct cp *c, const char *s, size_t len)
 {
     lg_chat_buf_put(&c->out, "\"", 1);
-    json_escape(&c->out, s, len);
+    lg_chat_json_escape(&c->out, s, len);
     lg_chat_buf_put(&c->out, "\"", 1);
 }
 
@@ -138,7 +138,7 @@ static void emit_str_undq(struct cp *c, size_t a, size_t b)
         size_t d = find_dq(c, a);
         if (d > b)
             d = b;
-        json_escape(&c->out, c->s + a, d - a);
+        lg_chat_json_escape(&c->out, c->s + a, d - a);
         if (d >= b)
             break;
         lg_chat_buf_put(&c->out, "\\\"", 2);

@@ -1,5 +1,5 @@
 /* cmd_bench.c: `localgemma bench MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--depth D]
- * [--json] [--watts W]` and `localgemma bench --membw [-t N] [--json]`.
+ * [--ctx N] [--kv-type T] [--json] [--watts W]` and `localgemma bench --membw [-t N] [--json]`.
  *
  * Per repetition, on one state: a p-token prompt with logits of the last token (TTFT and
  * prefill tokens/s), then, after rewinding, an untimed D-token context and n single-token
@@ -19,7 +19,11 @@
 #include "base/threadpool.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/preflight.h"
+#include "kv/kv.h"
 #include "model/model.h"
+#include "quant/quant.h"
+#include "store/store.h"
 
 #define CMD "bench"
 
@@ -34,9 +38,13 @@ static double now_s(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: localgemma bench MODEL.gguf [-p N] [-n N] [-t N] [-r REPS] "
-                    "[--depth D] [--watts W] [--json]\n"
-                    "       localgemma bench --membw [-t N] [--json]\n");
+    fprintf(stderr, "usage: localgemma bench MODEL [-p N] [-n N] [-t N] [-r REPS] "
+                    "[--depth D] [--ctx N]\n"
+                    "                        [--kv-type|--kv-type-k|--kv-type-v f32|f16|q8_0|q4_0] "
+                    "[--watts W] [--json]\n"
+                    "       localgemma bench --membw [-t N] [--json]\n"
+                    "  --ctx N: the state's context (default p, or depth + n, + 1); the memory "
+                    "plan is checked first\n");
     return 2;
 }
 
@@ -87,8 +95,10 @@ static double weight_bytes_per_token(const struct lg_model *m)
     return b;
 }
 
-/* K/V bytes one decode step at context `depth` reads (f32 cache; sliding layers: window). */
-static double kv_bytes_per_token(const struct lg_model *m, int64_t depth)
+/* K/V bytes one decode step at context `depth` reads (sliding layers: window), in the cache's
+ * storage types. */
+static double kv_bytes_per_token(const struct lg_model *m, int64_t depth, uint32_t type_k,
+                                 uint32_t type_v)
 {
     const struct lg_model_cfg *c = &m->cfg;
     double b = 0;
@@ -97,7 +107,10 @@ static double kv_bytes_per_token(const struct lg_model *m, int64_t depth)
         int64_t keys = depth + 1;
         if (lc->sliding && c->sliding_window > 0 && keys > c->sliding_window)
             keys = c->sliding_window;
-        b += 2.0 * (double)keys * (double)lc->n_head_kv * (double)lc->head_dim * 4.0;
+        uint64_t rk = 0, rv = 0, width = (uint64_t)lc->n_head_kv * (uint64_t)lc->head_dim;
+        lg_qtype_row_bytes(type_k, width, &rk);
+        lg_qtype_row_bytes(type_v, width, &rv);
+        b += (double)keys * (double)(rk + rv);
     }
     return b;
 }
@@ -163,6 +176,23 @@ static void json_str(const char *s)
     putchar('"');
 }
 
+/* Current RSS of the mapping (file pages) and of the heap, in KiB (-1 when unknown). */
+static void rss_split_kb(long *file_kb, long *anon_kb)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    *file_kb = *anon_kb = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        long v;
+        if (sscanf(line, "RssFile: %ld kB", &v) == 1)
+            *file_kb = v;
+        else if (sscanf(line, "RssAnon: %ld kB", &v) == 1)
+            *anon_kb = v;
+    }
+    if (f)
+        fclose(f);
+}
+
 /* Peak RSS in KiB: VmHWM of this process image. getrusage's ru_maxrss survives execve, so a
  * bench started from a large parent (bench/compare's Python with llama.cpp loaded) would
  * report the parent's peak; it is only the fallback. */
@@ -187,11 +217,22 @@ int lg_cmd_bench(int argc, char **argv)
 {
     const char *path = NULL;
     int64_t p = 512, n = 128, threads = lg_tp_default_threads(), reps = 3, depth = 0;
+    int64_t ctx_opt = 0;
     double watts = 0;
     int json = 0, do_membw = 0;
+    struct lg_cli_kv kvo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        if (!strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "-t") || !strcmp(a, "-r") ||
+        int kr = lg_cli_kv_flag(CMD, argc, argv, &i, &kvo);
+        if (kr < 0)
+            return 2;
+        if (kr > 0)
+            continue;
+        if (!strcmp(a, "--ctx")) {
+            if (!(v = lg_arg_value(CMD, argc, argv, &i)) ||
+                !lg_arg_i64(CMD, a, v, 2, (int64_t)1 << 30, &ctx_opt))
+                return 2;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "-t") || !strcmp(a, "-r") ||
             !strcmp(a, "--depth") || !strcmp(a, "--watts")) {
             if (!(v = lg_arg_value(CMD, argc, argv, &i)))
                 return 2;
@@ -240,6 +281,25 @@ int lg_cmd_bench(int argc, char **argv)
         return usage();
 
     struct lg_err err = {0};
+    char rpath[4096];
+    if (lg_store_resolve_default(path, false, rpath, sizeof rpath, &err) != LG_OK) {
+        fprintf(stderr, "localgemma bench: %s\n", err.msg);
+        return 1;
+    }
+    path = rpath;
+    int64_t n_ctx = (p > depth + n ? p : depth + n) + 1;
+    if (ctx_opt) {
+        if (ctx_opt < n_ctx) {
+            fprintf(stderr, "localgemma bench: --ctx %lld is smaller than the %lld positions "
+                    "-p/--depth/-n need\n", (long long)ctx_opt, (long long)n_ctx);
+            return 2;
+        }
+        n_ctx = ctx_opt;
+    }
+    int64_t planned;
+    if (lg_cli_preflight(CMD, path, n_ctx, 1, &kvo, &planned) != 0)
+        return 1;
+    lg_cli_kv_finish(&kvo);
     struct lg_model *m = NULL;
     double t0 = now_s();
     if (lg_model_open(path, &m, &err) != LG_OK) {
@@ -247,7 +307,11 @@ int lg_cmd_bench(int argc, char **argv)
         return 1;
     }
     double load_s = now_s() - t0;
-    int64_t n_ctx = (p > depth + n ? p : depth + n) + 1;
+    struct lg_state_opts so;
+    lg_state_opts_default(&so);
+    so.n_ctx = n_ctx;
+    so.type_k = kvo.type_k;
+    so.type_v = kvo.type_v;
     struct lg_model_state *s = NULL;
     int rc = 1;
     int32_t *tok = malloc((size_t)(n_ctx + p) * sizeof *tok);
@@ -256,7 +320,7 @@ int lg_cmd_bench(int argc, char **argv)
         fprintf(stderr, "localgemma bench: out of memory\n");
         goto done;
     }
-    if (lg_model_state_create(m, n_ctx, 0, &s, &err) != LG_OK ||
+    if (lg_model_state_create_opts(m, &so, &s, &err) != LG_OK ||
         lg_model_state_set_threads(s, (int)threads, &err) != LG_OK) {
         fprintf(stderr, "localgemma bench: %s\n", err.msg);
         goto done;
@@ -299,9 +363,10 @@ int lg_cmd_bench(int argc, char **argv)
     }
     struct stat3 spp = stats(pp, (int)reps), stg = stats(tg, (int)reps),
                  sttft = stats(ttft, (int)reps);
-    double wb = weight_bytes_per_token(m), kvb = kv_bytes_per_token(m, depth + n / 2);
+    double wb = weight_bytes_per_token(m), kvb = kv_bytes_per_token(m, depth + n / 2, kvo.type_k, kvo.type_v);
     double bw = (wb + kvb) * stg.med / 1e9;
-    long rss = peak_rss_kb();
+    long rss = peak_rss_kb(), rss_file, rss_anon;
+    rss_split_kb(&rss_file, &rss_anon);
     /* kWh per 1e6 tokens = W * (1e6 / rate) s / 3.6e6 J/kWh */
     double kwh_tg = watts > 0 ? watts * (1e6 / stg.med) / 3.6e6 : 0;
     double kwh_pp = watts > 0 ? watts * (1e6 / spp.med) / 3.6e6 : 0;
@@ -314,10 +379,13 @@ int lg_cmd_bench(int argc, char **argv)
                "\"prefill_min_tps\": %.3f, \"prefill_max_tps\": %.3f, \"decode_tps\": %.9g, "
                "\"decode_min_tps\": %.3f, \"decode_max_tps\": %.3f, \"peak_rss_mib\": %.1f, "
                "\"weight_bytes_per_token\": %.0f, \"kv_bytes_per_token\": %.0f, "
-               "\"effective_gbs\": %.9g",
+               "\"effective_gbs\": %.9g, \"n_ctx\": %lld, \"kv_type_k\": \"%s\", "
+               "\"kv_type_v\": \"%s\", \"rss_file_mib\": %.1f, \"rss_anon_mib\": %.1f",
                (int)threads, (long long)p, (long long)n, (long long)depth, (int)reps,
                lg_kern_get()->isa, load_s, sttft.med, sttft.lo, sttft.hi, spp.med, spp.lo,
-               spp.hi, stg.med, stg.lo, stg.hi, (double)rss / 1024.0, wb, kvb, bw);
+               spp.hi, stg.med, stg.lo, stg.hi, (double)rss / 1024.0, wb, kvb, bw,
+               (long long)n_ctx, lg_kv_type_name(kvo.type_k), lg_kv_type_name(kvo.type_v),
+               (double)rss_file / 1024.0, (double)rss_anon / 1024.0);
         if (watts > 0)
             printf(", \"watts\": %.1f, \"decode_kwh_per_mtok\": %.9g, "
                    "\"prefill_kwh_per_mtok\": %.9g",
@@ -336,7 +404,10 @@ int lg_cmd_bench(int argc, char **argv)
                stg.med, stg.lo, stg.hi, (long long)depth);
         printf("bytes/token  %.1f MB weights + %.2f MB KV -> %.2f GB/s effective\n", wb / 1e6,
                kvb / 1e6, bw);
-        printf("peak RSS     %.1f MiB\n", (double)rss / 1024.0);
+        printf("peak RSS     %.1f MiB (now: %.1f MiB mapped file, %.1f MiB heap; context %lld, "
+               "KV %s/%s)\n", (double)rss / 1024.0, (double)rss_file / 1024.0,
+               (double)rss_anon / 1024.0, (long long)n_ctx, lg_kv_type_name(kvo.type_k),
+               lg_kv_type_name(kvo.type_v));
         if (watts > 0)
             printf("energy       %.3f kWh / 1M decoded tokens, %.4f kWh / 1M prompt tokens "
                    "at %.0f W\n",

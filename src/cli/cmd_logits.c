@@ -1,5 +1,7 @@
 /* cmd_logits.c: `localgemma logits MODEL.gguf --tokens 2,105,... [--out FILE] [--ctx N]
- * [--decode] [--chunk N] [--top K]`: runs token ids through the model, prints the top-K
+ * [--decode] [--chunk N] [--top K] [--kv-type T | --kv-type-k T --kv-type-v T]`: runs token
+ * ids through the model (KV cache in f32 unless --kv-type* says otherwise: this is the exact
+ * reference path, compared with transformers by tests/sh/test_logits.sh), prints the top-K
  * (id, logit) of every position, and with --out writes all logits as little-endian f32
  * [n_tokens][n_vocab]. --decode feeds the tokens one at a time (the KV-cache path) instead of
  * one prefill, so both paths can be compared from the command line. */
@@ -15,7 +17,9 @@
 static int usage(void)
 {
     fprintf(stderr, "usage: localgemma logits MODEL.gguf --tokens ID,ID,... [--out FILE] "
-                    "[--ctx N] [--decode] [--chunk N] [--top K]\n");
+                    "[--ctx N] [--decode] [--chunk N] [--top K] [--kv-type T] "
+                    "[--kv-type-k T] [--kv-type-v T]\n"
+                    "  --kv-type*: KV-cache storage (f32 default here, f16, q8_0, q4_0)\n");
     return 2;
 }
 
@@ -104,6 +108,7 @@ int lg_cmd_logits(int argc, char **argv)
 {
     const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL;
     long n_ctx = 0, n_chunk = 0, top = 5;
+    uint32_t type_k = LG_QTYPE_F32, type_v = LG_QTYPE_F32;
     int decode = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -120,6 +125,18 @@ int lg_cmd_logits(int argc, char **argv)
         } else if (!strcmp(a, "--top") && i + 1 < argc) {
             if (parse_int(argv[++i], 0, 64, &top))
                 return usage();
+        } else if ((!strcmp(a, "--kv-type") || !strcmp(a, "--kv-type-k") ||
+                    !strcmp(a, "--kv-type-v")) && i + 1 < argc) {
+            uint32_t t;
+            struct lg_err e = {0};
+            if (lg_kv_type_parse(argv[++i], &t, &e) != LG_OK) {
+                fprintf(stderr, "localgemma logits: %s: %s\n", a, e.msg);
+                return 2;
+            }
+            if (strcmp(a, "--kv-type-v"))
+                type_k = t;
+            if (strcmp(a, "--kv-type-k"))
+                type_v = t;
         } else if (!strcmp(a, "--decode")) {
             decode = 1;
         } else if (a[0] == '-' || model_path) {
@@ -151,7 +168,9 @@ int lg_cmd_logits(int argc, char **argv)
         fprintf(stderr, "localgemma logits: %s: %s\n", model_path, err.msg);
         goto done;
     }
-    if (lg_model_state_create(m, n_ctx, n_chunk, &s, &err) != LG_OK) {
+    struct lg_state_opts so = {
+        .n_ctx = n_ctx, .n_chunk = n_chunk, .type_k = type_k, .type_v = type_v};
+    if (lg_model_state_create_opts(m, &so, &s, &err) != LG_OK) {
         fprintf(stderr, "localgemma logits: %s\n", err.msg);
         goto done;
     }
@@ -188,8 +207,9 @@ int lg_cmd_logits(int argc, char **argv)
         }
         f = NULL;
     }
-    fprintf(stderr, "localgemma logits: %lld tokens in %.3f s (%s, %s)\n", (long long)n, secs,
-            decode ? "decode" : "prefill", lg_kern_get()->isa);
+    fprintf(stderr, "localgemma logits: %lld tokens in %.3f s (%s, %s, kv %s/%s)\n",
+            (long long)n, secs, decode ? "decode" : "prefill", lg_kern_get()->isa,
+            lg_kv_type_name(type_k), lg_kv_type_name(type_v));
     rc = 0;
 done:
     if (f)

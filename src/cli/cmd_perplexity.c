@@ -1,4 +1,6 @@
-/* cmd_perplexity.c: `localgemma perplexity MODEL -f FILE [--ctx N] [--batch N]`.
+/* cmd_perplexity.c: `localgemma perplexity MODEL -f FILE [--ctx N] [--batch N]
+ * [--kv-type T | --kv-type-k T --kv-type-v T]` (KV-cache storage: f32, f16 (default), q8_0,
+ * q4_0).
  *
  * Computed the way llama.cpp's perplexity tool does, so the figures compare: the whole text
  * is tokenized with BOS; it is cut into n_chunk = n_tokens / n_ctx chunks of n_ctx tokens;
@@ -15,15 +17,19 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "engine/session.h"
+#include "kv/kv.h"
 #include "store/store.h"
 #include "tok/tok.h"
 
 static void ppl_usage(FILE *f)
 {
     fprintf(f, "usage: localgemma perplexity MODEL -f FILE [--ctx N] [--batch N] [--chunks N] "
-               "[--top1 OUT]\n  --ctx N     tokens per chunk (default 512, as llama.cpp's -c)\n"
+               "[--top1 OUT] [--kv-type T]\n"
+               "  --ctx N     tokens per chunk (default 512, as llama.cpp's -c)\n"
                "  --batch N   tokens per forward call (default 64)\n"
-               "  --chunks N  score at most N chunks\n");
+               "  --chunks N  score at most N chunks\n"
+               "  --kv-type T KV-cache storage of K and V: f32, f16 (default), q8_0, q4_0\n"
+               "  --kv-type-k T, --kv-type-v T  the same for K or V alone\n");
 }
 
 static char *ppl_read_file(const char *path, size_t *n)
@@ -55,6 +61,7 @@ static char *ppl_read_file(const char *path, size_t *n)
 int lg_cmd_perplexity(int argc, char **argv)
 {
     const char *model = NULL, *file = NULL, *top1_path = NULL;
+    const char *kv_k = NULL, *kv_v = NULL;
     int64_t n_ctx = 512, n_batch = 64, max_chunks = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -75,6 +82,20 @@ int lg_cmd_perplexity(int argc, char **argv)
             if (!(v = lg_arg_value("perplexity", argc, argv, &i)) ||
                 !lg_arg_i64("perplexity", a, v, 1, 4096, &n_batch))
                 return 2;
+        } else if (!strcmp(a, "--kv-type") || !strcmp(a, "--kv-type-k") ||
+                   !strcmp(a, "--kv-type-v")) {
+            uint32_t t;
+            struct lg_err e = {0};
+            if (!(v = lg_arg_value("perplexity", argc, argv, &i)))
+                return 2;
+            if (lg_kv_type_parse(v, &t, &e) != LG_OK) {
+                fprintf(stderr, "localgemma perplexity: %s: %s\n", a, e.msg);
+                return 2;
+            }
+            if (strcmp(a, "--kv-type-v"))
+                kv_k = v;
+            if (strcmp(a, "--kv-type-k"))
+                kv_v = v;
         } else if (!strcmp(a, "--chunks")) {
             if (!(v = lg_arg_value("perplexity", argc, argv, &i)) ||
                 !lg_arg_i64("perplexity", a, v, 1, 1 << 30, &max_chunks))
@@ -105,7 +126,7 @@ int lg_cmd_perplexity(int argc, char **argv)
         fprintf(stderr, "localgemma perplexity: cannot read %s\n", file);
         return 1;
     }
-    struct lg_session_opts so = {n_ctx, 0};
+    struct lg_session_opts so = {.n_ctx = n_ctx, .kv_type_k = kv_k, .kv_type_v = kv_v};
     struct lg_session *s = NULL;
     int rc = 1;
     int32_t *ids = NULL;

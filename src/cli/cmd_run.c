@@ -4,7 +4,16 @@
  * an interactive chat (history, /bye, /clear, /set think on|off, /set system TEXT, multi-line
  * input between triple quotes), or, when stdin is not a terminal, stdin is the prompt.
  * The history is re-rendered every turn; the session reuses the cached prefix, so a turn
- * only computes its new tokens. */
+ * only computes its new tokens.
+ *
+ * Memory and context (issue #9): before loading, the memory plan (src/model/plan.h) must fit,
+ * else the command refuses with the planner's explanation; --ctx defaults to the largest
+ * context that fits, capped at min(trained context, 8192). A prompt that does not fit the
+ * context is an error naming the token counts (--overflow error, the default), or, with
+ * --overflow truncate-middle (--truncate), loses its middle: chat keeps the system prompt,
+ * the first turn and the latest turns and drops whole turns in between (then tokens from the
+ * middle when one turn alone is too long); a raw prompt keeps its start and its end. Either
+ * way a note on stderr says how many tokens were dropped: never silently. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +24,15 @@
 #include "chat/chat.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/preflight.h"
 #include "engine/session.h"
 #include "model/model.h"
 #include "store/store.h"
 #include "tok/tok.h"
 
-enum { RUN_MAX_STOPS = 16 };
+enum { RUN_MAX_STOPS = 16, RUN_RESERVE_MAX = 1024 };
+
+enum run_overflow { RUN_OVERFLOW_ERROR = 0, RUN_OVERFLOW_TRUNCATE = 1 };
 
 struct run_opts {
     const char *cmd;
@@ -33,6 +45,8 @@ struct run_opts {
     bool verbose;
     int64_t n_ctx;
     int64_t threads;
+    struct lg_cli_kv kv;
+    enum run_overflow overflow;
     struct lg_session_gen gen;
     bool set_temp, set_top_k, set_top_p, set_min_p, set_seed, set_repeat;
     double temp, top_p, min_p, repeat;
@@ -62,7 +76,14 @@ static void run_usage(FILE *f, const char *cmd)
             "  -n, --max-tokens N   stop after N generated tokens (default: until done)\n"
             "  --temp F  --top-k N  --top-p F  --min-p F  --repeat-penalty F  --seed N\n"
             "  --stop TEXT          stop at TEXT (repeatable)\n"
-            "  --ctx N              context length (default 4096, capped by the model)\n"
+            "  --ctx N              context length (default: the largest that fits in memory,\n"
+            "                       at most min(trained context, 8192))\n"
+            "  --kv-type T          KV-cache storage for K and V: f16 (default), q8_0, q4_0, f32\n"
+            "  --kv-type-k T  --kv-type-v T   the same for K or V alone\n"
+            "  --overflow error|truncate-middle   a prompt longer than the context: fail with\n"
+            "                       the token counts (default), or drop the middle (whole turns\n"
+            "                       first; the system prompt, first and latest turns stay)\n"
+            "  --truncate           same as --overflow truncate-middle\n"
             "  -t, --threads N      threads\n"
             "  --raw                no chat template: the prompt goes in as it is\n"
             "  --verbose            print load time, prompt and decode speed, TTFT\n",
@@ -138,19 +159,16 @@ static const char *run_finish_name(enum lg_session_finish f)
     return "?";
 }
 
-/* Renders messages (or takes the raw prompt), tokenizes, generates, prints. On success the
- * answer text is left in *answer (malloc'd) for the history. */
-static int run_turn(struct lg_session *s, const struct run_opts *o, json_t *messages,
-                    const char *raw_prompt, char **answer)
+/* Renders messages (or takes the raw prompt) and tokenizes it into *ids (malloc'd). */
+static int run_tokenize(struct lg_session *s, const struct run_opts *o, const json_t *messages,
+                        const char *raw_prompt, int32_t **ids, size_t *n_ids)
 {
     struct lg_err err = {0};
     char *text = NULL;
     size_t n_text = 0;
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
-    int rc = 1;
-    *answer = NULL;
     unsigned flags = LG_TOK_ADD_BOS;
+    *ids = NULL;
+    *n_ids = 0;
     if (raw_prompt) {
         text = strdup(raw_prompt);
         n_text = strlen(raw_prompt);
@@ -168,10 +186,110 @@ static int run_turn(struct lg_session *s, const struct run_opts *o, json_t *mess
         }
         flags |= LG_TOK_PARSE_SPECIAL;
     }
-    if (lg_tok_encode_alloc(lg_session_vocab(s), text, n_text, flags, &ids, &n_ids, &err) != LG_OK) {
+    int rc = 0;
+    if (lg_tok_encode_alloc(lg_session_vocab(s), text, n_text, flags, ids, n_ids, &err) != LG_OK) {
         fprintf(stderr, "localgemma %s: %s\n", o->cmd, err.msg);
-        goto out;
+        rc = 1;
     }
+    free(text);
+    return rc;
+}
+
+/* Tokens to leave free for the answer when truncating: -n when given, else a quarter of the
+ * context up to RUN_RESERVE_MAX; never more than half the context. */
+static int64_t run_reserve(const struct run_opts *o, int64_t n_ctx)
+{
+    int64_t r = o->gen.max_tokens > 0 ? o->gen.max_tokens : n_ctx / 4;
+    if (r > RUN_RESERVE_MAX && o->gen.max_tokens <= 0)
+        r = RUN_RESERVE_MAX;
+    if (r > n_ctx / 2)
+        r = n_ctx / 2;
+    return r < 1 ? 1 : r;
+}
+
+/* Keeps the first keep/2 and the last keep - keep/2 tokens (the start holds <bos> and the
+ * system prompt, the end the latest turn and the generation prompt). */
+static void run_cut_middle(int32_t *ids, size_t *n_ids, size_t keep)
+{
+    size_t head = keep / 2, tail = keep - head;
+    memmove(ids + head, ids + *n_ids - tail, tail * sizeof *ids);
+    *n_ids = keep;
+}
+
+/* Makes the prompt fit o->overflow's way (see the file comment). *ids / *n_ids are the full
+ * prompt on entry and what to run on success. Returns 1 after printing the error. */
+static int run_fit_prompt(struct lg_session *s, const struct run_opts *o, const json_t *messages,
+                          const char *raw_prompt, int32_t **ids, size_t *n_ids)
+{
+    const int64_t n_ctx = lg_session_n_ctx(s);
+    const size_t n_orig = *n_ids;
+    if (o->overflow == RUN_OVERFLOW_ERROR) {
+        if ((int64_t)*n_ids < n_ctx)
+            return 0;
+        fprintf(stderr, "localgemma %s: the prompt is %zu tokens but the context holds %lld "
+                "(--ctx %lld) and the answer needs at least 1 more: shorten the prompt, raise "
+                "--ctx, or pass --overflow truncate-middle\n", o->cmd, *n_ids,
+                (long long)n_ctx, (long long)n_ctx);
+        return 1;
+    }
+    const size_t limit = (size_t)(n_ctx - run_reserve(o, n_ctx));
+    if (*n_ids <= limit)
+        return 0;
+    size_t n_turns = 0;
+    if (!raw_prompt && messages) {
+        /* Drop whole user/assistant pairs after the protected head (system prompt and the
+         * first turn), oldest first, keeping the latest user message. */
+        json_t *m = json_deep_copy(messages);
+        if (!m) {
+            fprintf(stderr, "localgemma %s: out of memory\n", o->cmd);
+            return 1;
+        }
+        size_t head = 0;
+        json_t *first = json_array_get(m, 0);
+        const char *role = first ? json_string_value(json_object_get(first, "role")) : NULL;
+        if (role && !strcmp(role, "system"))
+            head = 1;
+        head += 2; /* the first user turn and its answer */
+        while (*n_ids > limit && json_array_size(m) >= head + 3) {
+            json_array_remove(m, head);
+            json_array_remove(m, head);
+            n_turns++;
+            int32_t *nids;
+            size_t nn;
+            if (run_tokenize(s, o, m, NULL, &nids, &nn) != 0) {
+                json_decref(m);
+                return 1;
+            }
+            free(*ids);
+            *ids = nids;
+            *n_ids = nn;
+        }
+        json_decref(m);
+    }
+    if (*n_ids > limit)
+        run_cut_middle(*ids, n_ids, limit);
+    fprintf(stderr, "localgemma %s: note: the prompt (%zu tokens) did not fit the %lld-token "
+            "context with room for the answer; dropped %zu tokens from the middle",
+            o->cmd, n_orig, (long long)n_ctx, n_orig - *n_ids);
+    if (n_turns)
+        fprintf(stderr, " (%zu earlier turn%s)", n_turns, n_turns == 1 ? "" : "s");
+    fprintf(stderr, " [--overflow truncate-middle]\n");
+    return 0;
+}
+
+/* Renders messages (or takes the raw prompt), tokenizes, generates, prints. On success the
+ * answer text is left in *answer (malloc'd) for the history. */
+static int run_turn(struct lg_session *s, const struct run_opts *o, json_t *messages,
+                    const char *raw_prompt, char **answer)
+{
+    struct lg_err err = {0};
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc = 1;
+    *answer = NULL;
+    if (run_tokenize(s, o, messages, raw_prompt, &ids, &n_ids) != 0 ||
+        run_fit_prompt(s, o, messages, raw_prompt, &ids, &n_ids) != 0)
+        goto out;
     struct lg_session_gen g = o->gen;
     g.parse_chat = !raw_prompt;
     struct run_out r = {o, 0, NULL, 0, 0, isatty(STDOUT_FILENO) != 0};
@@ -206,7 +324,6 @@ static int run_turn(struct lg_session *s, const struct run_opts *o, json_t *mess
     rc = 0;
 out:
     free(ids);
-    free(text);
     return rc;
 }
 
@@ -382,6 +499,11 @@ static int run_main(int argc, char **argv, bool force_interactive)
         if (!(v = lg_arg_value(o.cmd, argc, argv, &i)))                                        \
             goto usage_err;                                                                    \
     } while (0)
+        int kr = lg_cli_kv_flag(o.cmd, argc, argv, &i, &o.kv);
+        if (kr < 0)
+            goto usage_err;
+        if (kr > 0)
+            continue;
         if (!strcmp(a, "--system")) {
             VAL();
             o.system = v;
@@ -391,6 +513,19 @@ static int run_main(int argc, char **argv, bool force_interactive)
             o.hide_thinking = true;
         } else if (!strcmp(a, "--raw")) {
             o.raw = true;
+        } else if (!strcmp(a, "--truncate")) {
+            o.overflow = RUN_OVERFLOW_TRUNCATE;
+        } else if (!strcmp(a, "--overflow")) {
+            VAL();
+            if (!strcmp(v, "error")) {
+                o.overflow = RUN_OVERFLOW_ERROR;
+            } else if (!strcmp(v, "truncate-middle") || !strcmp(v, "truncate")) {
+                o.overflow = RUN_OVERFLOW_TRUNCATE;
+            } else {
+                fprintf(stderr, "localgemma %s: --overflow: '%s' (expected error or "
+                        "truncate-middle)\n", o.cmd, v);
+                goto usage_err;
+            }
         } else if (!strcmp(a, "--verbose")) {
             o.verbose = true;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
@@ -483,8 +618,14 @@ static int run_main(int argc, char **argv, bool force_interactive)
         free(o.prompt);
         return 1;
     }
+    int64_t n_ctx;
+    if (lg_cli_preflight(o.cmd, path, o.n_ctx, 1, &o.kv, &n_ctx) != 0) {
+        free(o.prompt);
+        return 1;
+    }
     int64_t t0 = lg_session_now_ns();
-    struct lg_session_opts so = {o.n_ctx, (int32_t)o.threads};
+    struct lg_session_opts so = {.n_ctx = n_ctx, .n_threads = (int32_t)o.threads,
+                                 .kv_type_k = o.kv.k, .kv_type_v = o.kv.v};
     struct lg_session *s = NULL;
     if (lg_session_open(path, &so, &s, &err) != LG_OK) {
         fprintf(stderr, "localgemma %s: %s\n", o.cmd, err.msg);

@@ -4,16 +4,22 @@
  *
  * The inference engine (src/engine/engine.c) is created from the parsed flags and plugged
  * into the server through cfg.engine / cfg.engine_self; it is destroyed after the server
- * stopped (which ends or cancels every in-flight request first). */
+ * stopped (which ends or cancels every in-flight request first).
+ *
+ * Guardrails (src/guard): the server always runs with a guard opened on the localgemma home
+ * — API keys from `localgemma keys` (with none, loopback only, anonymous), rate limits, the
+ * policy (--policy FILE, else built-in PII redaction unless --no-redact) and the audit log
+ * (no prompt/answer text unless --audit-content). The guard outlives the engine: a late
+ * engine event may still write an audit record. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/sha256.h"
 #include "cli/cli.h"
 #include "engine/engine.h"
+#include "guard/guard.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -21,12 +27,12 @@
     "usage: localgemma serve [--host H] [--port P] [--model NAME_OR_PATH]... [--parallel N]\n" \
     "                        [--ctx N] [--max-queue N] [--keep-alive DUR]\n"                  \
     "                        [--cors-origin ORIGIN]... [--allow-host NAME]...\n"               \
-    "                        [--api-key-file FILE] [--max-body BYTES]\n"                      \
-    "                        [--max-connections N] [--timeout SECONDS] [--log-requests]\n"    \
-    "                        [--reasoning-key reasoning_content|reasoning]\n"                 \
-    "                        [--reasoning-budget N]\n"                                         \
-    "  --host H            bind address (default 127.0.0.1; any non-loopback address\n"      \
-    "                      needs --api-key-file)\n"                                         \
+    "                        [--max-body BYTES] [--max-connections N] [--timeout SECONDS]\n"  \
+    "                        [--log-requests] [--reasoning-key reasoning_content|reasoning]\n" \
+    "                        [--reasoning-budget N] [--policy FILE] [--no-redact]\n"          \
+    "                        [--audit-content] [--no-auth] [--tls-cert FILE --tls-key FILE]\n" \
+    "  --host H            bind address (default 127.0.0.1; a non-loopback address needs\n"  \
+    "                      an API key: `localgemma keys add NAME`)\n"                       \
     "  --port P            TCP port (default 11434; 0 picks a free one)\n"                   \
     "  --model M           a store name or GGUF path to serve (repeatable)\n"                \
     "  --parallel N        sequences decoded together (1..64, default 1)\n"                  \
@@ -35,13 +41,20 @@
     "  --keep-alive DUR    unload a model after DUR idle (5m default, -1 forever)\n"         \
     "  --cors-origin O     allow cross-origin requests from O (repeatable; default none)\n"  \
     "  --allow-host NAME   accept this Host header besides localhost/127.0.0.1/::1\n"       \
-    "  --api-key-file F    accepted API keys, one per line (Authorization: Bearer KEY)\n"    \
     "  --max-body BYTES    request body limit (1024..1073741824, default 8388608)\n"         \
     "  --max-connections N open connections (1..65536, default 1024)\n"                      \
     "  --timeout SECONDS   idle connection timeout (1..3600, default 30)\n"                  \
     "  --log-requests      one stderr line per request (method, path, status, time)\n"      \
     "  --reasoning-key K   OpenAI routes send thinking as K (default reasoning_content)\n"  \
-    "  --reasoning-budget N  close the thought channel after N tokens (default -1: no limit)\n"
+    "  --reasoning-budget N  close the thought channel after N tokens (default -1: no limit)\n" \
+    "  --policy FILE       policy (JSON, see `localgemma policy test`): input/output deny\n"  \
+    "                      patterns, PII redaction, tool allow-lists, refusal message\n"    \
+    "  --no-redact         without --policy: no built-in PII redaction of answers\n"       \
+    "  --audit-content     keep prompt and answer text in the audit log (default: counts\n" \
+    "                      and decisions only)\n"                                          \
+    "  --no-auth           serve without API keys even if keys exist (loopback only)\n"     \
+    "  --tls-cert FILE     HTTPS: certificate chain (PEM); needs --tls-key\n"              \
+    "  --tls-key FILE      HTTPS: private key (PEM)\n"
 
 static int usage_error(const char *fmt, const char *a, const char *b)
 {
@@ -65,56 +78,30 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
     return true;
 }
 
-/* Keys file: one key per line; blank lines and lines starting with # are skipped. Only the
- * SHA-256 of each key is kept in memory. */
-static int load_keys(const char *path, uint8_t (**digests)[32], size_t *n)
+/* A whole PEM file (at most 1 MiB) as a NUL-terminated string, or NULL with a message. */
+static char *read_pem(const char *flag, const char *path)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "localgemma serve: cannot open --api-key-file %s: %s\n", path,
-                strerror(errno));
-        return 1;
+        fprintf(stderr, "localgemma serve: %s %s: %s\n", flag, path, strerror(errno));
+        return NULL;
     }
-    char line[1024];
-    size_t cap = 0;
-    *digests = NULL;
-    *n = 0;
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
-        size_t len = strlen(line);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
-            line[--len] = '\0';
-        char *k = line;
-        while (*k == ' ' || *k == '\t')
-            k++;
-        if (!*k || *k == '#')
-            continue;
-        if (strlen(k) < 16) {
-            fprintf(stderr, "localgemma serve: %s line %d: key shorter than 16 characters\n",
-                    path, lineno);
-            fclose(f);
-            free(*digests);
-            return 1;
-        }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            uint8_t(*d)[32] = realloc(*digests, cap * sizeof *d);
-            if (!d) {
-                fclose(f);
-                free(*digests);
-                return 1;
-            }
-            *digests = d;
-        }
-        lg_sha256(k, strlen(k), (*digests)[(*n)++]);
-    }
+    enum { PEM_MAX = 1 << 20 };
+    char *buf = malloc(PEM_MAX + 1);
+    size_t n = buf ? fread(buf, 1, PEM_MAX + 1, f) : 0;
+    bool bad = ferror(f) != 0;
     fclose(f);
-    if (*n == 0) {
-        fprintf(stderr, "localgemma serve: --api-key-file %s holds no key\n", path);
-        return 1;
+    if (!buf || bad || n == 0 || n > PEM_MAX || !strstr(buf, "-----BEGIN ")) {
+        if (buf)
+            buf[n > PEM_MAX ? PEM_MAX : n] = '\0';
+        fprintf(stderr, "localgemma serve: %s %s: %s\n", flag, path,
+                !buf ? "out of memory" : bad ? "read error"
+                : n > PEM_MAX ? "larger than 1 MiB" : "not a PEM file");
+        free(buf);
+        return NULL;
     }
-    return 0;
+    buf[n] = '\0';
+    return buf;
 }
 
 int lg_cmd_serve(int argc, char **argv)
@@ -124,7 +111,8 @@ int lg_cmd_serve(int argc, char **argv)
     const char *models[LG_SERVER_MAX_MODELS], *cors[LG_SERVER_MAX_LIST],
         *hosts[LG_SERVER_MAX_LIST];
     size_t n_models = 0, n_cors = 0, n_hosts = 0;
-    const char *key_file = NULL;
+    const char *policy_path = NULL, *tls_cert = NULL, *tls_key = NULL;
+    bool no_redact = false;
     int32_t reasoning_budget = -1;
     long long v;
     for (int i = 1; i < argc; i++) {
@@ -138,10 +126,27 @@ int lg_cmd_serve(int argc, char **argv)
             cfg.log_requests = true;
             continue;
         }
+        if (!strcmp(arg, "--audit-content")) {
+            cfg.audit_content = true;
+            continue;
+        }
+        if (!strcmp(arg, "--no-auth")) {
+            cfg.no_auth = true;
+            continue;
+        }
+        if (!strcmp(arg, "--no-redact")) {
+            no_redact = true;
+            continue;
+        }
+        if (!strncmp(arg, "--api-key-file", 14) && (arg[14] == '\0' || arg[14] == '='))
+            return usage_error("--api-key-file was removed: API keys live in the key store "
+                               "now; run `localgemma keys add NAME` (keys are hashed, scoped "
+                               "and rate-limited)%s%s", "", "");
         static const char *const known[] = {
             "--host", "--port", "--model", "--parallel", "--ctx", "--max-queue",
-            "--keep-alive", "--cors-origin", "--allow-host", "--api-key-file", "--max-body",
-            "--max-connections", "--timeout", "--reasoning-key", "--reasoning-budget"};
+            "--keep-alive", "--cors-origin", "--allow-host", "--max-body",
+            "--max-connections", "--timeout", "--reasoning-key", "--reasoning-budget",
+            "--policy", "--tls-cert", "--tls-key"};
         size_t name_len = strcspn(arg, "=");
         bool is_known = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -203,8 +208,14 @@ int lg_cmd_serve(int argc, char **argv)
                 return usage_error("--allow-host '%s': empty or too many (at most 32)%s", val,
                                    "");
             hosts[n_hosts++] = val;
-        } else if (!strcmp(name, "--api-key-file")) {
-            key_file = val;
+        } else if (!strcmp(name, "--policy")) {
+            if (!*val)
+                return usage_error("--policy needs a file%s%s", "", "");
+            policy_path = val;
+        } else if (!strcmp(name, "--tls-cert")) {
+            tls_cert = val;
+        } else if (!strcmp(name, "--tls-key")) {
+            tls_key = val;
         } else if (!strcmp(name, "--max-body")) {
             if (!parse_int(val, 1024, 1LL << 30, &v))
                 return usage_error("--max-body '%s': expected 1024..1073741824%s", val, "");
@@ -238,16 +249,39 @@ int lg_cmd_serve(int argc, char **argv)
     cfg.allow_hosts = hosts;
     cfg.n_allow_hosts = n_hosts;
 
-    uint8_t(*digests)[32] = NULL;
-    if (key_file) {
-        size_t n_keys;
-        if (load_keys(key_file, &digests, &n_keys) != 0)
+    if ((tls_cert != NULL) != (tls_key != NULL))
+        return usage_error("%s needs %s as well", tls_cert ? "--tls-cert" : "--tls-key",
+                           tls_cert ? "--tls-key" : "--tls-cert");
+    if (policy_path && no_redact)
+        return usage_error("--no-redact applies to the built-in policy only; with --policy, "
+                           "set \"builtin_redact\": [] in the file%s%s", "", "");
+    if (tls_cert && !lg_server_tls_supported()) {
+        fprintf(stderr, "localgemma serve: --tls-cert/--tls-key: this libmicrohttpd was built "
+                "without TLS (GnuTLS) support, so HTTPS is not available\n");
+        return 1;
+    }
+    char *cert_pem = NULL, *key_pem = NULL;
+    if (tls_cert) {
+        if (!(cert_pem = read_pem("--tls-cert", tls_cert)) ||
+            !(key_pem = read_pem("--tls-key", tls_key))) {
+            free(cert_pem);
             return 1;
-        cfg.key_digests = (const uint8_t(*)[32])digests;
-        cfg.n_keys = n_keys;
+        }
+        cfg.tls_cert_pem = cert_pem;
+        cfg.tls_key_pem = key_pem;
     }
 
     struct lg_err err = {0};
+    struct lg_guard *guard = NULL;
+    struct lg_guard_config gcfg = {.home = NULL, .policy_path = policy_path,
+                                   .audit_content = cfg.audit_content, .no_redact = no_redact};
+    if (lg_guard_open(&gcfg, &guard, &err) != LG_OK) {
+        fprintf(stderr, "localgemma serve: %s%s\n", policy_path ? "--policy: " : "", err.msg);
+        free(cert_pem);
+        free(key_pem);
+        return 1;
+    }
+    cfg.guard = guard;
     struct lg_store *store = NULL;
     if (lg_store_open(NULL, &store, &err) != LG_OK) {
         fprintf(stderr, "localgemma serve: warning: no model store (%s); serving --model "
@@ -300,8 +334,12 @@ int lg_cmd_serve(int argc, char **argv)
         goto out;
     }
     bool v6 = strchr(cfg.host, ':') != NULL;
-    fprintf(stderr, "localgemma serve: listening on http://%s%s%s:%u\n", v6 ? "[" : "",
-            cfg.host, v6 ? "]" : "", (unsigned)lg_server_port(srv));
+    int64_t n_keys = lg_guard_n_keys(guard);
+    fprintf(stderr, "localgemma serve: listening on %s://%s%s%s:%u (%s)\n",
+            cert_pem ? "https" : "http", v6 ? "[" : "", cfg.host, v6 ? "]" : "",
+            (unsigned)lg_server_port(srv),
+            cfg.no_auth ? "no authentication (--no-auth)"
+            : n_keys > 0 ? "API keys required" : "no API key defined: open to local clients");
     int sig = 0;
     sigwait(&stop, &sig);
     fprintf(stderr, "localgemma serve: %s received, stopping\n",
@@ -310,7 +348,9 @@ int lg_cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     lg_engine_destroy(engine);
+    lg_guard_close(guard); /* after the engine: its last events write audit records */
     lg_store_close(store);
-    free(digests);
+    free(cert_pem);
+    free(key_pem);
     return rc;
 }

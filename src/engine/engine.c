@@ -36,6 +36,7 @@
 #include "grammar/grammar.h"
 #include "kv/kv.h"
 #include "model/model.h"
+#include "quant/quant.h"
 #include "sample/sample.h"
 #include "store/store.h"
 #include "tok/tok.h"
@@ -45,7 +46,8 @@ enum {
     ENG_DEFAULT_CTX = 4096,
     ENG_PATH_MAX = 4096,
     ENG_PENALTY_PROMPT = 64, /* prompt tokens fed to the penalty window */
-    ENG_MAX_PENDING_LP = 64  /* token logprobs waiting for the text event they belong to */
+    ENG_MAX_PENDING_LP = 64, /* token logprobs waiting for the text event they belong to */
+    ENG_MAX_SLOTS = 256      /* --parallel at most */
 };
 
 enum job_phase { JOB_PREFILL = 0, JOB_DECODE = 1 };
@@ -68,6 +70,7 @@ struct eng_job {
     int32_t *ids; /* prompt [n_ids] */
     int64_t n_ids;
     int64_t n_cached; /* prompt tokens reused from the slot's cache */
+    int64_t n_ctx;    /* this request's context: its num_ctx when smaller than the slots' */
     int64_t pos;      /* prompt tokens in the cache so far */
     int32_t slot;
     enum job_phase phase;
@@ -102,6 +105,7 @@ struct eng_job {
 
 struct eng_slot {
     struct lg_model_state *state;
+    int32_t next_tok;   /* the decode token of this step's batch */
     int32_t *cache_ids; /* [n_ctx] */
     int64_t n_cache;
     float *logits; /* [n_vocab] after cache_ids[n_cache-1] */
@@ -145,6 +149,8 @@ struct lg_engine {
     struct eng_model *m;
     struct eng_slot *slots;
     int32_t n_slots;
+    struct lg_model_state *work; /* batch scratch: slots[0].state, made with a big chunk */
+    float *blogits;              /* [n_slots][n_vocab] logits of one batch */
     int32_t n_active;
     int32_t rr;
     uint64_t use_clock;
@@ -165,6 +171,8 @@ void lg_engine_params_default(struct lg_engine_params *p)
     p->n_parallel = 1;
     p->max_queue = 512;
     p->n_ctx = 0;
+    p->type_k = LG_QTYPE_F16;
+    p->type_v = LG_QTYPE_F16;
     p->keep_alive_ms = 5 * 60 * 1000;
     p->reasoning_budget = -1;
     p->n_chunk = ENG_CHUNK;
@@ -226,10 +234,32 @@ static void emit_call(struct eng_job *j, const char *name, const char *args, siz
     j->req->emit(j->req->emit_ctx, &ev);
 }
 
+/* Tool calls. For an OpenAI stream the arguments go out as the parser's deltas arrive (the
+ * first fragment with id and name, via emit_call); every other API gets each call whole, and
+ * only once it has parsed and validated, so a broken call never reaches a response. A call
+ * that fails (parse error, unknown tool, arguments invalid for the tool's schema) is recorded
+ * in j->tool_error and reported by job_done (see there). */
 static void drain_parser(struct eng_job *j)
 {
+    bool stream_args = j->req->api == LG_API_OPENAI_CHAT && j->req->stream;
     struct lg_chat_event ce;
     while (lg_chat_parser_next(j->parser, &ce)) {
+        if ((int)ce.type == LG_CHAT_EV_TOOL_CALL_DELTA) {
+            if (!stream_args) {
+            } else if (ce.name) {
+                emit_call(j, ce.name, ce.text, ce.len);
+            } else {
+                struct lg_gen_event ev;
+                memset(&ev, 0, sizeof ev);
+                ev.kind = LG_GEN_EV_TOOL_CALL;
+                ev.text = ce.text;
+                ev.n_text = ce.len;
+                ev.tool_index = j->n_calls - 1;
+                j->req->emit(j->req->emit_ctx, &ev);
+            }
+            lg_chat_event_free(&ce);
+            continue;
+        }
         switch (ce.type) {
         case LG_CHAT_EV_CONTENT:
             lg_chat_buf_put(&j->answer, ce.text, ce.len);
@@ -238,14 +268,68 @@ static void drain_parser(struct eng_job *j)
         case LG_CHAT_EV_REASONING:
             emit_text(j, LG_GEN_EV_REASONING, ce.text, ce.len);
             break;
-        case LG_CHAT_EV_TOOL_CALL:
-            emit_call(j, ce.name, ce.text ? ce.text : "{}", ce.text ? ce.len : 2);
+        case LG_CHAT_EV_TOOL_CALL: {
+            const char *args = ce.text ? ce.text : "{}";
+            size_t n = ce.text ? ce.len : 2;
+            bool started = stream_args && ce.streamed > 0;
+            int32_t index = started ? j->n_calls - 1 : j->n_calls;
+            /* the arguments checked against the tool's schema before they are returned */
+            const json_t *schema = NULL;
+            for (size_t i = 0; i < json_array_size(j->tools); i++) {
+                const json_t *fn = json_object_get(json_array_get(j->tools, i), "function");
+                const char *fname = json_string_value(json_object_get(fn, "name"));
+                if (ce.name && fname && !strcmp(fname, ce.name))
+                    schema = json_object_get(fn, "parameters");
+            }
+            char why[256] = "";
+            json_t *doc = json_loadb(args, n, 0, NULL);
+            if (!j->tools) { /* tool_choice none, or no tools: a call is not an answer */
+                snprintf(why, sizeof why, "the request offered no tools");
+            } else if (!json_is_object(doc)) {
+                snprintf(why, sizeof why, "the arguments are not a JSON object");
+            } else if (json_is_object(schema)) {
+                json_t *errs = json_array();
+                struct lg_err verr = {0};
+                if (lg_schema_validate(schema, doc, errs, &verr) == LG_OK &&
+                    json_array_size(errs) > 0) {
+                    json_t *e0 = json_array_get(errs, 0);
+                    const char *path = json_string_value(json_object_get(e0, "path"));
+                    const char *msg = json_string_value(json_object_get(e0, "message"));
+                    snprintf(why, sizeof why, "arguments invalid for the schema of %s at '%s': %s",
+                             ce.name, path ? path : "", msg ? msg : "");
+                }
+                json_decref(errs);
+            }
+            json_decref(doc);
+            if (why[0] && !j->tool_error[0])
+                snprintf(j->tool_error, sizeof j->tool_error, "tool call %d (%s): %s",
+                         (int)index, ce.name ? ce.name : "", why);
+            if (started) {
+                if (n > ce.streamed) {
+                    struct lg_gen_event ev;
+                    memset(&ev, 0, sizeof ev);
+                    ev.kind = LG_GEN_EV_TOOL_CALL;
+                    ev.text = args + ce.streamed;
+                    ev.n_text = n - ce.streamed;
+                    ev.tool_index = index;
+                    j->req->emit(j->req->emit_ctx, &ev);
+                }
+            } else if (!why[0]) {
+                emit_call(j, ce.name, args, n);
+            }
             break;
-        case LG_CHAT_EV_ERROR:
+        }
+        case LG_CHAT_EV_ERROR: {
+            /* text is {"type", "message", ...} */
+            json_t *eo = json_loadb(ce.text ? ce.text : "", ce.len, 0, NULL);
+            const char *type = json_string_value(json_object_get(eo, "type"));
+            const char *msg = json_string_value(json_object_get(eo, "message"));
             if (!j->tool_error[0])
-                snprintf(j->tool_error, sizeof j->tool_error, "%.*s",
-                         (int)(ce.len < 300 ? ce.len : 300), ce.text ? ce.text : "");
+                snprintf(j->tool_error, sizeof j->tool_error, "malformed tool call (%s): %s",
+                         type ? type : "tool_call_error", msg ? msg : "cannot be parsed");
+            json_decref(eo);
             break;
+        }
         }
         lg_chat_event_free(&ce);
     }
@@ -263,6 +347,9 @@ static void put_text(struct eng_job *j, const char *t, size_t n, bool special)
         }
         return;
     }
+    /* an OpenAI stream gets tool-call arguments piece by piece (see drain_parser) */
+    lg_chat_parser_stream_calls(j->parser,
+                                j->req->api == LG_API_OPENAI_CHAT && j->req->stream);
     if (lg_chat_parser_feed(j->parser, t, n, special) == LG_OK)
         drain_parser(j);
 }
@@ -318,14 +405,21 @@ static void job_fail(struct lg_engine *e, struct eng_job *j, enum lg_status st, 
     job_end(e, j, &ev);
 }
 
-/* The answer checked against the requested format: {"valid", "errors"} as malloc'd JSON
- * text (NULL on allocation failure). */
+/* The answer checked against the requested format, plus a failed tool call if any:
+ * {"valid", "errors"} as malloc'd JSON text (NULL on allocation failure). */
 static char *job_validate(const struct eng_job *j)
 {
     json_t *errors = json_array();
+    if (j->tool_error[0])
+        json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "/tool_calls", "message",
+                                                j->tool_error));
     json_error_t jerr;
-    json_t *doc = json_loadb(j->answer.ptr ? j->answer.ptr : "", j->answer.len, 0, &jerr);
-    if (!doc) {
+    json_t *doc = j->req->format == LG_FORMAT_TEXT
+                      ? NULL
+                      : json_loadb(j->answer.ptr ? j->answer.ptr : "", j->answer.len, 0, &jerr);
+    if (j->req->format == LG_FORMAT_TEXT) {
+        /* tool-call report only */
+    } else if (!doc) {
         json_array_append_new(errors, json_pack("{s:s, s:s+}", "path", "", "message",
                                                 "not JSON: ", jerr.text));
     } else if (j->req->format == LG_FORMAT_JSON) {
@@ -362,17 +456,18 @@ static void job_done(struct lg_engine *e, struct eng_job *j, enum lg_finish fini
     }
     if (j->parser && lg_chat_parser_finish(j->parser) == LG_OK)
         drain_parser(j);
-    if (j->tool_error[0] && j->n_calls == 0) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "the model produced a malformed tool call: %s", j->tool_error);
-        job_fail(e, j, LG_ERR_FORMAT, msg);
-        return;
-    }
+    /* A tool call that failed (malformed, unknown tool, arguments invalid for the schema) is
+     * not an error of the request: the client gets a normal answer (HTTP 200 / a normal end of
+     * stream) without that call, finish "stop" (or "length"), and the reason in the
+     * "validation" extension {"valid": false, "errors": [{"path": "/tool_calls", "message"}]}.
+     * Never an HTTP 500, never the call's markup in the content. */
     int64_t t = now_ns();
     struct lg_gen_event ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = LG_GEN_EV_DONE;
-    ev.finish = j->n_calls > 0 && finish == LG_FINISH_STOP ? LG_FINISH_TOOL_CALLS : finish;
+    ev.finish = j->n_calls > 0 && !j->tool_error[0] && finish == LG_FINISH_STOP
+                    ? LG_FINISH_TOOL_CALLS
+                    : finish;
     ev.usage.prompt_tokens = (int32_t)j->n_ids;
     ev.usage.cached_tokens = (int32_t)j->n_cached;
     ev.usage.completion_tokens = j->n_gen;
@@ -382,7 +477,8 @@ static void job_done(struct lg_engine *e, struct eng_job *j, enum lg_finish fini
     ev.timings.eval_ns = j->t_first ? t - j->t_first : 0;
     ev.timings.total_ns = t - j->t_submit;
     ev.timings.prompt_eval_n = (int32_t)(j->n_ids - j->n_cached);
-    char *validation = j->req->format != LG_FORMAT_TEXT ? job_validate(j) : NULL;
+    char *validation =
+        j->req->format != LG_FORMAT_TEXT || j->tool_error[0] ? job_validate(j) : NULL;
     ev.validation = validation;
     job_end(e, j, &ev);
     free(validation);
@@ -398,7 +494,10 @@ static void slots_free(struct lg_engine *e)
         free(e->slots[i].logits);
     }
     free(e->slots);
+    free(e->blogits);
     e->slots = NULL;
+    e->blogits = NULL;
+    e->work = NULL;
     e->n_slots = 0;
 }
 
@@ -422,8 +521,28 @@ static int32_t find_tok(const struct lg_vocab *v, const char *s)
     return lg_tok_find(v, s, strlen(s));
 }
 
+/* The context a job asks for: its num_ctx, else --ctx, else the default. */
+static int64_t job_want_ctx(const struct lg_engine *e, const struct eng_job *j)
+{
+    if (j->req->num_ctx > 0)
+        return j->req->num_ctx;
+    return e->p.n_ctx > 0 ? e->p.n_ctx : ENG_DEFAULT_CTX;
+}
+
+/* True when the loaded model can serve the job as it is: the same file, and slots at least
+ * as long as the job's num_ctx (unless they already hold the whole trained context). Ollama
+ * reloads the runner for a larger num_ctx; so do we, once the current requests are done. */
+static bool model_serves(const struct lg_engine *e, const struct eng_job *j)
+{
+    const struct eng_model *m = e->m;
+    if (!m || strcmp(m->path, j->path) != 0)
+        return false;
+    int64_t train = m->model->cfg.n_ctx_train;
+    return j->req->num_ctx <= m->n_ctx || (train > 0 && m->n_ctx >= train);
+}
+
 static enum lg_status model_load(struct lg_engine *e, const char *name, const char *path,
-                                 struct lg_err *err)
+                                 int64_t n_ctx, struct lg_err *err)
 {
     struct eng_model *m = calloc(1, sizeof *m);
     if (!m)
@@ -445,7 +564,6 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
                         name, m->vocab->n_tokens, m->n_vocab);
         goto fail;
     }
-    int64_t n_ctx = e->p.n_ctx > 0 ? e->p.n_ctx : ENG_DEFAULT_CTX;
     if (m->model->cfg.n_ctx_train > 0 && n_ctx > m->model->cfg.n_ctx_train)
         n_ctx = m->model->cfg.n_ctx_train;
     m->n_ctx = n_ctx;
@@ -464,9 +582,18 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
         goto fail_slots;
     }
     e->n_slots = e->p.n_parallel;
+    int64_t chunk = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    e->blogits = malloc((size_t)e->n_slots * (size_t)m->n_vocab * sizeof *e->blogits);
+    if (!e->blogits) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "out of memory for %d logits rows", (int)e->n_slots);
+        goto fail_slots;
+    }
     for (int32_t i = 0; i < e->n_slots; i++) {
         struct eng_slot *s = &e->slots[i];
-        st = lg_model_state_create(m->model, n_ctx, 0, &s->state, err);
+        /* slot 0's activations are the batch scratch: sized for a whole prefill budget */
+        struct lg_state_opts so = {.n_ctx = n_ctx, .n_chunk = i == 0 ? chunk : 0,
+                                   .type_k = e->p.type_k, .type_v = e->p.type_v};
+        st = lg_model_state_create_opts(m->model, &so, &s->state, err);
         if (st != LG_OK)
             goto fail_slots;
         s->cache_ids = malloc((size_t)n_ctx * sizeof *s->cache_ids);
@@ -477,6 +604,7 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
             goto fail_slots;
         }
     }
+    e->work = e->slots[0].state;
     publish_stats(e);
     return LG_OK;
 fail_slots:
@@ -493,14 +621,14 @@ fail:
 /* Makes the job's model the loaded one (the caller made sure no job is active). */
 static enum lg_status ensure_model(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
 {
-    if (e->m && !strcmp(e->m->path, j->path))
+    if (model_serves(e, j))
         return LG_OK;
     model_unload(e);
     pthread_mutex_lock(&e->mu);
     e->st_loading++;
     pthread_mutex_unlock(&e->mu);
     int64_t t0 = now_ns();
-    enum lg_status st = model_load(e, j->req->model, j->path, err);
+    enum lg_status st = model_load(e, j->req->model, j->path, job_want_ctx(e, j), err);
     j->load_ns = now_ns() - t0;
     pthread_mutex_lock(&e->mu);
     e->st_loading--;
@@ -647,11 +775,12 @@ static enum lg_status job_prompt(struct lg_engine *e, struct eng_job *j, bool *i
     j->n_ids = (int64_t)n_ids;
     if (j->n_ids == 0)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "the prompt is empty");
-    if (j->n_ids >= m->n_ctx)
+    if (j->n_ids >= j->n_ctx)
         return lg_err_set(err, LG_ERR_CONTEXT,
                           "the prompt is %lld tokens and does not fit the %lld-token context "
-                          "(shorten it or start the server with a larger --ctx)",
-                          (long long)j->n_ids, (long long)m->n_ctx);
+                          "(shorten it, or ask for a larger %s)",
+                          (long long)j->n_ids, (long long)j->n_ctx,
+                          j->req->num_ctx > 0 ? "num_ctx" : "context with serve --ctx");
     return LG_OK;
 }
 
@@ -726,8 +855,11 @@ static enum lg_status job_grammar(struct lg_engine *e, struct eng_job *j, struct
         return st;
     j->hook.state = j->gst;
     j->hook.vocab = m->gvocab;
-    lg_sampler_set_mask(j->smp, lg_grammar_sample_mask, &j->hook);
     j->gram_on = j->trigger == GRAM_FROM_START;
+    /* the mask goes on only when the grammar applies from the first token: a grammar that
+     * starts after the thought or at <|tool_call> must not constrain the first draw */
+    if (j->gram_on)
+        lg_sampler_set_mask(j->smp, lg_grammar_sample_mask, &j->hook);
     return LG_OK;
 }
 
@@ -802,6 +934,7 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
         return;
     }
     struct eng_model *m = e->m;
+    j->n_ctx = r->num_ctx > 0 && r->num_ctx < m->n_ctx ? r->num_ctx : m->n_ctx;
     j->tools = r->kind == LG_PROMPT_RAW ? NULL : tools_openai(r->tools);
     bool in_reasoning = false;
     if ((st = job_prompt(e, j, &in_reasoning, &err)) != LG_OK ||
@@ -825,7 +958,7 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
     }
     j->in_thought = in_reasoning;
     j->think_budget = r->think_budget >= 0 ? r->think_budget : e->p.reasoning_budget;
-    int64_t room = m->n_ctx - j->n_ids;
+    int64_t room = j->n_ctx - j->n_ids;
     j->max_tokens = r->max_tokens >= 0 && r->max_tokens < room ? r->max_tokens : (int32_t)room;
     for (int64_t i = j->n_ids > ENG_PENALTY_PROMPT ? j->n_ids - ENG_PENALTY_PROMPT : 0;
          i < j->n_ids; i++)
@@ -857,39 +990,90 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
 
 /* ---- one step -------------------------------------------------------------------------- */
 
-static enum lg_status slot_forward(struct lg_engine *e, struct eng_slot *s, const int32_t *ids,
-                                   int64_t n, bool logits, struct lg_err *err)
+/* One engine step is one batched forward (lg_model_forward_batch): every decoding slot
+ * contributes its sampled token, every prefilling slot a part of its prompt (within the
+ * prefill budget), and each weight matrix is read once for all of them. */
+struct eng_batch {
+    struct lg_batch_seg seg[ENG_MAX_SLOTS];
+    struct eng_slot *slot[ENG_MAX_SLOTS];
+    bool prefill[ENG_MAX_SLOTS];
+    int n;
+};
+
+static void batch_add(struct eng_batch *b, struct eng_slot *s, const int32_t *ids, int64_t n,
+                      bool logits, bool prefill)
 {
-    enum lg_status st = lg_model_forward(e->m->model, s->state, ids, n,
-                                         logits ? LG_LOGITS_LAST : LG_LOGITS_NONE, s->logits, err);
-    if (st != LG_OK) {
-        slot_reset(s);
-        return st;
-    }
-    memcpy(s->cache_ids + s->n_cache, ids, (size_t)n * sizeof *ids);
-    s->n_cache += n;
-    return LG_OK;
+    int i = b->n++;
+    b->seg[i] = (struct lg_batch_seg){s->state, ids, n, logits ? LG_LOGITS_LAST : LG_LOGITS_NONE,
+                                      NULL};
+    b->slot[i] = s;
+    b->prefill[i] = prefill;
 }
 
-/* Prefills at most max_n prompt tokens of the slot's job; returns how many. */
-static int64_t step_prefill(struct lg_engine *e, struct eng_slot *s, int64_t max_n)
+static void batch_drop(struct eng_batch *b, int i)
+{
+    for (int k = i + 1; k < b->n; k++) {
+        b->seg[k - 1] = b->seg[k];
+        b->slot[k - 1] = b->slot[k];
+        b->prefill[k - 1] = b->prefill[k];
+    }
+    b->n--;
+}
+
+/* Runs the batch; a segment the model refuses (checked before anything runs) fails its job
+ * alone and the rest run without it. */
+static void batch_run(struct lg_engine *e, struct eng_batch *b)
+{
+    struct eng_model *m = e->m;
+    struct lg_err err = {0};
+    int64_t t0 = now_ns();
+    while (b->n > 0) {
+        int64_t k = 0;
+        for (int i = 0; i < b->n; i++)
+            if (b->seg[i].mode != LG_LOGITS_NONE)
+                b->seg[i].logits = e->blogits + (k++) * m->n_vocab; /* adjacent: one product */
+        int bad = -1;
+        enum lg_status st = lg_model_forward_batch(m->model, e->work, b->seg, b->n, &bad, &err);
+        if (st == LG_OK)
+            break;
+        if (bad < 0) { /* not one segment's fault: fail them all */
+            for (int i = 0; i < b->n; i++) {
+                slot_reset(b->slot[i]);
+                job_fail(e, b->slot[i]->job, LG_ERR_INTERNAL, err.msg);
+            }
+            return;
+        }
+        slot_reset(b->slot[bad]);
+        job_fail(e, b->slot[bad]->job,
+                 st == LG_ERR_CONTEXT && b->prefill[bad] ? st : LG_ERR_INTERNAL, err.msg);
+        batch_drop(b, bad);
+    }
+    int64_t dt = now_ns() - t0;
+    for (int i = 0; i < b->n; i++) {
+        struct eng_slot *s = b->slot[i];
+        const struct lg_batch_seg *g = &b->seg[i];
+        memcpy(s->cache_ids + s->n_cache, g->tokens, (size_t)g->n_tok * sizeof *g->tokens);
+        s->n_cache += g->n_tok;
+        if (g->mode != LG_LOGITS_NONE)
+            memcpy(s->logits, g->logits, (size_t)m->n_vocab * sizeof *s->logits);
+        if (b->prefill[i]) {
+            struct eng_job *j = s->job;
+            j->pos += g->n_tok;
+            j->prompt_ns += dt;
+            if (j->pos == j->n_ids)
+                j->phase = JOB_DECODE;
+        }
+    }
+}
+
+/* Adds at most max_n prompt tokens of the slot's job to the batch; returns how many. */
+static int64_t step_prefill(struct eng_batch *b, struct eng_slot *s, int64_t max_n)
 {
     struct eng_job *j = s->job;
     int64_t n = j->n_ids - j->pos;
     if (n > max_n)
         n = max_n;
-    bool last = j->pos + n == j->n_ids;
-    struct lg_err err = {0};
-    int64_t t0 = now_ns();
-    enum lg_status st = slot_forward(e, s, j->ids + j->pos, n, last, &err);
-    j->prompt_ns += now_ns() - t0;
-    if (st != LG_OK) {
-        job_fail(e, j, st == LG_ERR_CONTEXT ? st : LG_ERR_INTERNAL, err.msg);
-        return n;
-    }
-    j->pos += n;
-    if (last)
-        j->phase = JOB_DECODE;
+    batch_add(b, s, j->ids + j->pos, n, j->pos + n == j->n_ids, true);
     return n;
 }
 
@@ -922,7 +1106,8 @@ static void job_token_text(struct lg_engine *e, struct eng_job *j, int32_t tok)
         j->stopped = true;
 }
 
-static void step_decode(struct lg_engine *e, struct eng_slot *s)
+/* Samples the slot's next token and, unless the job ends, adds it to the batch. */
+static void step_decode(struct lg_engine *e, struct eng_batch *b, struct eng_slot *s)
 {
     struct eng_job *j = s->job;
     struct eng_model *m = e->m;
@@ -980,13 +1165,12 @@ static void step_decode(struct lg_engine *e, struct eng_slot *s)
     }
     lg_sampler_set_mask(j->smp, j->gram_on ? lg_grammar_sample_mask : NULL,
                         j->gram_on ? &j->hook : NULL);
-    if (s->n_cache >= m->n_ctx) {
+    if (s->n_cache >= j->n_ctx) {
         job_done(e, j, LG_FINISH_LENGTH);
         return;
     }
-    st = slot_forward(e, s, &tok, 1, true, &err);
-    if (st != LG_OK)
-        job_fail(e, j, LG_ERR_INTERNAL, err.msg);
+    s->next_tok = tok;
+    batch_add(b, s, &s->next_tok, 1, true, false);
 }
 
 static void engine_step(struct lg_engine *e)
@@ -996,9 +1180,11 @@ static void engine_step(struct lg_engine *e)
         if (j && atomic_load(&j->req->cancel))
             job_fail(e, j, LG_ERR_CANCELLED, "cancelled: the client went away");
     }
+    struct eng_batch b;
+    b.n = 0;
     for (int32_t i = 0; i < e->n_slots; i++)
         if (e->slots[i].job && e->slots[i].job->phase == JOB_DECODE)
-            step_decode(e, &e->slots[i]);
+            step_decode(e, &b, &e->slots[i]);
     /* prefill: a budget of n_chunk tokens per step, shared by the prefilling slots in turn
      * (several short prompts start in one step; a long one takes a chunk per step) */
     int64_t budget = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
@@ -1006,10 +1192,11 @@ static void engine_step(struct lg_engine *e)
     for (int32_t k = 0; k < e->n_slots && budget > 0; k++) {
         int32_t i = (start + k) % e->n_slots;
         if (e->slots[i].job && e->slots[i].job->phase == JOB_PREFILL) {
-            budget -= step_prefill(e, &e->slots[i], budget);
+            budget -= step_prefill(&b, &e->slots[i], budget);
             e->rr = (i + 1) % e->n_slots;
         }
     }
+    batch_run(e, &b);
     publish_stats(e);
 }
 
@@ -1070,7 +1257,7 @@ static void *engine_main(void *arg)
          * current model's jobs are done */
         while (e->q_head && has_free_slot(e)) {
             struct eng_job *j = e->q_head;
-            if (e->m && strcmp(e->m->path, j->path) != 0 && e->n_active > 0)
+            if (e->m && !model_serves(e, j) && e->n_active > 0)
                 break;
             e->q_head = j->next;
             if (!e->q_head)

@@ -73,7 +73,14 @@ enum lg_status lg_session_open(const char *path, const struct lg_session_opts *o
         n_ctx = s->model->cfg.n_ctx_train;
     }
     s->n_ctx = n_ctx;
-    st = lg_model_state_create(s->model, n_ctx, 0, &s->state, err);
+    struct lg_state_opts so;
+    lg_state_opts_default(&so);
+    so.n_ctx = n_ctx;
+    if (opts && opts->kv_type_k && (st = lg_kv_type_parse(opts->kv_type_k, &so.type_k, err)))
+        goto fail;
+    if (opts && opts->kv_type_v && (st = lg_kv_type_parse(opts->kv_type_v, &so.type_v, err)))
+        goto fail;
+    st = lg_model_state_create_opts(s->model, &so, &s->state, err);
     if (st != LG_OK)
         goto fail;
     s->cache_ids = malloc((size_t)n_ctx * sizeof *s->cache_ids);

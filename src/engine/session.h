@@ -22,6 +22,8 @@ struct lg_gguf;
 struct lg_session_opts {
     int64_t n_ctx;        /* 0: min(4096, trained context) */
     int32_t n_threads;    /* 0: all cores (kernels pick up threads when they support them) */
+    const char *kv_type_k; /* KV-cache storage type of K: "f32", "f16", "q8_0", "q4_0" */
+    const char *kv_type_v; /* (lg_kv_type_parse); NULL: the default, f16 */
 };
 
 struct lg_session;

@@ -157,6 +157,18 @@ static bool edge_live(const uint8_t *prod, const struct lg_gedge *e)
     return prod[e->to] && (e->kind != LG_GE_CALL || prod[e->callee]);
 }
 
+
+/* Does [lo, hi] hold a "short-plain" byte: printable ASCII but '"', '\\' and '<', or a UTF-8
+ * lead byte (gram_mask.c's short-plain shortcut)? */
+static bool short_plain_overlap(uint8_t lo, uint8_t hi)
+{
+    for (unsigned b = lo; b <= hi; b++)
+        if ((b >= 0x20 && b <= 0x7F && b != '"' && b != '\\' && b != '<') ||
+            (b >= 0xC2 && b <= 0xF4))
+            return true;
+    return false;
+}
+
 enum lg_status lg_gb_finish(struct lg_gbuild *b, int32_t start, struct lg_grammar **out)
 {
     *out = NULL;
@@ -238,6 +250,7 @@ enum lg_status lg_gb_finish(struct lg_gbuild *b, int32_t start, struct lg_gramma
     for (uint32_t i = 0; i < nn; i++) {
         g->nodes[i].ret = b->ret[i] & LG_GB_RET;
         g->nodes[i].free_str = (b->ret[i] & LG_GB_FREE_STR) != 0;
+        g->nodes[i].plain_char = (b->ret[i] & LG_GB_PLAIN_CHAR) != 0;
     }
     for (uint32_t i = 0, k = 0; i < nn; i++) {
         g->nodes[i].e_first = k;
@@ -249,6 +262,14 @@ enum lg_status lg_gb_finish(struct lg_gbuild *b, int32_t start, struct lg_gramma
                 g->nodes[i].n_other++;
             k++;
         }
+    }
+    for (uint32_t i = 0; i < nn; i++) {
+        bool takes = false;
+        for (uint32_t k = g->nodes[i].e_first; k < g->nodes[i].e_first + g->nodes[i].n_bytes &&
+                                               !takes; k++)
+            if (g->edges[k].kind == LG_GE_BYTES)
+                takes = short_plain_overlap(g->edges[k].lo, g->edges[k].hi);
+        g->nodes[i].plain_dead = !takes;
     }
     free(prod);
     free(in_first);

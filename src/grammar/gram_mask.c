@@ -39,7 +39,19 @@ struct lg_grammar_vocab {
      * skips subtrees holding only such tokens (plain_sub). */
     uint32_t *plain_mask; /* [n_words] */
     uint8_t *plain_sub;   /* [n_nodes] */
+    /* Short-plain shortcut (bounded strings, Gemma-surface strings): tokens of 1..SHORT_MAXC
+     * code points that are all "short-plain" (plain, and no '<') are, in a state whose
+     * positions are all string-character nodes or nodes that take no such byte, allowed
+     * exactly when that many characters fit, whichever characters they are. short_cum[c-1] =
+     * such tokens of at most c code points; short_sub = subtrees holding only such tokens. */
+    uint32_t *short_cum; /* [SHORT_MAXC][n_words] */
+    uint8_t *short_sub;  /* [n_nodes] */
 };
+
+enum { SHORT_MAXC = 16 };
+
+/* Code points of b[0..n) when every one is short-plain (plain JSON text without '<'), else 0. */
+static uint32_t short_plain_count(const uint8_t *b, size_t n);
 
 /* Whether the bytes are plain JSON string characters (same classes as the grammar's). */
 static bool plain_json_text(const uint8_t *b, size_t n)
@@ -107,6 +119,16 @@ static int cmp_tok(const void *pa, const void *pb, void *arg)
     return a < b ? -1 : 1;
 }
 
+static uint32_t short_plain_count(const uint8_t *b, size_t n)
+{
+    if (n == 0 || memchr(b, '<', n) || !plain_json_text(b, n))
+        return 0;
+    uint32_t cp = 0;
+    for (size_t i = 0; i < n; i++)
+        cp += (b[i] & 0xC0) != 0x80;
+    return cp;
+}
+
 void lg_grammar_vocab_free(struct lg_grammar_vocab *gv)
 {
     if (!gv)
@@ -118,6 +140,8 @@ void lg_grammar_vocab_free(struct lg_grammar_vocab *gv)
     free(gv->nodes);
     free(gv->plain_mask);
     free(gv->plain_sub);
+    free(gv->short_cum);
+    free(gv->short_sub);
     free(gv);
 }
 
@@ -244,6 +268,29 @@ enum lg_status lg_grammar_vocab_build(const struct lg_vocab *v, struct lg_gramma
         for (uint32_t j = i + 1; j < t->end && plain; j = gv->nodes[j].end)
             plain = gv->plain_sub[j];
         gv->plain_sub[i] = plain && i > 0;
+    }
+    gv->short_cum = calloc((size_t)SHORT_MAXC * gv->n_words, sizeof *gv->short_cum);
+    gv->short_sub = malloc(nn);
+    if (!gv->short_cum || !gv->short_sub)
+        goto nomem;
+    for (uint32_t i = nn; i-- > 0;) {
+        const struct trie_node *t = &gv->nodes[i];
+        bool sp = true;
+        if (t->n_tok) { /* the tokens of a node share its bytes */
+            int32_t id0 = gv->ids_sorted[t->tok_first];
+            uint32_t cnt = short_plain_count(gv->blob + gv->tok_off[id0],
+                                             gv->tok_off[id0 + 1] - gv->tok_off[id0]);
+            sp = cnt >= 1 && cnt <= SHORT_MAXC;
+            for (uint32_t q = 0; sp && q < t->n_tok; q++) {
+                int32_t qid = gv->ids_sorted[t->tok_first + q];
+                for (uint32_t c = cnt; c <= SHORT_MAXC; c++)
+                    gv->short_cum[(size_t)(c - 1) * gv->n_words + (qid >> 5)] |=
+                        1u << (qid & 31);
+            }
+        }
+        for (uint32_t j = i + 1; j < t->end && sp; j = gv->nodes[j].end)
+            sp = gv->short_sub[j];
+        gv->short_sub[i] = sp && i > 0;
     }
     *out = gv;
     return LG_OK;
@@ -503,6 +550,47 @@ static bool walk_memo(struct lg_gctx *c, const struct lg_grammar_state *s,
     return true;
 }
 
+/* Every position is a string-character node or takes no short-plain byte (need_char: and at
+ * least one is a character node). */
+static bool short_state(const struct lg_grammar *g, const struct lg_ghead *h, uint32_t n,
+                        bool need_char)
+{
+    bool any = false;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct lg_gnode *nd = &g->nodes[h[i].node];
+        if (!nd->plain_char && !nd->plain_dead)
+            return false;
+        any |= nd->plain_char;
+    }
+    return any || !need_char;
+}
+
+/* For the short-plain shortcut: how many short-plain characters may follow (0..SHORT_MAXC),
+ * found by feeding 'a' — every short-plain code point leads to the same state while the state
+ * stays of the short_state kind, which is checked at each step — or -1 when the shortcut does
+ * not apply. buf has room for 2 x LG_GRAMMAR_MAX_HEADS positions. */
+static int short_probe(struct lg_gctx *c, const struct lg_grammar_state *s, struct lg_ghead *buf)
+{
+    if (!short_state(c->g, s->heads, s->n_heads, true))
+        return -1;
+    const struct lg_ghead *in = s->heads;
+    uint32_t n = s->n_heads;
+    for (int k = 1; k <= SHORT_MAXC; k++) {
+        bool comp = false;
+        struct lg_ghead *out = buf + (size_t)(k & 1) * LG_GRAMMAR_MAX_HEADS;
+        uint32_t m = lg_gram_advance(c, in, n, 'a', out, &comp);
+        if (c->oom)
+            return -1;
+        if (m == 0)
+            return comp ? k : k - 1;
+        if (k < SHORT_MAXC && !short_state(c->g, out, m, false))
+            return -1;
+        in = out;
+        n = m;
+    }
+    return SHORT_MAXC;
+}
+
 enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_grammar_vocab *gv,
                                uint32_t *allowed, struct lg_err *err)
 {
@@ -534,12 +622,21 @@ enum lg_status lg_grammar_mask(struct lg_grammar_state *s, const struct lg_gramm
     }
     uint32_t *mask = c->scratch, *n_at = c->scratch + gv->n_words;
     memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
-    uint32_t mark = c->n_frames;
     const uint8_t *skip = NULL;
+    int n_short;
     if (s->n_heads == 1 && !s->complete && c->g->nodes[s->heads[0].node].free_str) {
         skip = gv->plain_sub;
         memcpy(mask, gv->plain_mask, (size_t)gv->n_words * sizeof *mask);
+    } else if (gv->max_depth >= 1 && (n_short = short_probe(c, s, c->pool)) >= 0) {
+        /* a bounded string: the chain position decides how many characters still fit, and
+         * every token of that many short-plain characters or fewer is allowed at once */
+        skip = gv->short_sub;
+        if (n_short > 0)
+            memcpy(mask, gv->short_cum + (size_t)(n_short - 1) * gv->n_words,
+                   (size_t)gv->n_words * sizeof *mask);
     }
+    c->oom = false;
+    uint32_t mark = c->n_frames;
     bool memo_ok = walk_memo(c, s, gv, mask, (int32_t *)n_at, skip);
     if (!memo_ok && c->walk) {
         walk_reset(c->walk);

@@ -31,6 +31,12 @@ struct lg_gnode {
     uint32_t n_other;  /* EPS / CALL edges after them */
     uint8_t ret;
     uint8_t free_str;  /* loop node of an unbounded JSON string: plain characters loop back */
+    /* Short-plain shortcut (gram_mask.c): plain_char = a string's character node (its
+     * characters come from one char_inline, so every "short-plain" code point — printable,
+     * not '"' '\\' '<', well-formed UTF-8 — leads to the same place); plain_dead = no byte
+     * edge takes a short-plain byte. */
+    uint8_t plain_char;
+    uint8_t plain_dead;
 };
 
 struct lg_grammar {
@@ -46,7 +52,7 @@ struct lg_gtmp_edge {
     struct lg_gedge e;
 };
 
-enum { LG_GB_RET = 1, LG_GB_FREE_STR = 2 }; /* lg_gbuild.ret flags */
+enum { LG_GB_RET = 1, LG_GB_FREE_STR = 2, LG_GB_PLAIN_CHAR = 4 }; /* lg_gbuild.ret flags */
 
 struct lg_gbuild {
     struct lg_gtmp_edge *e;

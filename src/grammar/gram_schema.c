@@ -149,6 +149,8 @@ static void utf8_multi(struct comp *c, int32_t from, int32_t to)
  * any other <|...> marker, can never appear inside a value). */
 static void char_inline(struct comp *c, int32_t from, int32_t to)
 {
+    if (from >= 0 && c->b.st == LG_OK)
+        c->b.ret[from] |= LG_GB_PLAIN_CHAR; /* masks take a shortcut here (gram_mask.c) */
     if (c->surf == SURF_JSON) {
         lg_gb_bytes(B, from, 0x20, 0x21, to);
         lg_gb_bytes(B, from, 0x23, 0x5B, to);

@@ -238,6 +238,13 @@ enum lg_status lg_redactor_feed(struct lg_redactor *r, const char *piece, size_t
 enum lg_status lg_redactor_finish(struct lg_redactor *r, const char **out, size_t *out_n,
                                   struct lg_err *err);
 bool lg_redactor_denied(const struct lg_redactor *r, struct lg_decision *d);
+/* Emits everything held back, like finish(), but the redactor stays usable: later pieces
+ * start a new segment (no match spans the flush point). The server flushes when the output
+ * channel changes (reasoning → content → tool call) so the order of events is kept. */
+enum lg_status lg_redactor_flush(struct lg_redactor *r, const char **out, size_t *out_n,
+                                 struct lg_err *err);
+/* Redactions so far, all rules together. */
+int64_t lg_redactor_count(const struct lg_redactor *r);
 /* Redactions so far per rule, as "email=2,card=1" ("" when none). */
 void lg_redactor_summary(const struct lg_redactor *r, char *out, size_t cap);
 

@@ -74,12 +74,20 @@ enum lg_status lg_guard_db_open(const char *home, sqlite3 **out, struct lg_err *
     }
     snprintf(path, sizeof path, "%s/guard.db", dir);
     /* create the file ourselves so it is 0600 from the first byte; SQLite gives the -wal and
-     * -shm files the same mode */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return lg_err_set(err, LG_ERR_IO, "%s: %s", path, strerror(errno));
-    fchmod(fd, 0600);
-    close(fd);
+     * -shm files the same mode. Only when it does not exist yet: closing any descriptor of
+     * the file drops every POSIX lock this process holds on it, including those of a SQLite
+     * connection already open here (the server opens guard.db twice: keys and audit). Other
+     * processes would then think nobody uses the database and delete its WAL under us. */
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return lg_err_set(err, LG_ERR_IO, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    } else if ((sb.st_mode & 077) != 0) {
+        chmod(path, 0600);
+    }
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
         SQLITE_OK) {

@@ -908,6 +908,34 @@ enum lg_status lg_redactor_finish(struct lg_redactor *r, const char **out, size_
     return st;
 }
 
+enum lg_status lg_redactor_flush(struct lg_redactor *r, const char **out, size_t *out_n,
+                                 struct lg_err *err)
+{
+    r->out_n = 0;
+    *out = "";
+    *out_n = 0;
+    if (r->denied || r->finished)
+        return LG_OK;
+    enum lg_status st = scan(r, true, err);
+    /* the next piece starts a new segment: no pattern looks for a match before pos */
+    for (size_t i = 0; i < r->p->n_out; i++)
+        if (r->clean[i] < r->pos)
+            r->clean[i] = r->pos;
+    if (r->out)
+        r->out[r->out_n] = '\0';
+    *out = r->out ? r->out : "";
+    *out_n = r->out_n;
+    return st;
+}
+
+int64_t lg_redactor_count(const struct lg_redactor *r)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < r->p->n_out; i++)
+        n += r->counts[i];
+    return n;
+}
+
 bool lg_redactor_denied(const struct lg_redactor *r, struct lg_decision *d)
 {
     if (d)

@@ -18,8 +18,11 @@ void lg_kern_fill_avx2(struct lg_kern *k) __attribute__((weak));
 #if defined(__x86_64__) || defined(__i386__)
 void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4);
 static void (*const qdot_fill_avx2)(lg_vec_dot_fn *, lg_vec_dot4_fn *) = lg_qdot_fill_avx2;
+/* The AVX2 attention (kern/attn_avx2.c), strongly referenced for the same reason. */
+static void (*const attn_fill_avx2)(struct lg_kern *) = lg_attn_fill_avx2;
 #else
 static void (*const qdot_fill_avx2)(lg_vec_dot_fn *, lg_vec_dot4_fn *) = NULL;
+static void (*const attn_fill_avx2)(struct lg_kern *) = NULL;
 #endif
 void lg_kern_fill_avx512(struct lg_kern *k) __attribute__((weak));
 
@@ -80,6 +83,8 @@ static void init_tables(void)
         lg_kern_fill_avx2(&avx2_table);
     if (qdot_fill_avx2)
         qdot_fill_avx2(avx2_table.vec_dot, avx2_table.vec_dot4);
+    if (attn_fill_avx2 && !avx2_table.attention)
+        attn_fill_avx2(&avx2_table);
     fill_missing(&avx2_table);
 
     /* AVX-512 machines also run the AVX2 kernels for slots the AVX-512 file leaves empty. */
@@ -96,6 +101,8 @@ static void init_tables(void)
         if (!avx512_table.attention)
             avx512_table.attention = tmp.attention;
     }
+    if (attn_fill_avx2 && !avx512_table.attention)
+        attn_fill_avx2(&avx512_table);
     /* TODO(#10): AVX-512 VNNI dots; until then the AVX2 ones (an AVX-512 CPU runs them). */
     if (qdot_fill_avx2) {
         lg_vec_dot_fn d[LG_QTYPE_COUNT] = {0};
@@ -123,7 +130,7 @@ static void init_tables(void)
     if (!t) {
         if (cpu_has_avx512() && lg_kern_fill_avx512)
             t = &avx512_table;
-        else if (cpu_has_avx2() && (lg_kern_fill_avx2 || qdot_fill_avx2))
+        else if (cpu_has_avx2() && (lg_kern_fill_avx2 || qdot_fill_avx2 || attn_fill_avx2))
             t = &avx2_table;
         else
             t = lg_kern_ref();

@@ -41,12 +41,23 @@ struct lg_wmat {
 /* Arguments of one attention call: causal (optionally sliding-window) attention of n_tok
  * queries at positions pos0..pos0+n_tok-1 over a key/value store in which position j lives in
  * slot j % n_slots. The caller guarantees that every visible key is present (the KV module
- * sizes rings so that it is). */
+ * sizes rings so that it is).
+ * K and V are read in their storage type (issue #9): a slot row is n_head_kv heads, head h at
+ * byte h * lg_qtype_row_bytes(type, head_dim) of the row; rows are k_stride / v_stride bytes
+ * apart. Types: F32 (0, the zero-initialised default), F16, Q8_0, Q4_0 (block types need
+ * head_dim % 32 == 0). The kernels dequantize a block at a time on the fly (exact: the products
+ * d * q fit in f32) and accumulate in the same order as the F32 path, so the result equals
+ * bit for bit the F32 kernel run on the dequantized cache, and every ISA variant equals the
+ * reference bit for bit (tests/unit/test_kv_types.c). */
 struct lg_attn_args {
     const float *q;      /* [n_tok][n_head][head_dim] (already normed, roped) */
     float *out;          /* [n_tok][n_head][head_dim] */
-    const float *k;      /* [n_slots][n_head_kv][head_dim] */
-    const float *v;      /* [n_slots][n_head_kv][head_dim] */
+    const void *k;       /* [n_slots] rows of k_stride bytes: [n_head_kv][head_dim] in type_k */
+    const void *v;       /* [n_slots] rows of v_stride bytes: [n_head_kv][head_dim] in type_v */
+    uint32_t type_k;     /* enum lg_qtype: F32, F16, Q8_0 or Q4_0 */
+    uint32_t type_v;
+    size_t k_stride;     /* bytes between slots; 0: n_head_kv heads back to back */
+    size_t v_stride;
     int64_t n_tok;
     int64_t n_head;
     int64_t n_head_kv;   /* divides n_head; query head h reads KV head h / (n_head / n_head_kv) */
@@ -59,6 +70,9 @@ struct lg_attn_args {
     float *scratch;      /* per thread: scratch + ith * scratch_stride, >= n visible keys */
     int64_t scratch_stride;
 };
+
+/* Bytes of one head of head_dim elements in a KV storage type (F32/F16/Q8_0/Q4_0). */
+size_t lg_attn_head_bytes(uint32_t type, int64_t head_dim);
 
 struct lg_kern {
     const char *isa; /* "ref", "avx2", ... */
@@ -117,5 +131,8 @@ const struct lg_kern *lg_kern_ref(void);
 
 /* Reference building blocks, exported for tests and for ISA files to fall back on. */
 float lg_kern_dot_f32(const float *a, const float *b, int64_t n);
+
+/* The AVX2 attention (kern/attn_avx2.c; x86 builds only): sets k->attention. */
+void lg_attn_fill_avx2(struct lg_kern *k);
 
 #endif

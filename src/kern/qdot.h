@@ -44,11 +44,28 @@ extern const lg_vec_dot_fn lg_vec_dot_ref[LG_QTYPE_COUNT];
 struct lg_wmat;
 
 /* y[t][r] = dot(W row r, activation row t) for t < n_tok and rows r0 <= r < r1, with the
- * activations already converted (lg_act_quantize) in rows of ldq bytes. Rows are taken in
- * blocks that stay in cache while every token passes over them, 4 tokens at a time through
- * dot4 when it is not NULL. No allocation; several threads may run disjoint row ranges. */
+ * activations already converted (lg_act_quantize) in rows of ldq bytes. With n_tok >= 2 and
+ * a tiled GEMM for this (ISA, type) (lg_gemm_q_for), that kernel does the work; otherwise
+ * rows are taken in blocks that stay in cache while every token passes over them, 4 tokens at
+ * a time through dot4 when it is not NULL. No allocation; several threads may run disjoint
+ * row ranges. */
 void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w,
                  const void *qx, size_t ldq, float *y, int64_t ldy, int64_t n_tok, int64_t r0,
                  int64_t r1);
+
+/* A register-tiled quantized GEMM: the same contract as lg_matmul_q (rows [r0, r1), n_tok
+ * tokens, activations in lg_act_type(w->type) rows of ldq bytes), for one weight type. No
+ * allocation (stack buffers of about 64 KiB); reentrant. */
+typedef void (*lg_gemm_q_fn)(const struct lg_wmat *w, const void *qx, size_t ldq, float *y,
+                             int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1);
+
+/* The tiled GEMM that belongs with a kernel table's dot4 for weight type `type` (the same ISA),
+ * or NULL (scalar reference tables, types without one). */
+lg_gemm_q_fn lg_gemm_q_for(uint32_t type, lg_vec_dot4_fn dot4);
+
+/* kern/gemm_avx2.c (x86 only): the AVX2 tiled GEMM for Q4_0, Q8_0, Q4_K, Q6_K, else NULL.
+ * Each output equals lg_vec_dot_ref's bit for bit when both are compiled without FP
+ * contraction (GCC's ISO C mode). Callers must have checked that the CPU has AVX2 + F16C. */
+lg_gemm_q_fn lg_gemm_avx2(uint32_t type);
 
 #endif

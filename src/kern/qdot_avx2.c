@@ -13,6 +13,7 @@
 #include "quant/quant_blocks.h"
 
 void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4);
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4);
 
 static inline float hsum8(__m256 v)
 {
@@ -450,6 +451,17 @@ static void avx2_q6_k_x4(const void *w, const void *a, size_t lda, int64_t n, fl
     }
     for (int t = 0; t < 4; t++)
         out[t * ldo] = hsum8(acc[t]);
+}
+
+/* The tiled GEMM goes with this file's dot4 functions (the avx2 and avx512 tables). */
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4)
+{
+    lg_vec_dot4_fn own = type == LG_QTYPE_Q4_0   ? avx2_q4_0_x4
+                         : type == LG_QTYPE_Q8_0 ? avx2_q8_0_x4
+                         : type == LG_QTYPE_Q4_K ? avx2_q4_k_x4
+                         : type == LG_QTYPE_Q6_K ? avx2_q6_k_x4
+                                                 : NULL;
+    return own && dot4 == own ? lg_gemm_avx2(type) : NULL;
 }
 
 void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4)

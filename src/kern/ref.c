@@ -159,12 +159,78 @@ static void ref_axpy(float *y, const float *x, float s, int64_t n)
         y[i] += s * x[i];
 }
 
+size_t lg_attn_head_bytes(uint32_t type, int64_t head_dim)
+{
+    switch (type) {
+    case LG_QTYPE_F16:
+        return (size_t)head_dim * 2;
+    case LG_QTYPE_Q8_0:
+        return (size_t)head_dim / 32 * 34;
+    case LG_QTYPE_Q4_0:
+        return (size_t)head_dim / 32 * 18;
+    default:
+        return (size_t)head_dim * sizeof(float);
+    }
+}
+
+/* q . k for one K head stored in `type`. Converted 8 (F16) or 32 (block types) elements at a
+ * time and summed in exactly the order of lg_kern_dot_f32 on the dequantized head. */
+static float attn_dot(const float *q, const uint8_t *k, uint32_t type, int64_t d)
+{
+    if (type == LG_QTYPE_F32)
+        return lg_kern_dot_f32(q, (const float *)(const void *)k, d);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[32];
+    int64_t i = 0;
+    if (type == LG_QTYPE_F16) {
+        for (; i + 8 <= d; i += 8) {
+            lg_dequant_row(LG_QTYPE_F16, k + 2 * i, x, 8);
+            for (int j = 0; j < 8; j++)
+                acc[j] += q[i + j] * x[j];
+        }
+    } else {
+        const size_t bb = lg_attn_head_bytes(type, 32);
+        for (; i + 32 <= d; i += 32) {
+            lg_dequant_row((enum lg_qtype)type, k + (size_t)(i / 32) * bb, x, 32);
+            for (int g = 0; g < 32; g += 8)
+                for (int j = 0; j < 8; j++)
+                    acc[j] += q[i + g + j] * x[g + j];
+        }
+    }
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < d; i++) { /* F16 tail only (block types have d % 32 == 0) */
+        lg_dequant_row(LG_QTYPE_F16, k + 2 * i, x, 1);
+        s += q[i] * x[0];
+    }
+    return s;
+}
+
+/* o += w * v for one V head stored in `type` (element by element as ref_axpy). */
+static void attn_axpy(float *o, const uint8_t *v, uint32_t type, float w, int64_t d)
+{
+    if (type == LG_QTYPE_F32) {
+        ref_axpy(o, (const float *)(const void *)v, w, d);
+        return;
+    }
+    float x[32];
+    const int64_t blk = type == LG_QTYPE_F16 ? 1 : 32;
+    const size_t bb = lg_attn_head_bytes(type, blk);
+    for (int64_t i = 0; i < d; i += 32) {
+        int64_t n = d - i < 32 ? d - i : 32;
+        lg_dequant_row((enum lg_qtype)type, v + (size_t)(i / blk) * bb, x, n);
+        ref_axpy(o + i, x, w, n);
+    }
+}
+
 static void ref_attention(const struct lg_attn_args *a, int ith, int nth)
 {
     int64_t n_pairs = a->n_tok * a->n_head, p0, p1;
     share(n_pairs, ith, nth, &p0, &p1);
     int64_t group = a->n_head / a->n_head_kv;
     int64_t d = a->head_dim;
+    const size_t hbk = lg_attn_head_bytes(a->type_k, d), hbv = lg_attn_head_bytes(a->type_v, d);
+    const size_t ks = a->k_stride ? a->k_stride : (size_t)a->n_head_kv * hbk;
+    const size_t vs = a->v_stride ? a->v_stride : (size_t)a->n_head_kv * hbv;
+    const uint8_t *kb = a->k, *vb = a->v;
     float *sc = a->scratch + (int64_t)ith * a->scratch_stride;
     for (int64_t p = p0; p < p1; p++) {
         int64_t t = p / a->n_head, h = p % a->n_head, kvh = h / group;
@@ -176,8 +242,8 @@ static void ref_attention(const struct lg_attn_args *a, int ith, int nth)
         const float *q = a->q + (t * a->n_head + h) * d;
         for (int64_t j = 0; j < n_keys; j++) {
             int64_t slot = (lo + j) % a->n_slots;
-            const float *k = a->k + (slot * a->n_head_kv + kvh) * d;
-            float s = lg_kern_dot_f32(q, k, d) * a->scale;
+            const uint8_t *k = kb + (size_t)slot * ks + (size_t)kvh * hbk;
+            float s = attn_dot(q, k, a->type_k, d) * a->scale;
             if (a->softcap > 0.0f)
                 s = a->softcap * tanhf(s / a->softcap);
             sc[j] = s;
@@ -187,7 +253,7 @@ static void ref_attention(const struct lg_attn_args *a, int ith, int nth)
         memset(o, 0, (size_t)d * sizeof(float));
         for (int64_t j = 0; j < n_keys; j++) {
             int64_t slot = (lo + j) % a->n_slots;
-            ref_axpy(o, a->v + (slot * a->n_head_kv + kvh) * d, sc[j], d);
+            attn_axpy(o, vb + (size_t)slot * vs + (size_t)kvh * hbv, a->type_v, sc[j], d);
         }
     }
 }

@@ -321,9 +321,11 @@ static uint32_t tensor_type(const char *gname, int n_dims, int64_t row, uint32_t
     return want;
 }
 
+/* max_rows > 0 keeps only the first max_rows rows of a 2-D tensor (token_embd is cut to the
+ * vocabulary, as the reference converter does for Gemma 3). */
 static enum lg_status add_job(struct lg_gguf_writer *w, struct job *j, const char *gname,
                               const struct lg_st_tensor *t, float add, uint32_t want,
-                              struct lg_err *err)
+                              int64_t max_rows, struct lg_err *err)
 {
     if (t->dtype == LG_ST_OTHER)
         return lg_err_set(err, LG_ERR_UNSUPPORTED, "tensor %s: dtype not F32/F16/BF16", t->name);
@@ -337,6 +339,10 @@ static enum lg_status add_job(struct lg_gguf_writer *w, struct job *j, const cha
         j->ne[d] = d < t->n_dims ? (uint64_t)t->shape[t->n_dims - 1 - d] : 1;
     j->row = (int64_t)j->ne[0];
     j->n_elem = t->n_elem;
+    if (max_rows > 0 && t->n_dims == 2 && (int64_t)j->ne[1] > max_rows) {
+        j->ne[1] = (uint64_t)max_rows;
+        j->n_elem = j->row * max_rows;
+    }
     j->type = tensor_type(gname, t->n_dims, j->row, want);
     return lg_gguf_writer_add_tensor(w, j->name, j->type, j->n_dims, j->ne, NULL, fill, j) == LG_OK
                ? LG_OK
@@ -529,7 +535,7 @@ static enum lg_status write_chat_template(struct lg_gguf_writer *w, const char *
         return s;
     }
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    json_t *tc = json_load_file(path, 0, NULL);
+    json_t *tc = json_load_file(path, JSON_DECODE_INT_AS_REAL, NULL); /* 1e30 max lengths */
     const char *t = json_string_value(json_object_get(tc, "chat_template"));
     enum lg_status s = t ? lg_gguf_writer_add_str(w, "tokenizer.chat_template", t) : LG_OK;
     json_decref(tc);
@@ -662,14 +668,20 @@ enum lg_status lg_convert_hf(const char *dir, const char *out_path, uint32_t out
     }
     if ((s = write_meta(w, c, dir, out_type)))
         goto done;
+    /* n_vocab > 0: the vocabulary written, to which token_embd is cut (Gemma 3). */
+    int64_t n_vocab = 0;
+    bool have_template = false;
     if (c->g4) {
         s = write_vocab_gemma4(w, dir, err);
-        if (s == LG_ERR_NOT_FOUND)
-            s = LG_OK; /* no tokenizer.json: a weights-only file */
-        if (s != LG_OK)
-            goto done;
+    } else {
+        s = lg_convert_spm_vocab(w, dir, &n_vocab, err);
+        have_template = s == LG_OK; /* chat template written as SpecialVocab finds it */
     }
-    if ((s = write_chat_template(w, dir, err)))
+    if (s == LG_ERR_NOT_FOUND)
+        s = LG_OK; /* no tokenizer file: a weights-only file */
+    if (s != LG_OK)
+        goto done;
+    if (!have_template && (s = write_chat_template(w, dir, err)))
         goto done;
 
     int n_jobs = 0;
@@ -724,7 +736,8 @@ enum lg_status lg_convert_hf(const char *dir, const char *out_path, uint32_t out
         } else {
             goto unknown;
         }
-        if ((s = add_job(w, &jobs[n_jobs++], gname, t, add, out_type, err)))
+        if ((s = add_job(w, &jobs[n_jobs++], gname, t, add, out_type,
+                         !strcmp(gname, "token_embd.weight") ? n_vocab : 0, err)))
             goto done;
         continue;
     unknown:
@@ -736,7 +749,7 @@ enum lg_status lg_convert_hf(const char *dir, const char *out_path, uint32_t out
     const json_t *tcfg = json_object_get(root, "text_config");
     if (lm && (json_is_false(json_object_get(root, "tie_word_embeddings")) ||
                json_is_false(json_object_get(tcfg, "tie_word_embeddings"))) &&
-        (s = add_job(w, &jobs[n_jobs++], "output.weight", lm, 0.0f, out_type, err)))
+        (s = add_job(w, &jobs[n_jobs++], "output.weight", lm, 0.0f, out_type, 0, err)))
         goto done;
     if (c->g4 && c->proportional) {
         int64_t ghd = c->hd;

@@ -141,15 +141,20 @@ static void mm(struct lg_model_state *s, const struct lg_wmat *w, const float *x
     mm_multi(s, x, ldx, n, 1, &w, &y, &ldy);
 }
 
+enum { FW_MAX_SEG = 64, FW_MAX_ROWS = 512 };
+
 struct attn_job {
     const struct lg_kern *k;
-    const struct lg_attn_args *a;
+    const struct lg_attn_args *a; /* [n] */
+    int n;
 };
 
+/* Segments write disjoint outputs: each thread does its share of every segment, no barrier. */
 static void attn_run(void *arg, int ith, int nth)
 {
     const struct attn_job *j = arg;
-    j->k->attention(j->a, ith, nth);
+    for (int i = 0; i < j->n; i++)
+        j->k->attention(&j->a[i], ith, nth);
 }
 
 static void norm_rows(const struct lg_model_state *s, float *y, const float *x, const float *w,
@@ -159,26 +164,43 @@ static void norm_rows(const struct lg_model_state *s, float *y, const float *x, 
         s->k->rmsnorm(y + r * stride, x + r * stride, w, width, eps);
 }
 
+/* The tokens of one pass: segment i is n consecutive positions pos0.. of one sequence (its KV
+ * cache kv), stored at rows t0..t0+n-1 of the chunk buffers. A plain forward is one segment. */
+struct fw_seg {
+    struct lg_kv *kv;
+    int64_t t0, n, pos0;
+};
+
+struct fw_batch {
+    const struct fw_seg *seg;
+    int n_seg;
+    int64_t n; /* rows in all */
+};
+
 static void rope_rows(const struct lg_model *m, const struct lg_model_state *s,
-                      const struct lg_layer_cfg *lc, float *x, int64_t n, int64_t pos0,
+                      const struct lg_layer_cfg *lc, float *x, const struct fw_batch *b,
                       int64_t n_head, int64_t stride)
 {
     const float *ff = lc->use_rope_freqs ? m->rope_freqs : NULL;
-    for (int64_t t = 0; t < n; t++) {
-        lg_rope_angles(s->cs, lc->n_rot, pos0 + t, lc->rope_base, lc->rope_freq_scale, ff);
-        s->k->rope_neox(x + t * stride, n_head, lc->head_dim, lc->n_rot, s->cs);
+    for (int i = 0; i < b->n_seg; i++) {
+        const struct fw_seg *g = &b->seg[i];
+        for (int64_t t = 0; t < g->n; t++) {
+            lg_rope_angles(s->cs, lc->n_rot, g->pos0 + t, lc->rope_base, lc->rope_freq_scale,
+                           ff);
+            s->k->rope_neox(x + (g->t0 + t) * stride, n_head, lc->head_dim, lc->n_rot, s->cs);
+        }
     }
 }
 
 static void attention_block(const struct lg_model *m, struct lg_model_state *s, int32_t il,
-                            int64_t n, int64_t pos0)
+                            const struct fw_batch *b)
 {
     const struct lg_model_cfg *c = &m->cfg;
     const struct lg_layer_cfg *lc = &c->layers[il];
     const struct lg_layer_w *w = &m->layers[il];
     const struct lg_kern *k = s->k;
     const int64_t D = c->n_embd, H = c->n_head, hd = lc->head_dim, Hkv = lc->n_head_kv;
-    const int64_t QD = H * hd, KD = Hkv * hd;
+    const int64_t QD = H * hd, KD = Hkv * hd, n = b->n;
 
     norm_rows(s, s->a, s->x, w->attn_norm, n, D, D, c->eps);
     {
@@ -190,42 +212,49 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
         mm_multi(s, s->a, D, n, cnt, ws, ys, lds);
     }
     norm_rows(s, s->q, s->q, w->q_norm, n * H, hd, hd, c->eps);
-    rope_rows(m, s, lc, s->q, n, pos0, H, QD);
+    rope_rows(m, s, lc, s->q, b, H, QD);
 
     if (lc->kv_src == il) {
         if (!lc->has_v) /* K==V: V is the raw K projection (neither k-normed nor roped) */
             memcpy(s->vv, s->kk, (size_t)(n * KD) * sizeof(float));
         norm_rows(s, s->kk, s->kk, w->k_norm, n * Hkv, hd, hd, c->eps);
-        rope_rows(m, s, lc, s->kk, n, pos0, Hkv, KD);
+        rope_rows(m, s, lc, s->kk, b, Hkv, KD);
         if (c->v_norm)
             norm_rows(s, s->vv, s->vv, NULL, n * Hkv, hd, hd, c->eps);
-        float *kc = lg_kv_k(s->kv, il), *vc = lg_kv_v(s->kv, il);
-        int64_t n_slots = lg_kv_n_slots(s->kv, il);
-        for (int64_t t = 0; t < n; t++) {
-            int64_t slot = (pos0 + t) % n_slots;
-            memcpy(kc + slot * KD, s->kk + t * KD, (size_t)KD * sizeof(float));
-            memcpy(vc + slot * KD, s->vv + t * KD, (size_t)KD * sizeof(float));
+        for (int i = 0; i < b->n_seg; i++) {
+            const struct fw_seg *g = &b->seg[i];
+            for (int64_t t = 0; t < g->n; t++) /* converted to the cache's storage types */
+                lg_kv_store(g->kv, il, g->pos0 + t, s->kk + (g->t0 + t) * KD,
+                            s->vv + (g->t0 + t) * KD);
         }
     }
 
-    struct lg_attn_args aa = {
-        .q = s->q,
-        .out = s->att,
-        .k = lg_kv_k(s->kv, il),
-        .v = lg_kv_v(s->kv, il),
-        .n_tok = n,
-        .n_head = H,
-        .n_head_kv = Hkv,
-        .head_dim = hd,
-        .n_slots = lg_kv_n_slots(s->kv, il),
-        .pos0 = pos0,
-        .window = lc->sliding ? c->sliding_window : 0,
-        .scale = lc->q_scale,
-        .softcap = c->attn_softcap,
-        .scratch = s->sc,
-        .scratch_stride = s->n_ctx,
-    };
-    struct attn_job aj = {k, &aa};
+    struct lg_attn_args aa[FW_MAX_SEG];
+    for (int i = 0; i < b->n_seg; i++) {
+        const struct fw_seg *g = &b->seg[i];
+        aa[i] = (struct lg_attn_args){
+            .q = s->q + g->t0 * QD,
+            .out = s->att + g->t0 * QD,
+            .k = lg_kv_k(g->kv, il),
+            .v = lg_kv_v(g->kv, il),
+            .type_k = lg_kv_type_k(g->kv),
+            .type_v = lg_kv_type_v(g->kv),
+            .k_stride = lg_kv_row_bytes_k(g->kv, il),
+            .v_stride = lg_kv_row_bytes_v(g->kv, il),
+            .n_tok = g->n,
+            .n_head = H,
+            .n_head_kv = Hkv,
+            .head_dim = hd,
+            .n_slots = lg_kv_n_slots(g->kv, il),
+            .pos0 = g->pos0,
+            .window = lc->sliding ? c->sliding_window : 0,
+            .scale = lc->q_scale,
+            .softcap = c->attn_softcap,
+            .scratch = s->sc,
+            .scratch_stride = s->n_ctx,
+        };
+    }
+    struct attn_job aj = {k, aa, b->n_seg};
     lg_tp_run(s->pool, attn_run, &aj);
 
     mm(s, &w->wo, s->att, QD, s->o, D, n);
@@ -397,12 +426,15 @@ static void ple_block(const struct lg_model *m, struct lg_model_state *s, int32_
         s->k->axpy(s->x + t * D, s->o + t * D, 1.0f, D);
 }
 
+/* One pass over b->n rows (b->n <= s->n_chunk). Logits: rows lrow[0..n_lrow) (increasing)
+ * are written to ldst[i] ([n_vocab] each); runs of rows whose destinations are adjacent go
+ * through the output matrix together. */
 static void run_chunk(const struct lg_model *m, struct lg_model_state *s, const int32_t *tok,
-                      int64_t n, int64_t pos0, float *logits, bool last_only)
+                      const struct fw_batch *b, const int64_t *lrow, float *const *ldst,
+                      int64_t n_lrow)
 {
     const struct lg_model_cfg *c = &m->cfg;
-    const int64_t D = c->n_embd, V = c->n_vocab;
-    const struct lg_kern *k = s->k;
+    const int64_t D = c->n_embd, V = c->n_vocab, n = b->n;
 
     for (int64_t t = 0; t < n; t++) {
         float *xt = s->x + t * D;
@@ -416,7 +448,7 @@ static void run_chunk(const struct lg_model *m, struct lg_model_state *s, const 
         ple_inputs(m, s, tok, n);
 
     for (int32_t il = 0; il < c->n_layer; il++) {
-        attention_block(m, s, il, n, pos0);
+        attention_block(m, s, il, b);
         ffn_block(m, s, il, n);
         if (c->n_embd_per_layer > 0)
             ple_block(m, s, il, n);
@@ -426,17 +458,121 @@ static void run_chunk(const struct lg_model *m, struct lg_model_state *s, const 
                 s->x[i] *= sc;
     }
 
-    if (!logits)
+    if (n_lrow == 0)
         return;
-    int64_t t0 = last_only ? n - 1 : 0, nt = last_only ? 1 : n;
-    norm_rows(s, s->a, s->x + t0 * D, m->output_norm, nt, D, D, c->eps);
-    mm(s, &m->output, s->a, D, logits, V, nt);
-    if (c->final_softcap > 0.0f) {
-        const float cap = c->final_softcap;
-        for (int64_t i = 0; i < nt * V; i++)
-            logits[i] = cap * tanhf(logits[i] / cap);
+    for (int64_t i = 0; i < n_lrow; i++)
+        s->k->rmsnorm(s->a + i * D, s->x + lrow[i] * D, m->output_norm, D, c->eps);
+    for (int64_t i = 0; i < n_lrow;) {
+        int64_t j = i + 1;
+        while (j < n_lrow && ldst[j] == ldst[j - 1] + V)
+            j++;
+        mm(s, &m->output, s->a + i * D, D, ldst[i], V, j - i);
+        if (c->final_softcap > 0.0f) {
+            const float cap = c->final_softcap;
+            for (int64_t r = i; r < j; r++)
+                for (int64_t v = 0; v < V; v++)
+                    ldst[r][v] = cap * tanhf(ldst[r][v] / cap);
+        }
+        i = j;
     }
-    (void)k;
+}
+
+static enum lg_status check_tokens(const struct lg_model *m, const int32_t *tokens, int64_t n,
+                                   struct lg_err *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.n_vocab)
+            return lg_err_set(err, LG_ERR_INVALID_ARG, "token %lld: id %d out of range [0, %d)",
+                              (long long)i, (int)tokens[i], (int)m->cfg.n_vocab);
+    return LG_OK;
+}
+
+enum lg_status lg_model_forward_batch(const struct lg_model *m, struct lg_model_state *work,
+                                      struct lg_batch_seg *seg, int n_seg, int *i_failed,
+                                      struct lg_err *err)
+{
+    enum lg_status st;
+    if (i_failed)
+        *i_failed = -1;
+    if (n_seg <= 0 || !seg || !work)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: empty batch");
+    for (int i = 0; i < n_seg; i++) {
+        const struct lg_batch_seg *g = &seg[i];
+        if (i_failed)
+            *i_failed = i;
+        if (!g->state || g->n_tok <= 0 || !g->tokens ||
+            (g->mode != LG_LOGITS_NONE && !g->logits))
+            return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: segment %d: bad arguments", i);
+        if ((st = check_tokens(m, g->tokens, g->n_tok, err)))
+            return st;
+        struct lg_kv *kv = g->state->kv;
+        int64_t pos0 = lg_kv_n_pos(kv);
+        if (g->n_tok > lg_kv_n_ctx(kv) - pos0)
+            return lg_err_set(err, LG_ERR_CONTEXT, "%lld tokens at position %lld exceed the "
+                              "context of %lld", (long long)g->n_tok, (long long)pos0,
+                              (long long)lg_kv_n_ctx(kv));
+        if (lg_kv_n_ctx(kv) > work->n_ctx)
+            return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: segment %d: context %lld "
+                              "exceeds the work state's %lld", i, (long long)lg_kv_n_ctx(kv),
+                              (long long)work->n_ctx);
+        for (int j = 0; j < i; j++)
+            if (seg[j].state->kv == kv)
+                return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: segments %d and %d share "
+                                  "a cache", j, i);
+    }
+    if (i_failed)
+        *i_failed = -1;
+
+    /* Fill sub-batches of at most C rows (capped at FW_MAX_ROWS) and FW_MAX_SEG segments; a segment is cut into parts
+     * of at most its own cache's chunk size (the sliding rings are sized for that). */
+    const int64_t C = work->n_chunk < FW_MAX_ROWS ? work->n_chunk : FW_MAX_ROWS;
+    const int64_t V = m->cfg.n_vocab;
+    struct fw_seg fs[FW_MAX_SEG];
+    int32_t tok[FW_MAX_ROWS];
+    int64_t lrow[FW_MAX_ROWS];
+    float *ldst[FW_MAX_ROWS];
+    int i = 0;
+    int64_t done = 0; /* tokens of seg[i] already run */
+    while (i < n_seg) {
+        int nf = 0;
+        int64_t rows = 0, n_l = 0;
+        while (i < n_seg && rows < C && nf < FW_MAX_SEG) {
+            struct lg_batch_seg *g = &seg[i];
+            struct lg_kv *kv = g->state->kv;
+            int64_t part = g->n_tok - done, room = C - rows;
+            int64_t kc = lg_kv_n_chunk(kv);
+            if (part > room)
+                part = room;
+            if (part > kc)
+                part = kc;
+            fs[nf] = (struct fw_seg){kv, rows, part, lg_kv_n_pos(kv)};
+            memcpy(tok + rows, g->tokens + done, (size_t)part * sizeof *tok);
+            bool end = done + part == g->n_tok;
+            if (g->mode == LG_LOGITS_ALL) {
+                for (int64_t t = 0; t < part; t++) {
+                    lrow[n_l] = rows + t;
+                    ldst[n_l++] = g->logits + (done + t) * V;
+                }
+            } else if (g->mode == LG_LOGITS_LAST && end) {
+                lrow[n_l] = rows + part - 1;
+                ldst[n_l++] = g->logits;
+            }
+            rows += part;
+            nf++;
+            done += part;
+            if (end) {
+                i++;
+                done = 0;
+            } else if (part == kc) {
+                break; /* the rest of this segment goes into the next sub-batch */
+            }
+        }
+        struct fw_batch b = {fs, nf, rows};
+        run_chunk(m, work, tok, &b, lrow, ldst, n_l);
+        for (int f = 0; f < nf; f++)
+            lg_kv_advance(fs[f].kv, fs[f].n);
+    }
+    return LG_OK;
 }
 
 enum lg_status lg_model_forward(const struct lg_model *m, struct lg_model_state *s,
@@ -445,26 +581,6 @@ enum lg_status lg_model_forward(const struct lg_model *m, struct lg_model_state 
 {
     if (n_tok <= 0 || !tokens || (mode != LG_LOGITS_NONE && !logits))
         return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: bad arguments");
-    for (int64_t i = 0; i < n_tok; i++)
-        if (tokens[i] < 0 || tokens[i] >= m->cfg.n_vocab)
-            return lg_err_set(err, LG_ERR_INVALID_ARG, "token %lld: id %d out of range [0, %d)",
-                              (long long)i, (int)tokens[i], (int)m->cfg.n_vocab);
-    int64_t pos0 = lg_kv_n_pos(s->kv);
-    if (n_tok > s->n_ctx - pos0)
-        return lg_err_set(err, LG_ERR_CONTEXT, "%lld tokens at position %lld exceed the context "
-                          "of %lld", (long long)n_tok, (long long)pos0, (long long)s->n_ctx);
-    const int64_t V = m->cfg.n_vocab;
-    for (int64_t done = 0; done < n_tok;) {
-        int64_t n = n_tok - done < s->n_chunk ? n_tok - done : s->n_chunk;
-        bool last = done + n == n_tok;
-        float *dst = NULL;
-        if (mode == LG_LOGITS_ALL)
-            dst = logits + done * V;
-        else if (mode == LG_LOGITS_LAST && last)
-            dst = logits;
-        run_chunk(m, s, tokens + done, n, pos0 + done, dst, mode == LG_LOGITS_LAST);
-        lg_kv_advance(s->kv, n);
-        done += n;
-    }
-    return LG_OK;
+    struct lg_batch_seg g = {s, tokens, n_tok, mode, logits};
+    return lg_model_forward_batch(m, s, &g, 1, NULL, err);
 }

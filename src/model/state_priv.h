@@ -49,6 +49,7 @@ struct lg_model_state {
     float *eh;     /* [C][Fe] expert hidden */
     float *ey;     /* [C][D] expert outputs */
     void *mem;
+    size_t bytes;  /* what create allocated: this struct, qx, mem, KV (== lg_model_state_bytes) */
 };
 
 #endif

@@ -1,7 +1,9 @@
 /* ollama_chat.c: POST /api/chat — Ollama's chat request → struct lg_gen_req; NDJSON
  * streaming by default, one object with "stream": false. An empty messages list only loads
  * the model (or unloads it with keep_alive 0). Tool-call arguments are objects here, not
- * strings as in OpenAI. */
+ * strings as in OpenAI. Extensions: tool_choice and reasoning_budget, as on the OpenAI route. */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +40,47 @@ enum lg_status srv_get_ollama_common(const json_t *root, struct lg_gen_req *r,
     return LG_OK;
 }
 
+/* Extension (Ollama has no tool_choice): "tool_choice" as on /v1/chat/completions —
+ * "auto" (default), "none", "required" or {"type": "function", "function": {"name": "f"}}
+ * with f declared. The official client cannot send it; agent frameworks that talk HTTP can. */
+static enum lg_status get_tool_choice(const json_t *root, struct lg_gen_req *r,
+                                      struct lg_err *err)
+{
+    const json_t *tc = json_object_get(root, "tool_choice");
+    if (!tc || json_is_null(tc))
+        return LG_OK;
+    if (json_is_string(tc)) {
+        const char *v = json_string_value(tc);
+        if (!strcmp(v, "none")) {
+            json_decref(r->tools);
+            r->tools = NULL;
+        } else if (!strcmp(v, "required")) {
+            r->tool_choice = LG_TOOL_CHOICE_REQUIRED;
+        } else if (strcmp(v, "auto") != 0) {
+            return lg_err_set(err, LG_ERR_FORMAT,
+                              "tool_choice: expected \"auto\", \"none\", \"required\" or an object");
+        }
+        return LG_OK;
+    }
+    if (!json_is_object(tc))
+        return lg_err_set(err, LG_ERR_FORMAT, "tool_choice: expected string or object, got %s",
+                          lg_json_type_name(tc));
+    const char *nm = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+    bool declared = false;
+    size_t k;
+    json_t *t;
+    json_array_foreach(r->tools, k, t) {
+        const char *tn = json_string_value(json_object_get(t, "name"));
+        declared |= nm && tn && !strcmp(tn, nm);
+    }
+    if (!nm || !declared || strlen(nm) >= sizeof r->tool_choice_name)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "tool_choice.function.name: %s",
+                          nm ? "not one of the declared tools" : "missing");
+    r->tool_choice = LG_TOOL_CHOICE_NAMED;
+    snprintf(r->tool_choice_name, sizeof r->tool_choice_name, "%s", nm);
+    return LG_OK;
+}
+
 enum lg_status srv_parse_ollama_chat(const char *body, size_t n, size_t max_bytes,
                                      struct srv_parsed *out, struct lg_err *err)
 {
@@ -70,7 +113,14 @@ enum lg_status srv_parse_ollama_chat(const char *body, size_t n, size_t max_byte
     }
     if ((st = srv_get_tools(root, r, err)) != LG_OK)
         goto done;
-    st = srv_get_ollama_common(root, r, err);
+    if ((st = get_tool_choice(root, r, err)) != LG_OK)
+        goto done;
+    if ((st = srv_get_ollama_common(root, r, err)) != LG_OK)
+        goto done;
+    /* extension, as on /v1/chat/completions: max thought tokens, -1 = server default */
+    int64_t budget = -1;
+    st = srv_opt_int(root, "", "reasoning_budget", -1, INT32_MAX, &budget, NULL, err);
+    r->think_budget = (int32_t)budget;
 done:
     json_decref(root);
     return st;

@@ -1,10 +1,9 @@
 /* ollama_models.c: GET /api/tags, POST /api/show, GET /api/ps, DELETE /api/delete,
- * POST /api/pull — and the model listing /v1/models shares.
+ * and the model listing /v1/models shares (POST /api/pull is in ollama_pull.c).
  *
  * Models come from the store (src/store manifests) and from --model arguments that are plain
  * GGUF paths. /api/show reads the GGUF header of the resolved file (metadata only, through
- * the bounds-checked reader). /api/pull answers 501 until the store's pull runs off the MHD
- * thread with streamed progress (issue #6); use `localgemma pull`. */
+ * the bounds-checked reader). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,19 +292,4 @@ int srv_route_ollama_delete(struct srv_conn *c)
         return srv_reply_error(c, st == LG_ERR_INVALID_ARG ? 400 : srv_status_http(st), "%s",
                                err.msg);
     return srv_reply_text(c, 200, "application/json; charset=utf-8", "", 0);
-}
-
-int srv_route_ollama_pull(struct srv_conn *c)
-{
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
-    json_t *root;
-    struct lg_err err = {0};
-    enum lg_status st = lg_json_parse(body, n, srv_conn_config(c)->max_body_bytes,
-                                      LG_JSON_MAX_DEPTH, true, &root, &err);
-    if (st != LG_OK)
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
-    json_decref(root);
-    return srv_reply_error(c, 501, "pull over the API is not wired to the model store yet; "
-                           "use `localgemma pull URL`");
 }

@@ -3,8 +3,11 @@
  *
  * Accepted beyond the OpenAI fields (api.md §2.1): top_k, min_p, typical_p, repeat_penalty,
  * repeat_last_n, chat_template_kwargs.enable_thinking, reasoning_effort / reasoning.effort,
- * response_format {type:"json_object", schema}. Unknown top-level fields are ignored, as
+ * response_format {type:"json_object", schema}, reasoning_budget (max thought tokens for this
+ * request, -1 = the server's --reasoning-budget; the thought channel is then closed cleanly and
+ * the answer follows). Unknown top-level fields are ignored, as
  * OpenAI clients send many (user, metadata, store, ...). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +145,11 @@ enum lg_status srv_parse_openai_chat(const char *body, size_t n, size_t max_byte
     r->top_logprobs = logprobs ? (int32_t)top : -1;
     if ((st = parse_reasoning(root, r, err)) != LG_OK)
         goto done;
+    int64_t budget = -1;
+    if ((st = srv_opt_int(root, "", "reasoning_budget", -1, INT32_MAX, &budget, NULL, err)) !=
+        LG_OK)
+        goto done;
+    r->think_budget = (int32_t)budget;
     st = LG_OK;
 done:
     json_decref(root);

@@ -28,6 +28,7 @@
 
 #include "base/err.h"
 #include "base/sha256.h"
+#include "guard/guard.h"
 #include "json/json.h"
 #include "server/server.h"
 
@@ -56,6 +57,26 @@ struct srv_gen {
     struct srv_ndjson nd;
     int64_t t_submit_ns;
     struct srv_gen *next, *prev; /* server list, under srv->gens_mu */
+    /* guard: output filter, accounting and the audit record written at the last release */
+    struct lg_redactor *red;  /* NULL when the policy has no output rule */
+    int red_kind;             /* event kind whose text red holds back, -1 none */
+    int64_t red_count0;       /* redactions when the held-back logprobs began */
+    struct lg_gen_logprob *lp; /* logprobs of held-back text (deep copies) */
+    int32_t n_lp, cap_lp;
+    bool denied;              /* an output deny rule matched: generation stopped */
+    char deny_rule[LG_GUARD_RULE_MAX];
+    int32_t n_deltas;         /* text/tool events (token estimate when no usage arrives) */
+    struct lg_gen_usage usage;
+    const char *finish_name;  /* for the audit */
+    bool audit;               /* this srv_gen owns the request's audit record */
+    struct lg_identity id;
+    unsigned status;          /* HTTP status sent (copied from the connection) */
+    int64_t t0_ns;            /* request start */
+    char route[80];
+    char client[INET6_ADDRSTRLEN];
+    char decisions[256];
+    char *prompt_text;        /* audit_content only */
+    struct srv_buf answer;    /* audit_content only: the answer as sent (redacted) */
 };
 
 struct srv_route {
@@ -72,6 +93,7 @@ struct lg_server {
     uint16_t port;
     char bind_host[INET6_ADDRSTRLEN];
     bool bind_wildcard;
+    bool loopback; /* the bind address is a loopback address */
     /* with a wildcard bind: the numeric addresses of this machine's interfaces, which are
      * accepted as Host (an IP literal cannot be rebound by DNS) */
     char local_addrs[16][INET6_ADDRSTRLEN];
@@ -100,6 +122,13 @@ struct srv_conn {
     unsigned status;
     struct srv_gen *gen;
     int64_t t0_ns;
+    /* guard */
+    struct lg_identity id; /* set by authentication; id.admitted while holding a slot */
+    bool audit;            /* write an audit record when the request completes */
+    bool security;         /* 401/403/429/policy decision: the record is fsynced */
+    char decisions[256];
+    char model[LG_GEN_MODEL_NAME_MAX];
+    char *prompt_text;     /* audit_content only */
 };
 
 static int64_t mono_ns(void)
@@ -127,6 +156,8 @@ static const struct srv_route routes[] = {
     {"/api/ps", false, M_GET, srv_route_ollama_ps, SRV_R_OLLAMA_PS},
     {"/api/delete", false, M_DELETE, srv_route_ollama_delete, SRV_R_OLLAMA_DELETE},
     {"/api/pull", false, M_POST, srv_route_ollama_pull, SRV_R_OLLAMA_PULL},
+    {"/tokenize", false, M_POST, srv_route_tokenize, SRV_R_OTHER},
+    {"/detokenize", false, M_POST, srv_route_detokenize, SRV_R_OTHER},
 };
 
 static unsigned method_bit(const char *m)
@@ -293,7 +324,168 @@ int srv_reply_error(struct srv_conn *c, unsigned status, const char *fmt, ...)
     return reply_error_hdr(c, status, NULL, NULL, msg);
 }
 
+/* ---- for stream.c: replies produced on another thread ---- */
+
+struct MHD_Connection *srv_conn_mhd(const struct srv_conn *c)
+{
+    return c->mc;
+}
+
+int srv_reply_response(struct srv_conn *c, unsigned status, struct MHD_Response *r)
+{
+    return queue(c, status, r);
+}
+
+bool srv_conn_draining(const struct srv_conn *c)
+{
+    return atomic_load(&c->srv->draining);
+}
+
+/* ---- guard: replies, decisions, audit records ---- */
+
+static const char *method_name(unsigned m)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS"};
+    for (unsigned i = 0; i < 5; i++)
+        if (m == (1u << i))
+            return names[i];
+    return "?";
+}
+
+static void add_decision(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_decision(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t n = strnlen(buf, cap);
+    if (n + 2 >= cap)
+        return;
+    if (n)
+        buf[n++] = ';';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
+/* "POST /v1/chat/completions": the method and path only (no query, no body). */
+static void route_str(const struct srv_conn *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s %.70s", method_name(c->method), c->url);
+}
+
+static void client_addr(struct MHD_Connection *mc, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)cap);
+}
+
+/* A guard refusal: 401 (+ WWW-Authenticate), 403, 429 (+ Retry-After), 400 content_policy,
+ * in the route's error style; OpenAI errors carry the guard's code. */
+static int reply_guard(struct srv_conn *c, const struct lg_guard_reply *r)
+{
+    c->security = true;
+    unsigned status = r->http_status >= 400 && r->http_status <= 599 ? (unsigned)r->http_status
+                                                                      : 500;
+    json_t *body = error_body(c->style, status, r->message);
+    if (!body)
+        return MHD_NO;
+    if (c->style == SRV_ERR_OPENAI) {
+        json_t *e = json_object_get(body, "error");
+        if (e && r->code[0])
+            json_object_set_new(e, "code", json_string(r->code));
+    }
+    if (status == 429) {
+        char retry[24];
+        snprintf(retry, sizeof retry, "%lld",
+                 (long long)(r->retry_after_s > 0 ? r->retry_after_s : 1));
+        return reply_json_hdr(c, status, body, "Retry-After", retry);
+    }
+    if (status == 401)
+        return reply_json_hdr(c, status, body, "WWW-Authenticate", "Bearer");
+    return reply_json_hdr(c, status, body, NULL, NULL);
+}
+
+static void audit_write(struct lg_server *s, const struct lg_audit_rec *rec)
+{
+    struct lg_err e = {0};
+    if (lg_guard_audit(s->cfg.guard, rec, &e) != LG_OK)
+        fprintf(stderr, "localgemma serve: audit log: %s\n", e.msg);
+}
+
+/* End of a request that did not start a generation (or whose submit failed): release the
+ * admission slot and write its audit record. MHD thread. */
+static void conn_audit(struct srv_conn *c, bool completed_ok)
+{
+    struct lg_server *s = c->srv;
+    lg_guard_finish(s->cfg.guard, &c->id, 0);
+    char route[80], client[INET6_ADDRSTRLEN];
+    route_str(c, route, sizeof route);
+    client_addr(c->mc, client, sizeof client);
+    unsigned st = c->responded ? c->status : 0;
+    const char *fin = !completed_ok || !st ? "cancelled"
+                      : st == 401 || st == 403 || st == 429 || c->security ? "rejected"
+                      : st < 400 ? "ok" : "error";
+    struct lg_audit_rec rec = {
+        .key = c->id.key.name, .route = route, .model = c->model, .status = (int)st,
+        .latency_ms = (mono_ns() - c->t0_ns) / 1000000, .finish = fin,
+        .decisions = c->decisions, .client = client, .security = c->security,
+        .prompt_text = c->prompt_text};
+    audit_write(s, &rec);
+}
+
 /* ---- generations ---- */
+
+static void lp_clear(struct srv_gen *g)
+{
+    for (int32_t i = 0; i < g->n_lp; i++) {
+        struct lg_gen_logprob *l = &g->lp[i];
+        for (int32_t j = 0; j < l->n_top; j++)
+            free((void *)(uintptr_t)l->top[j].token);
+        free((void *)(uintptr_t)l->top);
+        free((void *)(uintptr_t)l->token);
+    }
+    g->n_lp = 0;
+}
+
+/* The audit record of a generation (any thread: the last reference may be the engine's). */
+static void gen_audit(struct srv_gen *g)
+{
+    struct lg_server *s = g->srv;
+    bool have_usage = g->usage.prompt_tokens || g->usage.completion_tokens;
+    int64_t n_prompt = g->usage.prompt_tokens;
+    /* no DONE (cancelled, error): each text/tool event carried at least one token */
+    int64_t n_completion = have_usage ? g->usage.completion_tokens : g->n_deltas;
+    lg_guard_finish(s->cfg.guard, &g->id, n_prompt + n_completion);
+    if (g->red) {
+        char sum[160];
+        lg_redactor_summary(g->red, sum, sizeof sum);
+        add_decision(g->decisions, sizeof g->decisions, "redact:%s", sum[0] ? sum : "none");
+    }
+    if (g->denied)
+        add_decision(g->decisions, sizeof g->decisions, "output:deny:%s", g->deny_rule);
+    if (g->answer.n)
+        srv_buf_put(&g->answer, "", 1);
+    unsigned st = g->status;
+    struct lg_audit_rec rec = {
+        .key = g->id.key.name, .route = g->route, .model = g->p->req.model, .status = (int)st,
+        .n_prompt = n_prompt, .n_completion = n_completion,
+        .latency_ms = (mono_ns() - g->t0_ns) / 1000000,
+        .finish = g->finish_name ? g->finish_name : "cancelled", .decisions = g->decisions,
+        .client = g->client, .security = g->denied || st == 401 || st == 403 || st == 429,
+        .prompt_text = g->prompt_text,
+        .answer_text = g->answer.n && !g->answer.oom ? g->answer.p : NULL};
+    audit_write(s, &rec);
+}
 
 static void gen_release(struct srv_gen *g)
 {
@@ -303,6 +495,13 @@ static void gen_release(struct srv_gen *g)
     if (left > 0)
         return;
     struct lg_server *s = g->srv;
+    if (g->audit)
+        gen_audit(g);
+    lg_redactor_destroy(g->red);
+    lp_clear(g);
+    free(g->lp);
+    free(g->prompt_text);
+    srv_buf_free(&g->answer);
     pthread_mutex_lock(&s->gens_mu);
     if (g->prev)
         g->prev->next = g->next;
@@ -338,6 +537,164 @@ static void gen_format(struct srv_gen *g, const struct lg_gen_event *ev)
         srv_ndjson_event(&g->nd, ev, &g->out);
 }
 
+/* ---- the output filter (policy redaction / deny) between the engine and the writers ----
+ * Text events go through one lg_redactor, which holds back up to lg_policy_holdback() bytes;
+ * when the channel changes (reasoning → content → tool call → end) the held-back text is
+ * flushed first, so the event order is kept. Logprobs of held-back text wait with it and
+ * are sent with the flushed text only if no redaction happened meanwhile (a redacted
+ * token's logprob entry would reveal it); otherwise they are dropped. All under g->mu. */
+
+static char *dupn(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        if (n)
+            memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static bool lp_push(struct srv_gen *g, const struct lg_gen_event *ev)
+{
+    for (int32_t i = 0; i < ev->n_logprobs; i++) {
+        if (g->n_lp == g->cap_lp) {
+            int32_t cap = g->cap_lp ? g->cap_lp * 2 : 16;
+            struct lg_gen_logprob *np = realloc(g->lp, (size_t)cap * sizeof *np);
+            if (!np)
+                return false;
+            g->lp = np;
+            g->cap_lp = cap;
+        }
+        const struct lg_gen_logprob *src = &ev->logprobs[i];
+        struct lg_gen_logprob *d = &g->lp[g->n_lp++];
+        memset(d, 0, sizeof *d);
+        d->logprob = src->logprob;
+        d->n_token = src->n_token;
+        d->token = dupn(src->token, src->n_token);
+        struct lg_gen_top_logprob *top =
+            src->n_top > 0 ? calloc((size_t)src->n_top, sizeof *top) : NULL;
+        d->top = top;
+        if (!d->token || (src->n_top > 0 && !top))
+            return false;
+        for (int32_t j = 0; j < src->n_top; j++) {
+            top[j].logprob = src->top[j].logprob;
+            top[j].n_token = src->top[j].n_token;
+            top[j].token = dupn(src->top[j].token, src->top[j].n_token);
+            d->n_top = j + 1;
+            if (!top[j].token)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* A text event as the client gets it. */
+static void gen_text(struct srv_gen *g, enum lg_gen_event_kind kind, const char *text, size_t n,
+                     bool with_lp)
+{
+    struct lg_gen_event e = {.kind = kind, .text = text, .n_text = n};
+    if (with_lp && g->n_lp > 0) {
+        e.logprobs = g->lp;
+        e.n_logprobs = g->n_lp;
+    }
+    if (n == 0 && e.n_logprobs == 0)
+        return;
+    if (kind == LG_GEN_EV_CONTENT && g->srv->cfg.audit_content)
+        srv_buf_put(&g->answer, text, n);
+    gen_format(g, &e);
+}
+
+/* Stops the generation: an output deny rule matched (or the filter failed: fail closed). */
+static void gen_deny(struct srv_gen *g)
+{
+    struct lg_decision d = {0};
+    lg_redactor_denied(g->red, &d);
+    g->denied = true;
+    snprintf(g->deny_rule, sizeof g->deny_rule, "%s", d.rule[0] ? d.rule : "filter-error");
+    atomic_store(&g->p->req.cancel, true);
+}
+
+static void red_flush(struct srv_gen *g)
+{
+    if (!g->red || g->red_kind < 0 || g->denied) {
+        lp_clear(g);
+        g->red_kind = -1;
+        return;
+    }
+    const char *o = "";
+    size_t n = 0;
+    struct lg_err e = {0};
+    bool ok = lg_redactor_flush(g->red, &o, &n, &e) == LG_OK;
+    bool denied = !ok || lg_redactor_denied(g->red, NULL);
+    gen_text(g, (enum lg_gen_event_kind)g->red_kind, o, n,
+             !denied && lg_redactor_count(g->red) == g->red_count0);
+    if (denied)
+        gen_deny(g);
+    lp_clear(g);
+    g->red_count0 = lg_redactor_count(g->red);
+    g->red_kind = -1;
+}
+
+/* One engine event through the filter to the writer. */
+static void gen_filter(struct srv_gen *g, const struct lg_gen_event *ev)
+{
+    bool text = ev->kind == LG_GEN_EV_CONTENT || ev->kind == LG_GEN_EV_REASONING;
+    bool terminal = ev->kind == LG_GEN_EV_DONE || ev->kind == LG_GEN_EV_ERROR;
+    if (!terminal)
+        g->n_deltas++;
+    if (!(text && g->red) || g->red_kind != (int)ev->kind)
+        red_flush(g); /* the channel changes or ends */
+    if (g->denied) {
+        if (terminal) { /* end the answer as filtered, whatever the engine says next */
+            struct lg_gen_event d = {.kind = LG_GEN_EV_DONE,
+                                     .finish = SRV_FINISH_CONTENT_FILTER};
+            if (ev->kind == LG_GEN_EV_DONE) {
+                d.usage = ev->usage;
+                d.timings = ev->timings;
+            } else {
+                d.usage.completion_tokens = g->n_deltas;
+            }
+            g->usage = d.usage;
+            gen_format(g, &d);
+        }
+        return;
+    }
+    if (text && g->red) {
+        g->red_kind = (int)ev->kind;
+        const char *o = "";
+        size_t n = 0;
+        struct lg_err e = {0};
+        if (!lp_push(g, ev) ||
+            lg_redactor_feed(g->red, ev->text ? ev->text : "", ev->n_text, &o, &n, &e) !=
+                LG_OK) {
+            gen_deny(g);
+            return;
+        }
+        gen_text(g, ev->kind, o, n, false);
+        if (lg_redactor_denied(g->red, NULL)) {
+            gen_deny(g);
+            lp_clear(g);
+        }
+        return;
+    }
+    if (ev->kind == LG_GEN_EV_CONTENT && g->srv->cfg.audit_content)
+        srv_buf_put(&g->answer, ev->text, ev->n_text);
+    gen_format(g, ev);
+}
+
+static const char *finish_name(enum lg_finish f)
+{
+    switch (f) {
+    case LG_FINISH_STOP: return "stop";
+    case LG_FINISH_LENGTH: return "length";
+    case LG_FINISH_TOOL_CALLS: return "tool_calls";
+    case LG_FINISH_LOAD: return "load";
+    case LG_FINISH_UNLOAD: return "unload";
+    default: return "content_filter";
+    }
+}
+
 /* Engine thread. Formats the event, wakes the connection, drops the engine's reference
  * after the terminal event. */
 static void on_emit(void *ctx, const struct lg_gen_event *ev)
@@ -356,7 +713,14 @@ static void on_emit(void *ctx, const struct lg_gen_event *ev)
                 srv_metrics_tps((double)ev->usage.completion_tokens * 1e9 /
                                 (double)ev->timings.eval_ns);
         }
-        gen_format(g, ev);
+        gen_filter(g, ev);
+        if (ev->kind == LG_GEN_EV_DONE && !g->denied) {
+            g->usage = ev->usage;
+            g->finish_name = finish_name(ev->finish);
+        } else if (terminal) {
+            g->finish_name = g->denied ? "content_filter"
+                             : ev->status == LG_ERR_CANCELLED ? "cancelled" : "error";
+        }
         if (terminal)
             g->finished = true;
     }
@@ -428,10 +792,103 @@ static int reply_gen_result(struct srv_conn *c, struct srv_gen *g)
     return srv_reply_json(c, 200, body);
 }
 
+/* One piece of client text through the input policy; true (reply queued) when denied. */
+static bool input_denied(struct srv_conn *c, const char *t, size_t n, struct srv_buf *all,
+                         int *ret)
+{
+    if (!t || !n)
+        return false;
+    if (all) {
+        if (all->n)
+            srv_buf_put(all, "\n", 1);
+        srv_buf_put(all, t, n);
+    }
+    struct lg_decision d = {0};
+    struct lg_guard_reply r;
+    if (lg_guard_check_input(c->srv->cfg.guard, &c->id, t, n, &d, &r) == LG_OK)
+        return false;
+    add_decision(c->decisions, sizeof c->decisions, "input:deny:%s",
+                 d.rule[0] ? d.rule : r.code);
+    *ret = reply_guard(c, &r);
+    return true;
+}
+
+/* guard.h steps 2 and 3 for a parsed generation request: admission with the model name,
+ * the tool allow-list for every declared tool, the input policy over every piece of text
+ * the client sent. false = refused (reply queued in *ret). */
+static bool guard_generation(struct srv_conn *c, const struct srv_parsed *p, int *ret)
+{
+    struct lg_server *s = c->srv;
+    struct lg_guard *gd = s->cfg.guard;
+    const struct lg_gen_req *q = &p->req;
+    struct lg_guard_reply r;
+    snprintf(c->model, sizeof c->model, "%s", q->model);
+    if (lg_guard_admit(gd, &c->id, q->model, &r) != LG_OK) {
+        add_decision(c->decisions, sizeof c->decisions, "admit:%s", r.code);
+        *ret = reply_guard(c, &r);
+        return false;
+    }
+    size_t i;
+    json_t *t;
+    if (q->tools) {
+        json_array_foreach(q->tools, i, t) {
+            const char *name = json_string_value(json_object_get(t, "name"));
+            if (name && !lg_guard_tool_allowed(gd, &c->id, q->model, name)) {
+                add_decision(c->decisions, sizeof c->decisions, "tool:deny");
+                memset(&r, 0, sizeof r);
+                r.http_status = 403;
+                snprintf(r.code, sizeof r.code, "tool_not_allowed");
+                snprintf(r.message, sizeof r.message, "tool '%.64s' is not allowed for this "
+                         "key or model by the server's policy", name);
+                *ret = reply_guard(c, &r);
+                return false;
+            }
+        }
+        add_decision(c->decisions, sizeof c->decisions, "tools:allow");
+    }
+    struct srv_buf all = {0};
+    struct srv_buf *keep = s->cfg.audit_content ? &all : NULL;
+    bool denied = false;
+    if (q->kind == LG_PROMPT_CHAT && q->messages) {
+        json_array_foreach(q->messages, i, t) {
+            const char *keys[] = {"content", "thinking"};
+            for (size_t k = 0; k < 2 && !denied; k++) {
+                json_t *v = json_object_get(t, keys[k]);
+                if (json_is_string(v))
+                    denied = input_denied(c, json_string_value(v), json_string_length(v), keep,
+                                          ret);
+            }
+            if (denied)
+                break;
+        }
+    } else {
+        const char *texts[] = {q->system, q->prompt, q->suffix};
+        for (size_t k = 0; k < 3 && !denied; k++)
+            denied = texts[k] && input_denied(c, texts[k], strlen(texts[k]), keep, ret);
+    }
+    if (all.n && !all.oom) {
+        srv_buf_put(&all, "", 1);
+        c->prompt_text = all.p;
+    } else {
+        srv_buf_free(&all);
+    }
+    if (!denied)
+        add_decision(c->decisions, sizeof c->decisions, "input:allow");
+    return !denied;
+}
+
 int srv_generate(struct srv_conn *c, struct srv_parsed *p)
 {
     struct lg_server *s = c->srv;
     const struct lg_engine_ops *eng = s->cfg.engine;
+    if (s->cfg.guard && eng && !atomic_load(&s->draining)) {
+        int ret = MHD_NO;
+        if (!guard_generation(c, p, &ret)) {
+            srv_parsed_free(p);
+            free(p);
+            return ret;
+        }
+    }
     if (!eng || atomic_load(&s->draining)) {
         srv_parsed_free(p);
         free(p);
@@ -453,6 +910,22 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
     g->fd = ci ? (int)ci->connect_fd : -1;
     g->srv = s;
     g->refs = 2; /* connection + engine */
+    g->red_kind = -1;
+    if (s->cfg.guard) {
+        const struct lg_policy *pol = lg_guard_policy(s->cfg.guard);
+        if (lg_policy_holdback(pol) > 0 && !(g->red = lg_redactor_create(pol))) {
+            pthread_mutex_destroy(&g->mu);
+            free(g);
+            srv_parsed_free(p);
+            free(p);
+            return srv_reply_error(c, 503, "out of memory");
+        }
+        g->id = c->id;
+        g->t0_ns = c->t0_ns;
+        route_str(c, g->route, sizeof g->route);
+        client_addr(c->mc, g->client, sizeof g->client);
+        snprintf(g->decisions, sizeof g->decisions, "%s", c->decisions);
+    }
     bool openai = is_openai(g);
     p->reasoning_as_reasoning = s->cfg.reasoning_key_reasoning;
     char id[48] = "chatcmpl-";
@@ -488,6 +961,14 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
         return srv_reply_error(c, srv_status_http(st), "%s", err.msg[0] ? err.msg : "failed");
     }
     c->gen = g;
+    if (s->cfg.guard) { /* from here the srv_gen owns the slot and the audit record */
+        pthread_mutex_lock(&g->mu);
+        g->audit = true;
+        g->prompt_text = c->prompt_text;
+        c->prompt_text = NULL;
+        pthread_mutex_unlock(&g->mu);
+        c->id.admitted = false;
+    }
     if (!p->req.stream) {
         pthread_mutex_lock(&g->mu);
         bool done = g->finished;
@@ -615,6 +1096,53 @@ static bool key_ok(const struct lg_server *s, const char *auth)
     return match != 0;
 }
 
+/* Authentication (guard.h step 1). Returns true when a response was queued (refused). */
+static bool authenticate(struct srv_conn *c, int *ret)
+{
+    struct lg_server *s = c->srv;
+    const char *auth = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Authorization");
+    if (!s->cfg.guard) {
+        if (key_ok(s, auth))
+            return false;
+        *ret = reply_error_hdr(c, 401, "WWW-Authenticate", "Bearer",
+                               "missing or invalid API key (Authorization: Bearer KEY)");
+        return true;
+    }
+    c->audit = true;
+    if (s->cfg.no_auth) { /* loopback only (checked at start) */
+        memset(&c->id, 0, sizeof c->id);
+        c->id.anonymous = true;
+        c->id.key.scope = LG_SCOPE_ADMIN;
+        add_decision(c->decisions, sizeof c->decisions, "auth:none");
+        return false;
+    }
+    struct lg_guard_reply r;
+    if (lg_guard_authenticate(s->cfg.guard, auth, c->url, &c->id, &r) != LG_OK) {
+        add_decision(c->decisions, sizeof c->decisions, "auth:%s", r.code);
+        *ret = reply_guard(c, &r);
+        return true;
+    }
+    if (c->id.anonymous && !s->loopback) {
+        /* every key was revoked while serving a non-loopback address: closed, not open */
+        memset(&r, 0, sizeof r);
+        r.http_status = 401;
+        snprintf(r.code, sizeof r.code, "invalid_api_key");
+        snprintf(r.message, sizeof r.message, "no active API key: this server listens on a "
+                 "non-loopback address and refuses anonymous requests");
+        add_decision(c->decisions, sizeof c->decisions, "auth:no_active_key");
+        *ret = reply_guard(c, &r);
+        return true;
+    }
+    add_decision(c->decisions, sizeof c->decisions, "auth:%s", c->id.anonymous ? "open" : "key");
+    return false;
+}
+
+static bool is_generation(enum srv_route_id r)
+{
+    return r == SRV_R_OAI_CHAT || r == SRV_R_OAI_COMPLETIONS || r == SRV_R_OLLAMA_GENERATE ||
+           r == SRV_R_OLLAMA_CHAT;
+}
+
 static const struct srv_route *find_route(const char *url, bool *path_known)
 {
     *path_known = false;
@@ -700,12 +1228,8 @@ static bool admit(struct srv_conn *c, const char *method, int *ret)
         return true;
     }
     bool open_route = c->route && (c->rid == SRV_R_ROOT || c->rid == SRV_R_HEALTH);
-    if (!open_route && !key_ok(s, MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-                                                              "Authorization"))) {
-        *ret = reply_error_hdr(c, 401, "WWW-Authenticate", "Bearer",
-                               "missing or invalid API key (Authorization: Bearer KEY)");
+    if (!open_route && authenticate(c, ret))
         return true;
-    }
     if (!c->route) {
         char msg[300];
         snprintf(msg, sizeof msg, "no route for %.20s %.200s", method, c->url);
@@ -735,6 +1259,16 @@ static bool admit(struct srv_conn *c, const char *method, int *ret)
     if (atomic_load(&s->draining)) {
         *ret = reply_error_hdr(c, 503, "Retry-After", "5", "server is shutting down");
         return true;
+    }
+    /* rate limits for the other authenticated routes (generations: in srv_generate, once
+     * the model is known); the slot is released when the request completes */
+    if (s->cfg.guard && c->audit && !is_generation(c->rid)) {
+        struct lg_guard_reply r;
+        if (lg_guard_admit(s->cfg.guard, &c->id, NULL, &r) != LG_OK) {
+            add_decision(c->decisions, sizeof c->decisions, "admit:%s", r.code);
+            *ret = reply_guard(c, &r);
+            return true;
+        }
     }
     return false;
 }
@@ -803,7 +1337,6 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
     (void)cls;
     (void)mc;
-    (void)toe;
     struct srv_conn *c = *con_cls;
     if (!c)
         return;
@@ -811,11 +1344,17 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         struct srv_gen *g = c->gen;
         pthread_mutex_lock(&g->mu);
         bool running = !g->finished;
+        g->status = c->responded ? c->status : 0;
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !g->denied)
+            g->finish_name = running || !g->finish_name ? "cancelled" : g->finish_name;
         pthread_mutex_unlock(&g->mu);
         if (running) /* the client went away: the engine stops within one step */
             atomic_store(&g->p->req.cancel, true);
         gen_release(g);
+    } else if (c->audit) {
+        conn_audit(c, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     }
+    free(c->prompt_text);
     srv_buf_free(&c->body);
     free(c);
     *con_cls = NULL;
@@ -876,6 +1415,11 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *out
     return 0;
 }
 
+bool lg_server_tls_supported(void)
+{
+    return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
+}
+
 bool lg_server_host_is_loopback(const char *host)
 {
     struct sockaddr_storage ss;
@@ -904,15 +1448,29 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
     if (resolve(host, cfg->port, &ss, &slen) != 0)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "cannot resolve bind address '%s'", host);
     bool loopback = addr_is_loopback((struct sockaddr *)&ss);
-    if (!loopback && cfg->n_keys == 0)
+    if (!loopback && cfg->no_auth)
         return lg_err_set(err, LG_ERR_INVALID_ARG,
-                          "refusing to listen on %s: it is not a loopback address and no API "
-                          "key is configured, so anyone who can reach this machine could use "
-                          "the server; add --api-key-file FILE, or bind 127.0.0.1", host);
+                          "refusing to listen on %s with --no-auth: requests without an API "
+                          "key are only allowed on a loopback address (127.0.0.1, ::1)", host);
+    bool have_keys = cfg->guard ? lg_guard_n_keys(cfg->guard) > 0 : cfg->n_keys > 0;
+    if (!loopback && !have_keys)
+        return lg_err_set(err, LG_ERR_INVALID_ARG,
+                          "binding to %s needs an API key: run `localgemma keys add NAME` "
+                          "(it is not a loopback address and no API key is configured, so "
+                          "anyone who can reach this machine could use the server), or bind "
+                          "127.0.0.1", host);
+    bool tls = cfg->tls_cert_pem || cfg->tls_key_pem;
+    if (tls && !(cfg->tls_cert_pem && cfg->tls_key_pem))
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "TLS needs both a certificate and a key");
+    if (tls && !lg_server_tls_supported())
+        return lg_err_set(err, LG_ERR_UNSUPPORTED, "this libmicrohttpd was built without TLS "
+                          "(GnuTLS) support: HTTPS is not available; put a TLS proxy in front "
+                          "or rebuild libmicrohttpd with GnuTLS");
     struct lg_server *s = calloc(1, sizeof *s);
     if (!s)
         return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
     s->cfg = *cfg;
+    s->loopback = loopback;
     if (!s->cfg.max_body_bytes)
         s->cfg.max_body_bytes = LG_JSON_MAX_BODY;
     pthread_mutex_init(&s->gens_mu, NULL);
@@ -942,6 +1500,14 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)(uintptr_t)cfg->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)cfg->tls_key_pem},
+        {MHD_OPTION_END, 0, NULL}};
+    if (tls)
+        flags |= MHD_USE_TLS;
+    else
+        tls_opts[0].option = MHD_OPTION_END;
     s->d = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
@@ -951,12 +1517,14 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->gens_mu);
         free(s);
         return lg_err_set(err, LG_ERR_IO, "cannot listen on %s port %u (address in use, or "
-                          "not permitted)", host, (unsigned)cfg->port);
+                          "not permitted%s)", host, (unsigned)cfg->port,
+                          tls ? ", or the TLS certificate/key was rejected" : "");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
@@ -998,6 +1566,7 @@ void lg_server_stop(struct lg_server *s, int drain_ms)
     MHD_socket lfd = MHD_quiesce_daemon(s->d);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
+    srv_streams_stop(&s->cfg); /* background replies (pull) end now, not after the drain */
     for (int waited = 0; n_gens(s) > 0 && waited < drain_ms; waited += 10)
         sleep_ms(10);
     /* cancel what is left and give the engine a moment to deliver terminal events */

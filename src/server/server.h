@@ -25,6 +25,12 @@
 #include "localgemma.h"
 
 struct lg_store;
+struct lg_guard;
+
+/* Finish reason for an answer stopped by an output deny rule of the policy. Not an engine
+ * value: the server substitutes it in the DONE event; writers map it to "content_filter"
+ * (an unknown value reads as "stop"). */
+#define SRV_FINISH_CONTENT_FILTER ((enum lg_finish)16)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Public: configuration, start, stop.                                                      */
@@ -52,9 +58,19 @@ struct lg_server_config {
     int64_t keep_alive_ms;     /* --keep-alive; -1 = forever */
     int32_t n_parallel;        /* --parallel */
     int32_t max_queue;         /* --max-queue */
-    /* API keys: SHA-256 digests of accepted keys (none = no key required on loopback). */
+    /* Guardrails (src/guard/guard.h), borrowed: authentication (Bearer keys from the key
+     * store, scopes), admission (model allow-list, rate limits → 403/429), input policy,
+     * tool allow-list, streaming output redaction/deny, end-of-request accounting and the
+     * audit record. NULL = no guard: the static key list below (embedders, unit tests). */
+    struct lg_guard *guard;
+    bool no_auth;       /* --no-auth (loopback only): every request anonymous admin */
+    bool audit_content; /* collect prompt/answer text for the audit (it keeps them only then) */
+    /* Static API keys when guard is NULL: SHA-256 digests (none = no key on loopback). */
     const uint8_t (*key_digests)[32];
     size_t n_keys;
+    /* TLS (HTTPS): PEM text of the certificate chain and private key, both or neither. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
     /* The model store for /api/tags, /api/show, /api/delete, /v1/models; NULL = none. */
     struct lg_store *store;
     /* The engine; NULL in a build without one: generation routes answer 503. */
@@ -74,8 +90,13 @@ void lg_server_config_default(struct lg_server_config *cfg);
 /* True if host (numeric address or "localhost") is a loopback address. */
 bool lg_server_host_is_loopback(const char *host);
 
+/* True when libmicrohttpd was built with TLS (GnuTLS) support. */
+bool lg_server_tls_supported(void);
+
 /* Binds and starts serving. LG_ERR_INVALID_ARG when a non-loopback bind has no API keys
- * (the message says why), LG_ERR_IO when the address cannot be bound. Main thread. */
+ * (static keys, or active keys in the guard's store) or asks for no_auth (the message says
+ * why); LG_ERR_UNSUPPORTED for TLS without TLS support; LG_ERR_IO when the address cannot be
+ * bound (or the certificate/key is rejected). Main thread. */
 enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_server **out,
                                struct lg_err *err);
 /* The port actually bound. */
@@ -286,6 +307,45 @@ int srv_route_root(struct srv_conn *c);
 int srv_route_health(struct srv_conn *c);
 int srv_route_version(struct srv_conn *c);
 int srv_route_metrics(struct srv_conn *c);
+
+int srv_route_tokenize(struct srv_conn *c);   /* tokenize.c */
+int srv_route_detokenize(struct srv_conn *c); /* tokenize.c */
+
+/* ---------------------------------------------------------------------------------------- */
+/* Work on its own thread with a streamed or deferred reply (stream.c; POST /api/pull).     */
+
+struct srv_task;
+typedef void (*srv_task_fn)(struct srv_task *t, void *user);
+
+/* Starts fn(t, user) on a detached thread. stream: answers 200 now with content_type and a
+ * body made of what fn passes to srv_task_write(); when the server stops first, stop_line is
+ * appended and the body ends. !stream: the connection waits and the route is called again
+ * when fn returns; it must then call srv_task_resume() first, which replies with what fn
+ * gave srv_task_set_result() (503 when the server stopped first). user_free(user) runs when
+ * the task is freed, also on every error path. MHD thread. */
+int srv_task_start(struct srv_conn *c, bool stream, const char *content_type,
+                   const char *stop_line, srv_task_fn fn, void *user,
+                   void (*user_free)(void *));
+/* For a route that started a deferred task on c: replies (or waits again) and sets
+ * *had_task; otherwise does nothing (*had_task = false). MHD thread. */
+int srv_task_resume(struct srv_conn *c, bool *had_task);
+/* Worker thread: appends body bytes (dropped once the body ended or the client left). */
+void srv_task_write(struct srv_task *t, const void *data, size_t n);
+/* Worker thread: the deferred reply (ignored in stream mode). Steals result_steal. */
+void srv_task_set_result(struct srv_task *t, unsigned status, json_t *result_steal);
+/* True once the server is stopping: the reply is already complete; wind down. */
+bool srv_task_stopping(struct srv_task *t);
+/* Called by lg_server_stop() after it stops accepting: ends every task's reply and resumes
+ * its connection, so MHD_stop_daemon never meets a suspended one. Main thread. */
+void srv_streams_stop(const struct lg_server_config *cfg);
+
+/* server.c helpers for stream.c. */
+struct MHD_Connection;
+struct MHD_Response;
+struct MHD_Connection *srv_conn_mhd(const struct srv_conn *c);
+/* Queues r (CORS headers, metrics, log line as for every reply) and destroys the handle. */
+int srv_reply_response(struct srv_conn *c, unsigned status, struct MHD_Response *r);
+bool srv_conn_draining(const struct srv_conn *c);
 
 /* Models the server can name: store manifests, then --model entries not in the store. */
 struct srv_model_info {

@@ -5,7 +5,11 @@
  * Chunk sequence for chat (api.md §2.1): a role-only first chunk, then reasoning_content /
  * content / tool_calls deltas (id, type and name only on a call's first fragment), a finish
  * chunk with an empty delta, a usage chunk (choices: []) when stream_options.include_usage,
- * and `data: [DONE]`. An engine error becomes `data: {"error":{...}}` and then [DONE]. */
+ * and `data: [DONE]`. An engine error becomes `data: {"error":{...}}` and then [DONE].
+ * A tool call the model got wrong is not an engine error: the engine ends the turn normally
+ * (HTTP 200, finish "stop"/"length") and names the failure in the "validation" extension
+ * ({"valid": false, "errors": [{"path": "/tool_calls", "message"}]}), attached here to the
+ * body / a final chunk. OpenAI clients raise on an "error" key in a stream, so none is sent. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +123,21 @@ static const char *oai_finish(enum lg_finish f, bool had_calls)
     case LG_FINISH_TOOL_CALLS: return "tool_calls";
     default: return had_calls ? "tool_calls" : "stop";
     }
+}
+
+/* A validation report naming a failed tool call (engine.c job_done): the turn did not end
+ * with usable calls, so finish_reason stays the engine's ("stop" / "length"), even if a
+ * streamed call had already started. */
+static bool tool_call_failed(const json_t *validation)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(json_object_get(validation, "errors"), i, e) {
+        const char *path = json_string_value(json_object_get(e, "path"));
+        if (path && !strncmp(path, "/tool_calls", 11))
+            return true;
+    }
+    return false;
 }
 
 static json_t *usage_json(const struct lg_gen_usage *u)
@@ -293,12 +312,12 @@ void srv_sse_event(struct srv_sse *w, const struct lg_gen_event *ev, struct srv_
         return;
     }
     case LG_GEN_EV_DONE: {
-        const char *fr = oai_finish(ev->finish, w->n_calls_started > 0);
+        json_t *val = ev->validation ? json_loads(ev->validation, 0, NULL) : NULL;
+        const char *fr = oai_finish(ev->finish, w->n_calls_started > 0 && !tool_call_failed(val));
         if (w->chat)
             sse_choice(w, out, json_object(), NULL, fr);
         else
             sse_choice(w, out, NULL, json_string(""), fr);
-        json_t *val = ev->validation ? json_loads(ev->validation, 0, NULL) : NULL;
         if (val) { /* extension: the answer checked against the requested format */
             json_t *c = chunk_head(w);
             if (c) {
@@ -339,7 +358,7 @@ json_t *srv_openai_body(const struct srv_sse *w, const struct srv_accum *a)
                              (json_int_t)w->created, "model", w->model);
     if (!body)
         return NULL;
-    const char *fr = oai_finish(a->finish, a->n_calls > 0);
+    const char *fr = oai_finish(a->finish, a->n_calls > 0 && !tool_call_failed(a->validation));
     json_t *choice;
     if (w->chat) {
         json_t *msg = json_pack("{s:s}", "role", "assistant");

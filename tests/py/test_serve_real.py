@@ -275,6 +275,65 @@ def test_disconnect(port):
     check(time.time() - t < 10, "slot freed in %.1f s" % (time.time() - t))
 
 
+def test_batching(port):
+    """Continuous batching must not change results: greedy answers to four prompts are the
+    same whether each runs alone or all four run at once (one batched pass per step, mixed
+    prefill and decode)."""
+    prompts = ["The capital of France is", "Water boils at", "1, 2, 3, 4,",
+               "Once upon a time, in a small village,"]
+
+    def gen(p, out, i):
+        try:
+            b = http(port, "POST", "/api/generate", {
+                "model": MODEL, "prompt": p, "raw": True, "stream": False,
+                "options": {"num_predict": 12, "temperature": 0}})
+            out[i] = json.loads(b[1])["response"] if b[0] == 200 else "HTTP %d" % b[0]
+        except Exception as e:
+            out[i] = repr(e)
+
+    alone = [None] * 4
+    for i, p in enumerate(prompts):
+        gen(p, alone, i)
+    together = [None] * 4
+    ts = [threading.Thread(target=gen, args=(p, together, i)) for i, p in enumerate(prompts)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(300)
+    check(all(a and not a.startswith("HTTP") for a in alone), "alone %r" % alone)
+    check(alone == together, "batched answers differ: %r vs %r" % (alone, together))
+
+
+def test_num_ctx(port):
+    """Ollama's options.num_ctx: smaller than the slots limits that request; larger reloads
+    the model with longer slots (as Ollama restarts its runner)."""
+    long_prompt = "word " * 300
+    st, body = http(port, "POST", "/api/generate", {
+        "model": MODEL, "prompt": long_prompt, "stream": False,
+        "options": {"num_ctx": 128, "num_predict": 2}})
+    check(st == 400 and "num_ctx" in body and "128" in body,
+          "num_ctx 128 refuses a 300-word prompt: %d %r" % (st, body[:200]))
+    st, body = http(port, "POST", "/api/generate", {
+        "model": MODEL, "prompt": "Hi", "stream": False,
+        "options": {"num_ctx": 40, "num_predict": 100}})
+    d = json.loads(body) if st == 200 else {}
+    check(st == 200 and d.get("done_reason") == "length" and
+          d.get("prompt_eval_count", 0) + d.get("eval_count", 0) <= 40,
+          "num_ctx 40 caps prompt + answer: %d %r" % (st, body[:300]))
+    st, body = http(port, "POST", "/api/generate", {
+        "model": MODEL, "prompt": "Hi", "stream": False,
+        "options": {"num_ctx": 1024, "num_predict": 2}})
+    check(st == 200, "num_ctx 1024: %d %r" % (st, body[:200]))
+    st, body = http(port, "GET", "/api/ps")
+    ps = json.loads(body) if st == 200 else {}
+    ctxs = [m.get("context_length") for m in ps.get("models", [])]
+    check(ctxs == [1024], "reloaded with 1024-token slots: %r" % ps)
+    st, body = http(port, "POST", "/api/generate", {
+        "model": MODEL, "prompt": long_prompt, "stream": False,
+        "options": {"num_predict": 2}})
+    check(st == 200, "a 300-word prompt fits the reloaded 1024-token slots: %d" % st)
+
+
 def test_curl_and_greedy(port, env):
     # the seeds' example, verbatim but for host/port and the model name: default streaming
     # NDJSON; we read a few lines and hang up (a base model may not stop for a long time)
@@ -345,6 +404,8 @@ def main():
                          ("ollama", lambda: test_ollama(port)),
                          ("concurrent", lambda: test_concurrent(port)),
                          ("disconnect", lambda: test_disconnect(port)),
+                         ("batching", lambda: test_batching(port)),
+                         ("num_ctx", lambda: test_num_ctx(port)),
                          ("curl+greedy", lambda: test_curl_and_greedy(port, env))):
             t = time.time()
             try:

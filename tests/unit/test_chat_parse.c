@@ -173,7 +173,8 @@ static const struct stream_case stream_cases[] = {
     /* text that only resembles markers */
     {G4, "a < b and <|notmarker> ok <", "a < b and <|notmarker> ok <", "", "", 0, NULL, 0},
     {G4, "Hello <|chan", "Hello <|chan", "", "", 0, NULL, 0},
-    {G4, "quote <|\"|> kept", "quote <|\"|> kept", "", "", 0, NULL, 0},
+    /* <|"|> outside a call is an ordinary quote (never markup in the answer) */
+    {G4, "quote <|\"|> kept", "quote \" kept", "", "", 0, NULL, 0},
     /* end of generation */
     {G4, "Hi<turn|>ignored", "Hi", "", "", 0, NULL, 0},
     {G4, "Hi<eos><|channel>x", "Hi", "", "", 0, NULL, 0},
@@ -336,11 +337,203 @@ static void test_special_pieces(void)
     lg_chat_parser_destroy(p);
 }
 
+
+/* ---- streamed tool-call arguments (lg_chat_parser_stream_calls) ---- */
+
+struct deltas {
+    struct collected c;
+    struct lg_chat_buf acc; /* deltas of the current call */
+    int n_deltas, n_named, n_full, n_calls;
+    bool consistent;
+};
+
+static void drain_deltas(struct lg_chat_parser *p, struct deltas *d)
+{
+    struct lg_chat_event ev;
+    while (lg_chat_parser_next(p, &ev)) {
+        if ((int)ev.type == LG_CHAT_EV_TOOL_CALL_DELTA) {
+            if (ev.name) { /* a new call starts: only the first delta is named */
+                d->n_named++;
+                d->acc.len = 0;
+            }
+            d->n_deltas++;
+            lg_chat_buf_put(&d->acc, ev.text, ev.len);
+            lg_chat_event_free(&ev);
+            continue;
+        }
+        if (ev.type == LG_CHAT_EV_TOOL_CALL) {
+            d->n_calls++;
+            if (ev.streamed != d->acc.len || (ev.streamed && memcmp(ev.text, d->acc.ptr, ev.streamed)))
+                d->consistent = false;
+            if (ev.streamed == ev.len)
+                d->n_full++;
+            d->acc.len = 0;
+            if (d->c.calls.len)
+                lg_chat_buf_puts(&d->c.calls, "\n");
+            lg_chat_buf_puts(&d->c.calls, ev.name);
+            lg_chat_buf_puts(&d->c.calls, ":");
+            lg_chat_buf_put(&d->c.calls, ev.text, ev.len);
+        } else if (ev.type == LG_CHAT_EV_ERROR) {
+            d->c.n_errors++;
+            d->acc.len = 0;
+        } else if (ev.type == LG_CHAT_EV_CONTENT) {
+            lg_chat_buf_put(&d->c.content, ev.text, ev.len);
+        } else {
+            lg_chat_buf_put(&d->c.reasoning, ev.text, ev.len);
+        }
+        lg_chat_event_free(&ev);
+    }
+}
+
+static void deltas_free(struct deltas *d)
+{
+    lg_chat_buf_free(&d->c.content);
+    lg_chat_buf_free(&d->c.reasoning);
+    lg_chat_buf_free(&d->c.calls);
+    lg_chat_buf_free(&d->acc);
+}
+
+/* Feeds input in pieces of `step` bytes (0 = whole) with deltas on. */
+static void feed_deltas(enum lg_chat_flavour fl, const char *tools_json, const char *input,
+                        size_t step, struct deltas *d)
+{
+    memset(d, 0, sizeof *d);
+    d->consistent = true;
+    json_t *tools = tools_json ? json_loads(tools_json, 0, NULL) : NULL;
+    struct lg_chat_parser *p = lg_chat_parser_create(fl, tools);
+    json_decref(tools);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    lg_chat_parser_stream_calls(p, true);
+    size_t n = strlen(input);
+    for (size_t i = 0; i < n;) {
+        size_t k = step == 0 || step > n - i ? n - i : step;
+        CHECK_EQ_INT(lg_chat_parser_feed(p, input + i, k, false), LG_OK);
+        i += k;
+        drain_deltas(p, d);
+    }
+    CHECK_EQ_INT(lg_chat_parser_finish(p), LG_OK);
+    drain_deltas(p, d);
+    lg_chat_parser_destroy(p);
+}
+
+/* Every streaming case again with deltas on: the same content, reasoning, calls and errors,
+ * and for every call the deltas are exactly the first `streamed` bytes of its arguments. */
+static void test_stream_deltas_all(void)
+{
+    static const size_t steps[] = {0, 1, 3, 7};
+    for (size_t i = 0; i < sizeof stream_cases / sizeof *stream_cases; i++) {
+        const struct stream_case *tc = &stream_cases[i];
+        if (tc->in_reasoning)
+            continue;
+        for (size_t m = 0; m < sizeof steps / sizeof *steps; m++) {
+            struct deltas d;
+            feed_deltas(tc->fl, tc->tools, tc->input, steps[m], &d);
+            CHECK_MSG(strcmp(s_or_empty(&d.c.content), tc->content) == 0 &&
+                          strcmp(s_or_empty(&d.c.reasoning), tc->reasoning) == 0 &&
+                          strcmp(s_or_empty(&d.c.calls), tc->calls) == 0 &&
+                          d.c.n_errors == tc->n_errors,
+                      "deltas on, case %zu step %zu: calls [%s] want [%s]", i, steps[m],
+                      s_or_empty(&d.c.calls), tc->calls);
+            CHECK_MSG(d.consistent, "case %zu step %zu: deltas disagree with the final call", i,
+                      steps[m]);
+            deltas_free(&d);
+        }
+    }
+}
+
+static void test_stream_deltas(void)
+{
+    static const char *tools =
+        "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{"
+        "\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},"
+        "\"tags\":{\"type\":\"array\"}}}}}]";
+    struct deltas d;
+    /* canonical call, byte by byte: fully streamed, many deltas, one named */
+    const char *canon = "<|tool_call>call:get_weather{city:<|\"|>Pa\xc3\xa9ris \"q\"\n<|\"|>,"
+                        "n:-1.5e3,o:{a:[1,true,null,<|\"|>x<|\"|>],b:{}},z:[]}<tool_call|>";
+    feed_deltas(G4, tools, canon, 1, &d);
+    CHECK_EQ_STR(s_or_empty(&d.c.calls),
+                 "get_weather:{\"city\":\"Pa\xc3\xa9ris \\\"q\\\"\\n\",\"n\":-1.5e3,"
+                 "\"o\":{\"a\":[1,true,null,\"x\"],\"b\":{}},\"z\":[]}");
+    CHECK_EQ_INT(d.n_calls, 1);
+    CHECK_EQ_INT(d.n_full, 1);
+    CHECK_EQ_INT(d.n_named, 1);
+    CHECK_MSG(d.n_deltas >= 20, "byte-by-byte canonical call: %d deltas", d.n_deltas);
+    CHECK(d.consistent);
+    deltas_free(&d);
+
+    /* a string held back until it really ended: after `city:<|"|>x<|"|>,` only `{"city":"x`
+     * has gone out (the delimiter might still turn out to be an interior quote) */
+    json_t *t = json_loads(tools, 0, NULL);
+    struct lg_chat_parser *p = lg_chat_parser_create(G4, t);
+    json_decref(t);
+    CHECK(p != NULL);
+    if (p) {
+        lg_chat_parser_stream_calls(p, true);
+        memset(&d, 0, sizeof d);
+        d.consistent = true;
+        const char *a = "<|tool_call>call:get_weather{city:<|\"|>x<|\"|>,";
+        CHECK_EQ_INT(lg_chat_parser_feed(p, a, strlen(a), false), LG_OK);
+        drain_deltas(p, &d);
+        CHECK_EQ_STR(s_or_empty(&d.acc), "{\"city\":\"x");
+        CHECK_EQ_INT(lg_chat_parser_feed(p, "n:", 2, false), LG_OK);
+        drain_deltas(p, &d);
+        CHECK_EQ_STR(s_or_empty(&d.acc), "{\"city\":\"x\",\"n\":");
+        CHECK_EQ_INT(lg_chat_parser_feed(p, "12", 2, false), LG_OK);
+        drain_deltas(p, &d);
+        CHECK_EQ_STR(s_or_empty(&d.acc), "{\"city\":\"x\",\"n\":"); /* 12 may grow */
+        CHECK_EQ_INT(lg_chat_parser_feed(p, "}<tool_call|>", 13, false), LG_OK);
+        drain_deltas(p, &d);
+        CHECK_EQ_INT(d.n_full, 1);
+        CHECK_EQ_STR(s_or_empty(&d.c.calls), "get_weather:{\"city\":\"x\",\"n\":12}");
+        deltas_free(&d);
+        lg_chat_parser_destroy(p);
+    }
+
+    /* non-canonical: whitespace, Python words, a string where the schema wants an array
+     * (coerced at the end), an unknown tool: the deltas stop, the final call is complete */
+    static const struct {
+        const char *in, *want;
+        int n_errors;
+    } off[] = {
+        {"<|tool_call>call:get_weather{city: <|\"|>x<|\"|>}<tool_call|>",
+         "get_weather:{\"city\":\"x\"}", 0},
+        {"<|tool_call>call:get_weather{city:<|\"|>x<|\"|>,ok:True}<tool_call|>",
+         "get_weather:{\"city\":\"x\",\"ok\":true}", 0},
+        {"<|tool_call>call:get_weather{city:<|\"|>x<|\"|>,tags:<|\"|>[\"a\"]<|\"|>}<tool_call|>",
+         "get_weather:{\"city\":\"x\",\"tags\":[\"a\"]}", 0},
+        {"<|tool_call>call:nope{a:1}<tool_call|>", "", 1},
+        {"<|tool_call>call:get_weather{city:<|\"|>x, y<|\"|>z<|\"|>}<tool_call|>",
+         "get_weather:{\"city\":\"x, y\\\"z\"}", 0},
+        {"<|tool_call>call:get_weather{city:<|\"|>cut", "", 1},
+    };
+    for (size_t i = 0; i < sizeof off / sizeof *off; i++) {
+        for (size_t step = 0; step < 4; step += 3) {
+            feed_deltas(G4, tools, off[i].in, step, &d);
+            CHECK_MSG(strcmp(s_or_empty(&d.c.calls), off[i].want) == 0 &&
+                          d.c.n_errors == off[i].n_errors && d.consistent,
+                      "non-canonical %zu step %zu: [%s] want [%s], %d errors", i, step,
+                      s_or_empty(&d.c.calls), off[i].want, d.c.n_errors);
+            deltas_free(&d);
+        }
+    }
+
+    /* <|"|> outside a call is an ordinary quote, never markup */
+    feed_deltas(G4, NULL, "say <|\"|>hi<|\"|><|channel>thought\nq<|\"|><channel|>", 1, &d);
+    CHECK_EQ_STR(s_or_empty(&d.c.content), "say \"hi\"");
+    CHECK_EQ_STR(s_or_empty(&d.c.reasoning), "q\"");
+    deltas_free(&d);
+}
+
 int main(void)
 {
     test_parse_call();
     test_stream();
     test_special_pieces();
+    test_stream_deltas_all();
+    test_stream_deltas();
     printf("test_chat_parse: %d tool-call bodies, %d streaming cases (x4 chunkings)\n", n_call_cases,
            n_stream_cases);
     return lg_test_done("test_chat_parse");

@@ -526,6 +526,45 @@ static void test_masks(void)
     free(tb.p);
     lg_grammar_free(g);
     json_decref(tools);
+
+    /* Mask cost inside strings (issue #7 budget: mask <= 10 % of decode time per token). A
+     * bounded string is the worst case: every position of the maxLength chain is a new state,
+     * so neither the mask cache nor the free-string shortcut applies and the whole trie is
+     * walked. Printed for the record (CPU ms per mask, first 40 tokens of the string, the
+     * cheapest token each step so the string stays open). */
+    static const char *const str_schemas[][2] = {
+        {"free string", "{\"type\":\"string\"}"},
+        {"maxLength 200", "{\"type\":\"string\",\"maxLength\":200}"},
+        {"maxLength 16", "{\"type\":\"string\",\"maxLength\":16}"}};
+    for (size_t k = 0; k < sizeof str_schemas / sizeof *str_schemas; k++) {
+        g = compile(str_schemas[k][1], &st, &err);
+        struct lg_grammar_state *ss = NULL;
+        CHECK(g && lg_grammar_state_create(g, &ss, &err) == LG_OK);
+        uint32_t *m = calloc(nw, sizeof *m);
+        int32_t one = lg_tok_find(v, "a", 1);
+        double tot = 0, mx = 0;
+        int n_m = 0;
+        CHECK(ss && m && one >= 0 && lg_grammar_accept_bytes(ss, "\"", 1, &err) == LG_OK);
+        for (int step = 0; ss && m && one >= 0 && step < 40; step++) {
+            memset(m, 0, nw * sizeof *m);
+            double t0 = walk_cpu_ms();
+            CHECK(lg_grammar_mask(ss, gv, m, &err) == LG_OK);
+            double dt = walk_cpu_ms() - t0;
+            tot += dt;
+            mx = dt > mx ? dt : mx;
+            n_m++;
+            if (!mask_bit(m, one)) { /* only once maxLength is reached */
+                CHECK_MSG(k == 2 && step == 16, "%s: 'a' refused at %d", str_schemas[k][0], step);
+                break;
+            }
+            CHECK(lg_grammar_accept_token(ss, gv, one, &err) == LG_OK);
+        }
+        printf("mask in a %s over the real vocab: %.3f ms CPU/token avg, %.3f ms max (%d)\n",
+               str_schemas[k][0], n_m ? tot / n_m : 0.0, mx, n_m);
+        free(m);
+        lg_grammar_state_destroy(ss);
+        lg_grammar_free(g);
+    }
 out:
     lg_grammar_vocab_free(gv);
     lg_vocab_free(v);

@@ -1,0 +1,224 @@
+/* attn_avx2.c: AVX2 attention over an F32 / F16 / Q8_0 / Q4_0 KV cache.
+ *
+ * Same algorithm and the same floating-point operations, in the same order, as ref_attention
+ * (kern/ref.c), so the output is bit-identical to the reference: q.k is summed in 8 lanes
+ * (lane j takes elements i with i % 8 == j) and reduced as ((0+4)+(1+5))+((2+6)+(3+7)); V is
+ * accumulated element by element in key order. Stored values are widened exactly (F16 with
+ * F16C, int8 / nibbles times the block scale d, products that fit in f32) and nothing uses FMA
+ * (a fused multiply-add rounds differently). The softmax is the reference one. What the
+ * vectors buy is the conversion: 8 keys' elements per instruction instead of a call per
+ * element, and V accumulated in registers over all keys for 64 output dims at a time.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "quant/quant.h"
+
+static void share(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
+{
+    int64_t per = (n + nth - 1) / nth;
+    *lo = per * ith;
+    *hi = *lo + per;
+    if (*lo > n)
+        *lo = n;
+    if (*hi > n)
+        *hi = n;
+}
+
+static inline float hsum_ref_order(__m256 acc)
+{
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+static inline __m256 load_f16x8(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+static inline float f16_scale(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return lg_f16_to_f32(h);
+}
+
+/* Q8_0 block (d16, qs[32]): elements 8g..8g+7 as d * q. */
+static inline __m256 q8_0_x8(const uint8_t *blk, __m256 d, int g)
+{
+    __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * g));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), d);
+}
+
+/* Q4_0 block (d16, qs[16]): element j < 16 is the low nibble of qs[j], element 16 + j the high
+ * one; group g (elements 8g..8g+7) as d * (nibble - 8). */
+static inline __m256 q4_0_x8(const uint8_t *blk, __m256 d, int g)
+{
+    __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * (g & 1)));
+    __m256i n = _mm256_cvtepu8_epi32(b);
+    n = g < 2 ? _mm256_and_si256(n, _mm256_set1_epi32(15)) : _mm256_srli_epi32(n, 4);
+    n = _mm256_sub_epi32(n, _mm256_set1_epi32(8));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(n), d);
+}
+
+static float dot_f32(const float *q, const float *k, int64_t d)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i)));
+    float s = hsum_ref_order(acc);
+    for (; i < d; i++)
+        s += q[i] * k[i];
+    return s;
+}
+
+static float dot_f16(const float *q, const uint8_t *k, int64_t d)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i), load_f16x8(k + 2 * i)));
+    float s = hsum_ref_order(acc);
+    for (; i < d; i++)
+        s += q[i] * f16_scale(k + 2 * i);
+    return s;
+}
+
+static float dot_q8_0(const float *q, const uint8_t *k, int64_t d)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < d; i += 32, k += 34) {
+        __m256 s = _mm256_set1_ps(f16_scale(k));
+        for (int g = 0; g < 4; g++)
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i + 8 * g),
+                                                   q8_0_x8(k, s, g)));
+    }
+    return hsum_ref_order(acc);
+}
+
+static float dot_q4_0(const float *q, const uint8_t *k, int64_t d)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < d; i += 32, k += 18) {
+        __m256 s = _mm256_set1_ps(f16_scale(k));
+        for (int g = 0; g < 4; g++)
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i + 8 * g),
+                                                   q4_0_x8(k, s, g)));
+    }
+    return hsum_ref_order(acc);
+}
+
+/* Eight consecutive V elements e0..e0+7 of one head (e0 % 8 == 0). */
+static inline __m256 v_x8(const uint8_t *v, uint32_t type, int64_t e0)
+{
+    switch (type) {
+    case LG_QTYPE_F16:
+        return load_f16x8(v + 2 * e0);
+    case LG_QTYPE_Q8_0: {
+        const uint8_t *blk = v + (size_t)(e0 / 32) * 34;
+        return q8_0_x8(blk, _mm256_set1_ps(f16_scale(blk)), (int)(e0 % 32 / 8));
+    }
+    case LG_QTYPE_Q4_0: {
+        const uint8_t *blk = v + (size_t)(e0 / 32) * 18;
+        return q4_0_x8(blk, _mm256_set1_ps(f16_scale(blk)), (int)(e0 % 32 / 8));
+    }
+    default:
+        return _mm256_loadu_ps((const float *)(const void *)v + e0);
+    }
+}
+
+enum { TILE = 8 }; /* registers of 8 outputs each: 64 output dims per pass over the keys */
+
+/* o[0..d) = sum_j w[j] * V_j, summed in key order from 0 (as memset + ref_axpy per key). */
+static void attn_v(float *o, const uint8_t *vb, size_t vs, size_t head_off, uint32_t type,
+                   const float *w, int64_t lo, int64_t n_keys, int64_t n_slots, int64_t d)
+{
+    int64_t e = 0;
+    for (; e + 8 * TILE <= d; e += 8 * TILE) {
+        __m256 acc[TILE];
+        for (int r = 0; r < TILE; r++)
+            acc[r] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n_keys; j++) {
+            const uint8_t *v = vb + (size_t)((lo + j) % n_slots) * vs + head_off;
+            __m256 wj = _mm256_set1_ps(w[j]);
+            for (int r = 0; r < TILE; r++)
+                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(wj, v_x8(v, type, e + 8 * r)));
+        }
+        for (int r = 0; r < TILE; r++)
+            _mm256_storeu_ps(o + e + 8 * r, acc[r]);
+    }
+    for (; e + 8 <= d; e += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n_keys; j++) {
+            const uint8_t *v = vb + (size_t)((lo + j) % n_slots) * vs + head_off;
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[j]), v_x8(v, type, e)));
+        }
+        _mm256_storeu_ps(o + e, acc);
+    }
+    for (; e < d; e++) { /* F32 / F16 tails (block types have d % 32 == 0) */
+        float acc = 0.0f;
+        for (int64_t j = 0; j < n_keys; j++) {
+            const uint8_t *v = vb + (size_t)((lo + j) % n_slots) * vs + head_off;
+            float x = type == LG_QTYPE_F16 ? f16_scale(v + 2 * e)
+                                           : ((const float *)(const void *)v)[e];
+            acc += w[j] * x;
+        }
+        o[e] = acc;
+    }
+}
+
+static void avx2_attention(const struct lg_attn_args *a, int ith, int nth)
+{
+    int64_t n_pairs = a->n_tok * a->n_head, p0, p1;
+    share(n_pairs, ith, nth, &p0, &p1);
+    const int64_t group = a->n_head / a->n_head_kv, d = a->head_dim;
+    const size_t hbk = lg_attn_head_bytes(a->type_k, d), hbv = lg_attn_head_bytes(a->type_v, d);
+    const size_t ks = a->k_stride ? a->k_stride : (size_t)a->n_head_kv * hbk;
+    const size_t vs = a->v_stride ? a->v_stride : (size_t)a->n_head_kv * hbv;
+    const uint8_t *kb = a->k, *vb = a->v;
+    float *sc = a->scratch + (int64_t)ith * a->scratch_stride;
+    void (*softmax)(float *, int64_t) = lg_kern_ref()->softmax;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t t = p / a->n_head, h = p % a->n_head, kvh = h / group;
+        int64_t pos = a->pos0 + t;
+        int64_t lo = 0;
+        if (a->window > 0 && pos - a->window + 1 > 0)
+            lo = pos - a->window + 1;
+        int64_t n_keys = pos - lo + 1;
+        const float *q = a->q + (t * a->n_head + h) * d;
+        for (int64_t j = 0; j < n_keys; j++) {
+            const uint8_t *k = kb + (size_t)((lo + j) % a->n_slots) * ks + (size_t)kvh * hbk;
+            float s;
+            switch (a->type_k) {
+            case LG_QTYPE_F16:
+                s = dot_f16(q, k, d);
+                break;
+            case LG_QTYPE_Q8_0:
+                s = dot_q8_0(q, k, d);
+                break;
+            case LG_QTYPE_Q4_0:
+                s = dot_q4_0(q, k, d);
+                break;
+            default:
+                s = dot_f32(q, (const float *)(const void *)k, d);
+                break;
+            }
+            s *= a->scale;
+            if (a->softcap > 0.0f)
+                s = a->softcap * tanhf(s / a->softcap);
+            sc[j] = s;
+        }
+        softmax(sc, n_keys);
+        attn_v(a->out + (t * a->n_head + h) * d, vb, vs, (size_t)kvh * hbv, a->type_v, sc, lo,
+               n_keys, a->n_slots, d);
+    }
+}
+
+void lg_attn_fill_avx2(struct lg_kern *k)
+{
+    k->attention = avx2_attention;
+}

@@ -1,0 +1,612 @@
+/* gemm_avx2.c: register-tiled quantized matrix products for several tokens (AVX2).
+ *
+ * y[t][r] = dot(W row r, activation row t) for rows [r0, r1) and n_tok tokens, with the same
+ * activation formats as the vec_dot functions (Q8_0 for Q4_0 / Q8_0, Q8_K for Q4_K / Q6_K).
+ *
+ * Layout. Eight weight rows at a time are decoded ("packed") into a stack buffer in which every
+ * 32-element group of the eight rows is 8 vectors W_k (k = 0..7), vector k holding elements
+ * 4k..4k+3 of row j in its 32-bit lane j. One 32-bit broadcast of four activation bytes then
+ * multiplies all eight rows at once (_mm256_maddubs_epi16), so the eight dot products build up
+ * in the eight lanes and need no horizontal reduction; each packed vector is used for up to 4
+ * tokens while it is in a register (tile: 8 rows x 4 tokens, 12 accumulators).
+ * Cache blocking: the columns are cut into chunks of KC elements; a chunk of eight packed rows
+ * (<= 20 KiB) stays in L1 while every token passes over it, and the tokens' activation chunk
+ * (<= 64 x 2.3 KiB) stays in L2 while all row tiles pass. Partial sums go through y between
+ * chunks. No allocation: buffers are on the stack (about 50 KiB).
+ *
+ * Arithmetic: block totals are exact int32 (the same integers as the scalar reference) and are
+ * scaled and summed in float block after block in the reference's order and rounding
+ * (no FMA), so every output equals lg_vec_dot_ref's bit for bit (tests/unit/test_gemm.c).
+ * Unsigned weights (Q4_0 0..15, Q4_K 0..15, Q6_K 0..63) go straight into maddubs; their offsets
+ * are corrected with activation sums (Q4_0: 8 * sum(y) per block, from a per-chunk prepass;
+ * Q6_K: 32 * sum(sc * bsums)). Q8_0 weights are signed: |W| times sign(y, W).
+ * i16 ranges: Q4 lanes sum 16 products <= 15 * 127 (30480); Q6_K lanes 4 products <= 63 * 127;
+ * Q8_0 products are widened after every maddubs.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "kern/qdot.h"
+#include "quant/quant_blocks.h"
+
+enum {
+    TR = 8,         /* rows per tile */
+    TT = 4,         /* tokens per tile */
+    KC_BYTES = 16384, /* packed int8 weight bytes per chunk of 8 rows (KC = KC_BYTES / 8) */
+    MAXB32 = KC_BYTES / TR / 32, /* 32-element groups per chunk (64) */
+    MAXTOK = 64,    /* tokens per pass over a chunk (prepass buffers) */
+};
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static inline __m256i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+static inline float f16(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* Out k = 32-bit lane k of each of r[0..7], row j in lane j (8 x 8 transpose of dwords). */
+static inline void transpose8(__m256i r[8])
+{
+    __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    r[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    r[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    r[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    r[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    r[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    r[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    r[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+static inline void store8(__m256i *dst, __m256i r[8])
+{
+    transpose8(r);
+    for (int k = 0; k < 8; k++)
+        _mm256_store_si256(dst + k, r[k]);
+}
+
+static inline __m256i load32(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* 32 nibbles of a Q4_0-style block: bytes 0..15 low nibbles, 16..31 high nibbles. */
+static inline __m256i nibbles32(const uint8_t *qs)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    __m128i m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+/* Eight 16-bit values v[j] as i16 pairs (v, v) in lane j: a maddubs result times this gives
+ * v[j] * (sum of the lane's two products). */
+static inline __m256i pair16(const int16_t v[8])
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)v);
+    __m256i w = _mm256_cvtepu16_epi32(x);
+    return _mm256_or_si256(w, _mm256_slli_epi32(w, 16));
+}
+
+/* Eight floats from eight f16. */
+static inline __m256 f16x8(const uint16_t h[8])
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+}
+
+/* Lane-masked load / store of the first nr floats (nr < 8) or all eight. */
+static inline __m256i lane_mask(int nr)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static inline __m256 load_y(const float *p, int nr)
+{
+    return nr == TR ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lane_mask(nr));
+}
+
+static inline void store_y(float *p, __m256 v, int nr)
+{
+    if (nr == TR)
+        _mm256_storeu_ps(p, v);
+    else
+        _mm256_maskstore_ps(p, lane_mask(nr), v);
+}
+
+/* ---- packing: eight rows (row j = base + min(j, nr - 1) rows) of blocks [b0, b0 + nb) ---- */
+
+struct pk32 { /* one 32-element block of eight rows, Q4_0 / Q8_0 */
+    __m256i w[8];
+    __m256 d;
+};
+
+struct pk32s { /* Q8_0: |w| and w (for the sign) */
+    __m256i a[8], w[8];
+    __m256 d;
+};
+
+struct pkq4k { /* one 256-element super-block of eight rows */
+    __m256i w[64];
+    __m256i sc[8];  /* sub-block scale as an i16 pair per row */
+    __m256i mn[4];  /* mins of sub-blocks 2m, 2m + 1 as i16 pair per row */
+    __m256 d, dmin;
+};
+
+struct pkq6k {
+    __m256i w[64];
+    __m256i sc[16]; /* sub-block (16 elements) scale as an i16 pair per row */
+    __m256i scp[8]; /* scales 2m, 2m + 1 as an i16 pair per row (offset correction) */
+    __m256 d;
+};
+
+static inline const uint8_t *row_of(const uint8_t *base, size_t rb, int j, int nr)
+{
+    return base + (size_t)(j < nr ? j : nr - 1) * rb;
+}
+
+static void pack_q4_0(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
+                      struct pk32 *dst)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i r[8];
+        uint16_t d[8];
+        for (int j = 0; j < 8; j++) {
+            const struct lg_block_q4_0 *x =
+                (const struct lg_block_q4_0 *)(const void *)row_of(base, rb, j, nr) + b0 + b;
+            r[j] = nibbles32(x->qs);
+            d[j] = x->d;
+        }
+        store8(dst[b].w, r);
+        dst[b].d = f16x8(d);
+    }
+}
+
+static void pack_q8_0(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
+                      struct pk32s *dst)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i r[8];
+        uint16_t d[8];
+        for (int j = 0; j < 8; j++) {
+            const struct lg_block_q8_0 *x =
+                (const struct lg_block_q8_0 *)(const void *)row_of(base, rb, j, nr) + b0 + b;
+            r[j] = load32(x->qs);
+            d[j] = x->d;
+        }
+        transpose8(r);
+        for (int k = 0; k < 8; k++) {
+            _mm256_store_si256(dst[b].w + k, r[k]);
+            _mm256_store_si256(dst[b].a + k, _mm256_sign_epi8(r[k], r[k]));
+        }
+        dst[b].d = f16x8(d);
+    }
+}
+
+/* 6-bit scale / min pair k of Q4_K (same values as quant_blocks.h's layout). */
+static inline void scale_min_k4(const uint8_t *s, int k, int16_t *sc, int16_t *m)
+{
+    if (k < 4) {
+        *sc = (int16_t)(s[k] & 63);
+        *m = (int16_t)(s[k + 4] & 63);
+    } else {
+        *sc = (int16_t)((s[k + 4] & 15) | ((s[k - 4] >> 6) << 4));
+        *m = (int16_t)((s[k + 4] >> 4) | ((s[k] >> 6) << 4));
+    }
+}
+
+static void pack_q4_k(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
+                      struct pkq4k *dst)
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++) {
+        const struct lg_block_q4_k *x[8];
+        int16_t sc[8][8], mn[8][8]; /* [sub-block][row] */
+        uint16_t d[8], dm[8];
+        for (int j = 0; j < 8; j++) {
+            x[j] = (const struct lg_block_q4_k *)(const void *)row_of(base, rb, j, nr) + b0 + b;
+            d[j] = x[j]->d;
+            dm[j] = x[j]->dmin;
+            for (int k = 0; k < 8; k++)
+                scale_min_k4(x[j]->scales, k, &sc[k][j], &mn[k][j]);
+        }
+        for (int s = 0; s < 8; s++) { /* sub-block s: chunk s / 2, low or high nibbles */
+            __m256i r[8];
+            for (int j = 0; j < 8; j++) {
+                __m256i v = load32(x[j]->qs + 32 * (s / 2));
+                r[j] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+            }
+            store8(dst[b].w + 8 * s, r);
+            dst[b].sc[s] = pair16(sc[s]);
+        }
+        for (int m = 0; m < 4; m++) {
+            __m256i lo = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)mn[2 * m]));
+            __m256i hi = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)mn[2 * m + 1]));
+            dst[b].mn[m] = _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16));
+        }
+        dst[b].d = f16x8(d);
+        dst[b].dmin = f16x8(dm);
+    }
+}
+
+static void pack_q6_k(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
+                      struct pkq6k *dst)
+{
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    for (int64_t b = 0; b < nb; b++) {
+        const struct lg_block_q6_k *x[8];
+        int16_t sc[16][8];
+        uint16_t d[8];
+        for (int j = 0; j < 8; j++) {
+            x[j] = (const struct lg_block_q6_k *)(const void *)row_of(base, rb, j, nr) + b0 + b;
+            d[j] = x[j]->d;
+            for (int k = 0; k < 16; k++)
+                sc[k][j] = x[j]->scales[k];
+        }
+        for (int g = 0; g < 8; g++) { /* 32-element group g = 4h + jj */
+            int h = g / 4, jj = g % 4;
+            __m256i r[8];
+            for (int j = 0; j < 8; j++) {
+                __m256i ql = load32(x[j]->ql + 64 * h + 32 * (jj & 1));
+                __m256i qh = load32(x[j]->qh + 32 * h);
+                __m256i lo = _mm256_and_si256(jj >> 1 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * jj), m3);
+                r[j] = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
+            }
+            store8(dst[b].w + 8 * g, r);
+        }
+        for (int k = 0; k < 16; k++) {
+            __m256i w = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(const void *)sc[k]));
+            dst[b].sc[k] = _mm256_or_si256(_mm256_and_si256(w, _mm256_set1_epi32(0xffff)),
+                                           _mm256_slli_epi32(w, 16));
+        }
+        for (int m = 0; m < 8; m++) {
+            __m256i lo = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(const void *)sc[2 * m]));
+            __m256i hi = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(const void *)sc[2 * m + 1]));
+            dst[b].scp[m] = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xffff)),
+                                            _mm256_slli_epi32(hi, 16));
+        }
+        dst[b].d = f16x8(d);
+    }
+}
+
+/* ---- tiles: 8 packed rows x NT tokens over nb blocks --------------------------------------
+ * ya[t]: token t's activation blocks (from the chunk's first block); yo[t]: &y[t][row0];
+ * first: start from 0 (else from the partial sums in y). */
+
+struct tile_args {
+    const void *pk;
+    int64_t nb;
+    const uint8_t *ya[TT];
+    float *yo[TT];
+    const float *dy[TT];   /* Q4_0 / Q8_0: activation scales of the chunk's blocks */
+    const int32_t *sy[TT]; /* Q4_0: 8 * sum of activations per block */
+    int nr, first;
+};
+
+#define TILE_BEGIN(NT)                                                                         \
+    __m256 acc[TT];                                                                            \
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[t] =                              \
+        a->first ? _mm256_setzero_ps() : load_y(a->yo[t], a->nr);
+
+#define TILE_END(NT)                                                                           \
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) store_y(a->yo[t], acc[t], a->nr);
+
+static inline __attribute__((always_inline)) void tile_q4_0(const struct tile_args *a,
+                                                              const int NT)
+{
+    const struct pk32 *pk = a->pk;
+    const __m256i ones = _mm256_set1_epi16(1);
+    TILE_BEGIN(NT)
+    for (int64_t b = 0; b < a->nb; b++) {
+        __m256i s[TT];
+        const int8_t *yq[TT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) yq[t] =
+            ((const struct lg_block_q8_0 *)(const void *)a->ya[t])[b].qs;
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) s[t] =
+            _mm256_maddubs_epi16(pk[b].w[0], bcast4(yq[t]));
+        _Pragma("GCC unroll 8") for (int k = 1; k < 8; k++)
+        {
+            __m256i w = _mm256_load_si256(pk[b].w + k);
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) s[t] =
+                _mm256_add_epi16(s[t], _mm256_maddubs_epi16(w, bcast4(yq[t] + 4 * k)));
+        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            __m256i i = _mm256_sub_epi32(_mm256_madd_epi16(s[t], ones),
+                                         _mm256_set1_epi32(a->sy[t][b]));
+            __m256 sc = _mm256_mul_ps(pk[b].d, _mm256_set1_ps(a->dy[t][b]));
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(i), sc));
+        }
+    }
+    TILE_END(NT)
+}
+
+static inline __attribute__((always_inline)) void tile_q8_0(const struct tile_args *a,
+                                                              const int NT)
+{
+    const struct pk32s *pk = a->pk;
+    const __m256i ones = _mm256_set1_epi16(1);
+    TILE_BEGIN(NT)
+    for (int64_t b = 0; b < a->nb; b++) {
+        __m256i s[TT];
+        const int8_t *yq[TT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            yq[t] = ((const struct lg_block_q8_0 *)(const void *)a->ya[t])[b].qs;
+            s[t] = _mm256_setzero_si256();
+        }
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++)
+        {
+            __m256i aw = _mm256_load_si256(pk[b].a + k), w = _mm256_load_si256(pk[b].w + k);
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+            {
+                __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(yq[t] + 4 * k), w));
+                s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
+            }
+        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            __m256 sc = _mm256_mul_ps(pk[b].d, _mm256_set1_ps(a->dy[t][b]));
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(s[t]), sc));
+        }
+    }
+    TILE_END(NT)
+}
+
+/* bsums pairs (sum of 32 activations per Q4_K sub-block) as 4 dwords of two i16. */
+static inline __m128i bsum_pairs(const int16_t *bsums)
+{
+    __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)bsums);
+    __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(bsums + 8));
+    return _mm_hadd_epi16(lo, hi);
+}
+
+static inline __attribute__((always_inline)) void tile_q4_k(const struct tile_args *a,
+                                                              const int NT)
+{
+    const struct pkq4k *pk = a->pk;
+    TILE_BEGIN(NT)
+    for (int64_t b = 0; b < a->nb; b++) {
+        const struct lg_block_q8_k *y[TT];
+        __m256i isum[TT], msum[TT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            y[t] = (const struct lg_block_q8_k *)(const void *)a->ya[t] + b;
+            isum[t] = _mm256_setzero_si256();
+            __m128i bp = bsum_pairs(y[t]->bsums);
+            __m256i m = _mm256_madd_epi16(pk[b].mn[0], _mm256_broadcastd_epi32(bp));
+            m = _mm256_add_epi32(m, _mm256_madd_epi16(pk[b].mn[1], _mm256_broadcastd_epi32(
+                                                                     _mm_shuffle_epi32(bp, 1))));
+            m = _mm256_add_epi32(m, _mm256_madd_epi16(pk[b].mn[2], _mm256_broadcastd_epi32(
+                                                                     _mm_shuffle_epi32(bp, 2))));
+            m = _mm256_add_epi32(m, _mm256_madd_epi16(pk[b].mn[3], _mm256_broadcastd_epi32(
+                                                                     _mm_shuffle_epi32(bp, 3))));
+            msum[t] = m;
+        }
+        for (int sb = 0; sb < 8; sb++) {
+            const __m256i *w = pk[b].w + 8 * sb;
+            __m256i s[TT];
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) s[t] =
+                _mm256_maddubs_epi16(w[0], bcast4(y[t]->qs + 32 * sb));
+            _Pragma("GCC unroll 8") for (int k = 1; k < 8; k++)
+            {
+                __m256i wk = _mm256_load_si256(w + k);
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) s[t] = _mm256_add_epi16(
+                    s[t], _mm256_maddubs_epi16(wk, bcast4(y[t]->qs + 32 * sb + 4 * k)));
+            }
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) isum[t] =
+                _mm256_add_epi32(isum[t], _mm256_madd_epi16(s[t], pk[b].sc[sb]));
+        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            __m256 v = _mm256_sub_ps(_mm256_mul_ps(pk[b].d, _mm256_cvtepi32_ps(isum[t])),
+                                     _mm256_mul_ps(pk[b].dmin, _mm256_cvtepi32_ps(msum[t])));
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(y[t]->d), v));
+        }
+    }
+    TILE_END(NT)
+}
+
+static inline __attribute__((always_inline)) void tile_q6_k(const struct tile_args *a,
+                                                              const int NT)
+{
+    const struct pkq6k *pk = a->pk;
+    TILE_BEGIN(NT)
+    for (int64_t b = 0; b < a->nb; b++) {
+        const struct lg_block_q8_k *y[TT];
+        __m256i isum[TT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            y[t] = (const struct lg_block_q8_k *)(const void *)a->ya[t] + b;
+            __m256i m = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++)
+                m = _mm256_add_epi32(m, _mm256_madd_epi16(pk[b].scp[k],
+                                                          bcast4((const int8_t *)y[t]->bsums +
+                                                                 4 * k)));
+            isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(m, 5));
+        }
+        for (int sb = 0; sb < 16; sb++) { /* 16-element sub-block: 4 vectors */
+            const __m256i *w = pk[b].w + 4 * sb;
+            const int o = 16 * sb;
+            __m256i w0 = _mm256_load_si256(w), w1 = _mm256_load_si256(w + 1);
+            __m256i w2 = _mm256_load_si256(w + 2), w3 = _mm256_load_si256(w + 3);
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+            {
+                const int8_t *q = y[t]->qs + o;
+                __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(w0, bcast4(q)),
+                                              _mm256_maddubs_epi16(w1, bcast4(q + 4)));
+                __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(w2, bcast4(q + 8)),
+                                              _mm256_maddubs_epi16(w3, bcast4(q + 12)));
+                isum[t] = _mm256_add_epi32(
+                    isum[t], _mm256_add_epi32(_mm256_madd_epi16(s0, pk[b].sc[sb]),
+                                              _mm256_madd_epi16(s1, pk[b].sc[sb])));
+            }
+        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            __m256 v = _mm256_mul_ps(pk[b].d, _mm256_cvtepi32_ps(isum[t]));
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_set1_ps(y[t]->d), v));
+        }
+    }
+    TILE_END(NT)
+}
+
+#define TILE_FNS(name)                                                                         \
+    static void name##_1(const struct tile_args *a) { name(a, 1); }                            \
+    static void name##_2(const struct tile_args *a) { name(a, 2); }                            \
+    static void name##_3(const struct tile_args *a) { name(a, 3); }                            \
+    static void name##_4(const struct tile_args *a) { name(a, 4); }
+
+TILE_FNS(tile_q4_0)
+TILE_FNS(tile_q8_0)
+TILE_FNS(tile_q4_k)
+TILE_FNS(tile_q6_k)
+
+/* ---- driver ------------------------------------------------------------------------------ */
+
+typedef void (*pack_fn)(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
+                        void *dst);
+typedef void (*tile_fn)(const struct tile_args *a);
+
+struct gemm_kind {
+    int blk;         /* elements per weight block */
+    size_t ablk;     /* bytes per activation block */
+    size_t pblk;     /* bytes per packed block of 8 rows */
+    int prep;        /* 0 none, 1 Q8_0 scales, 2 Q8_0 scales and 8 * sums */
+    pack_fn pack;
+    tile_fn tile[TT];
+};
+
+static void pack_q4_0_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t nb, void *d)
+{
+    pack_q4_0(b, rb, nr, b0, nb, d);
+}
+static void pack_q8_0_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t nb, void *d)
+{
+    pack_q8_0(b, rb, nr, b0, nb, d);
+}
+static void pack_q4_k_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t nb, void *d)
+{
+    pack_q4_k(b, rb, nr, b0, nb, d);
+}
+static void pack_q6_k_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t nb, void *d)
+{
+    pack_q6_k(b, rb, nr, b0, nb, d);
+}
+
+static const struct gemm_kind K_Q4_0 = {32, sizeof(struct lg_block_q8_0), sizeof(struct pk32), 2,
+                                        pack_q4_0_v,
+                                        {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4}};
+static const struct gemm_kind K_Q8_0 = {32, sizeof(struct lg_block_q8_0), sizeof(struct pk32s), 1,
+                                        pack_q8_0_v,
+                                        {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4}};
+static const struct gemm_kind K_Q4_K = {256, sizeof(struct lg_block_q8_k), sizeof(struct pkq4k),
+                                        0, pack_q4_k_v,
+                                        {tile_q4_k_1, tile_q4_k_2, tile_q4_k_3, tile_q4_k_4}};
+static const struct gemm_kind K_Q6_K = {256, sizeof(struct lg_block_q8_k), sizeof(struct pkq6k),
+                                        0, pack_q6_k_v,
+                                        {tile_q6_k_1, tile_q6_k_2, tile_q6_k_3, tile_q6_k_4}};
+
+/* Largest packed chunk: Q8_0 with 64 blocks (2048 elements) = 64 * 544 bytes. */
+enum { PACK_BYTES = 64 * 544 };
+_Static_assert(sizeof(struct pk32s) == 544, "pk32s");
+_Static_assert(sizeof(struct pkq6k) * 8 <= PACK_BYTES, "pkq6k chunk");
+
+static void gemm(const struct gemm_kind *g, const struct lg_wmat *w, const void *qx, size_t ldq,
+                 float *y, int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1)
+{
+    _Alignas(32) uint8_t pack[PACK_BYTES];
+    float dy[MAXTOK][MAXB32];
+    int32_t sy[MAXTOK][MAXB32];
+    const int64_t nb_all = w->cols / g->blk;
+    /* blocks per chunk: 2048 elements for 32-blocks (Q8_0's |w|, w doubles the bytes),
+     * 8 super-blocks for the K-quants */
+    const int64_t kcb = g->blk == 32 ? MAXB32 : 8;
+    const uint8_t *wb = w->data, *ab = qx;
+    for (int64_t tc = 0; tc < n_tok; tc += MAXTOK) {
+        const int64_t nt = n_tok - tc < MAXTOK ? n_tok - tc : MAXTOK;
+        for (int64_t b0 = 0; b0 < nb_all; b0 += kcb) {
+            const int64_t nb = nb_all - b0 < kcb ? nb_all - b0 : kcb;
+            if (g->prep)
+                for (int64_t t = 0; t < nt; t++) {
+                    const struct lg_block_q8_0 *yb =
+                        (const struct lg_block_q8_0 *)(const void *)(ab + (size_t)(tc + t) * ldq) +
+                        b0;
+                    for (int64_t b = 0; b < nb; b++) {
+                        dy[t][b] = f16(yb[b].d);
+                        if (g->prep == 2) {
+                            __m256i s = _mm256_maddubs_epi16(_mm256_set1_epi8(8), load32(yb[b].qs));
+                            s = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+                            __m128i q = _mm_add_epi32(_mm256_castsi256_si128(s),
+                                                      _mm256_extracti128_si256(s, 1));
+                            q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4e));
+                            q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1));
+                            sy[t][b] = _mm_cvtsi128_si32(q);
+                        }
+                    }
+                }
+            for (int64_t r = r0; r < r1; r += TR) {
+                const int nr = r1 - r < TR ? (int)(r1 - r) : TR;
+                g->pack(wb + (size_t)r * w->row_bytes, w->row_bytes, nr, b0, nb, pack);
+                struct tile_args a;
+                a.pk = pack;
+                a.nb = nb;
+                a.nr = nr;
+                a.first = b0 == 0;
+                for (int64_t t = 0; t < nt; t += TT) {
+                    const int n4 = nt - t < TT ? (int)(nt - t) : TT;
+                    for (int i = 0; i < n4; i++) {
+                        int64_t tok = tc + t + i;
+                        a.ya[i] = ab + (size_t)tok * ldq + (size_t)b0 * g->ablk;
+                        a.yo[i] = y + tok * ldy + r;
+                        a.dy[i] = dy[t + i];
+                        a.sy[i] = sy[t + i];
+                    }
+                    g->tile[n4 - 1](&a);
+                }
+            }
+        }
+    }
+}
+
+#define GEMM_FN(name, kind)                                                                    \
+    static void name(const struct lg_wmat *w, const void *qx, size_t ldq, float *y,           \
+                     int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1)                       \
+    {                                                                                          \
+        gemm(&kind, w, qx, ldq, y, ldy, n_tok, r0, r1);                                        \
+    }
+
+GEMM_FN(gemm_q4_0, K_Q4_0)
+GEMM_FN(gemm_q8_0, K_Q8_0)
+GEMM_FN(gemm_q4_k, K_Q4_K)
+GEMM_FN(gemm_q6_k, K_Q6_K)
+
+lg_gemm_q_fn lg_gemm_avx2(uint32_t type)
+{
+    switch (type) {
+    case LG_QTYPE_Q4_0:
+        return gemm_q4_0;
+    case LG_QTYPE_Q8_0:
+        return gemm_q8_0;
+    case LG_QTYPE_Q4_K:
+        return gemm_q4_k;
+    case LG_QTYPE_Q6_K:
+        return gemm_q6_k;
+    default:
+        return NULL;
+    }
+}

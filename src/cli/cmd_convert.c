@@ -1,6 +1,7 @@
 /* cmd_convert.c: `localgemma convert HF_DIR OUT.gguf [--type f32|f16|bf16|q8_0]`: a Hugging
- * Face Gemma 4 / Gemma 3 checkpoint to a GGUF with llama.cpp's names and keys (text decoder;
- * the tokenizer is not converted yet). The result is verified by loading it as a model. */
+ * Face Gemma 4 / Gemma 3 checkpoint to a GGUF with llama.cpp's names and keys (text decoder
+ * and vocabulary: Gemma 4 tokenizer.json, Gemma 3 tokenizer.model). The result is verified by
+ * loading it as a model. */
 #include <stdio.h>
 #include <string.h>
 

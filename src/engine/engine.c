@@ -36,6 +36,7 @@
 #include "grammar/grammar.h"
 #include "kv/kv.h"
 #include "model/model.h"
+#include "model/plan.h"
 #include "quant/quant.h"
 #include "sample/sample.h"
 #include "store/store.h"
@@ -541,6 +542,37 @@ static bool model_serves(const struct lg_engine *e, const struct eng_job *j)
     return j->req->num_ctx <= m->n_ctx || (train > 0 && m->n_ctx >= train);
 }
 
+/* The memory plan (model/plan.h) before anything big is allocated: refuse with its
+ * explanation rather than be killed by the OOM killer. When the context was not chosen by
+ * the user (no --ctx, no num_ctx), a smaller one that fits is taken instead. */
+static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf *g,
+                                 const char *name, int64_t *n_ctx, struct lg_err *err)
+{
+    struct lg_plan_opts po;
+    lg_plan_opts_default(&po);
+    po.n_ctx = *n_ctx;
+    po.n_parallel = e->p.n_parallel;
+    po.type_k = e->p.type_k;
+    po.type_v = e->p.type_v;
+    po.n_chunk = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    struct lg_plan plan;
+    enum lg_status st = lg_plan_compute(g, &po, &plan, err);
+    if (st != LG_OK)
+        return st;
+    if (plan.fits)
+        return LG_OK;
+    bool chosen = e->p.n_ctx > 0 || *n_ctx != ENG_DEFAULT_CTX;
+    if (!chosen && plan.n_ctx_max >= LG_PLAN_MIN_CTX) {
+        fprintf(stderr, "engine: %s: %lld-token context does not fit in memory; using %lld\n",
+                name, (long long)*n_ctx, (long long)plan.n_ctx_max);
+        *n_ctx = plan.n_ctx_max;
+        return LG_OK;
+    }
+    char why[512];
+    return lg_err_set(err, LG_ERR_NOMEM, "%s does not fit in memory: %s", name,
+                      lg_plan_explain(&plan, why, sizeof why));
+}
+
 static enum lg_status model_load(struct lg_engine *e, const char *name, const char *path,
                                  int64_t n_ctx, struct lg_err *err)
 {
@@ -550,6 +582,8 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
     snprintf(m->name, sizeof m->name, "%s", name);
     snprintf(m->path, sizeof m->path, "%s", path);
     enum lg_status st = lg_gguf_open(path, &m->gguf, err);
+    if (st == LG_OK)
+        st = plan_check(e, m->gguf, name, &n_ctx, err);
     if (st == LG_OK)
         st = lg_chat_flavour_from_gguf(m->gguf, &m->flavour, err);
     if (st == LG_OK)

@@ -571,8 +571,7 @@ static enum lg_status write_meta(struct lg_gguf_writer *w, const struct conv *c,
         s |= U32("attention.key_length", c->hd);
         s |= U32("attention.value_length", c->hd);
         s |= F32("rope.freq_base", c->theta);
-        if (c->theta_swa != 1e4)
-            s |= F32("rope.freq_base_swa", c->theta_swa);
+        s |= F32("rope.freq_base_swa", c->theta_swa); /* llama.cpp always writes it */
         if (c->qpas != (double)c->hd)
             s |= F32("attention.scale", 1.0 / sqrt(c->qpas));
     } else {

@@ -259,6 +259,16 @@ def test_cut_call(c, model):
     v = body.get("validation") or {}
     check(v.get("valid") is False and v.get("errors") and
           v["errors"][0]["path"] == "/tool_calls", "cut call: validation %r" % v)
+    chunks = list(c.chat.completions.create(
+        model=model, messages=user, tools=TOOLS, tool_choice="required",
+        parallel_tool_calls=False, max_tokens=6, seed=1, stream=True))
+    fins = [k.choices[0].finish_reason for k in chunks if k.choices and
+            k.choices[0].finish_reason]
+    vals = [k.model_extra.get("validation") for k in chunks
+            if (k.model_extra or {}).get("validation")]
+    check(fins == ["length"] and len(vals) == 1 and vals[0]["valid"] is False and
+          vals[0]["errors"][0]["path"] == "/tool_calls",
+          "cut call streamed: finish %r, validation %r" % (fins, vals))
     o = __import__("ollama").Client(host=c.base_url.__str__().rsplit("/v1", 1)[0])
     res = o.chat(model=model, messages=user, tools=OLLAMA_TOOLS,
                  options={"num_predict": 6, "seed": 1})

@@ -282,12 +282,12 @@ def test_redaction(port, keys, env):
             "options": {"temperature": 0, "num_predict": n}}
     r = req(port, "POST", "/api/generate", body, key=keys["gen"])
     got = (r.json() or {}).get("response")
-    check(r.status == 200 and got == want and "@" not in got,
+    check(r.status == 200 and got == want and not EMAIL_RE.search(got),
           "redacted non-streamed answer %r, want %r" % (got, want))
     body["stream"] = True
     r = req(port, "POST", "/api/generate", body, key=keys["gen"])
     got = ndjson_text(r.body)
-    check(r.status == 200 and got == want and "alice@" not in r.body,
+    check(r.status == 200 and got == want and "alice@example.com" not in r.body,
           "redacted streamed answer %r, want %r" % (got, want))
     # OpenAI streaming: the content deltas put together carry no e-mail either
     r = req(port, "POST", "/v1/chat/completions",
@@ -297,7 +297,7 @@ def test_redaction(port, keys, env):
         if line.startswith("data: {"):
             for ch in json.loads(line[6:]).get("choices", []):
                 text += ch.get("delta", {}).get("content") or ""
-    check(r.status == 200 and "[EMAIL]" in text and "@" not in r.body,
+    check(r.status == 200 and "[EMAIL]" in text and "alice@example.com" not in r.body,
           "openai stream redacted: %r" % text)
     return raw
 
@@ -362,6 +362,16 @@ def proc_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def fd_targets(pid):
+    out = []
+    for f in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, f)))
+        except OSError:
+            pass
+    return sorted(out)
+
+
 def proc_rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -399,20 +409,26 @@ def test_slow_headers(port, key):
 
     th = threading.Thread(target=trickle)
     th.start()
+    gen = {}
+
+    def real_request():
+        r = req(port, "POST", "/v1/chat/completions", chat("hi", max_tokens=2), key=key,
+                timeout=60)
+        gen["ok"] = r.status == 200 and bool((r.json() or {}).get("choices"))
+        gen["what"] = "%d %r" % (r.status, r.body[:200])
+
+    gt = threading.Thread(target=real_request)
+    gt.start()
     times = []
-    gen_ok = False
-    t_end = time.time() + 4.0
-    while time.time() < t_end:
+    t_end = time.time() + 3.0
+    while time.time() < t_end or (gt.is_alive() and time.time() < t_end + 60):
         t0 = time.time()
         r = req(port, "GET", "/health", timeout=10)
         times.append(time.time() - t0)
         check(r.status == 200, "health during slow clients -> %d" % r.status)
-        if not gen_ok:
-            r = req(port, "POST", "/v1/chat/completions", chat("hi", max_tokens=2), key=key,
-                     timeout=60)
-            gen_ok = r.status == 200 and r.json() and r.json().get("choices")
-            check(gen_ok, "real request during slow clients -> %d %r" % (r.status, r.body[:200]))
         time.sleep(0.05)
+    gt.join()
+    check(gen.get("ok"), "real request during slow clients: %s" % gen.get("what"))
     stop.set()
     th.join()
     times.sort()
@@ -466,32 +482,46 @@ def hangups(port, key, n, batch):
     return results
 
 
+def wait_fds(pid, want, secs=3.0):
+    t = time.time()  # the last /metrics connection may take a moment to be closed
+    while proc_fds(pid) > want and time.time() - t < secs:
+        time.sleep(0.1)
+    return proc_fds(pid)
+
+
 def test_disconnects(srv, key, env):
     port, pid = srv.port, srv.proc.pid
-    # warm-up: the allocator, the 4 slots' caches and SQLite's page cache reach their steady
-    # state (measured: RSS then stays within ~100 KiB per further 200 hang-ups)
-    hangups(port, key, 100, 50)
+    # warm-up: the allocator arenas, the 4 slots' caches and SQLite's page cache reach
+    # their steady state
+    hangups(port, key, 200, 50)
     check(settle(port, key), "idle after the warm-up")
     fd0, rss0 = proc_fds(pid), proc_rss_kb(pid)
-    n_audit0 = len(audit_records(env))
-    t0 = time.time()
-    res = hangups(port, key, 200, 50)
-    check(all(res), "200 streams opened (%d ok)" % sum(1 for x in res if x))
-    idle = settle(port, key)
-    fd1, rss1 = proc_fds(pid), proc_rss_kb(pid)
-    print("test_guard_server: 200 mid-stream hang-ups in %.1f s; fds %d -> %d, RSS %d -> %d "
-          "KiB" % (time.time() - t0, fd0, fd1, rss0, rss1), file=sys.stderr)
-    check(idle, "no active sequence, queue or inflight request after 200 hang-ups")
-    check(fd1 <= fd0, "fds after hang-ups %d > before %d" % (fd1, fd0))
-    check(rss1 - rss0 < 8 * 1024, "RSS grew %d KiB after 200 hang-ups" % (rss1 - rss0))
-    recs = audit_records(env)[n_audit0:]
-    mine = [x for x in recs if x.get("route") == "POST /v1/chat/completions"]
-    check(len(mine) == 200 and all(x.get("finish_reason") in ("cancelled", "length", "stop")
-                                   for x in mine),
-          "200 audit records for the hang-ups (%d, %r)" %
-          (len(mine), sorted(set(x.get("finish_reason") for x in mine))))
-    check(sum(1 for x in mine if x.get("finish_reason") == "cancelled") >= 150,
-          "most hang-ups audited as cancelled")
+    rounds = []
+    for rnd in range(2):
+        n_audit0 = len(audit_records(env))
+        t0 = time.time()
+        res = hangups(port, key, 200, 50)
+        check(all(res), "200 streams opened (%d ok)" % sum(1 for x in res if x))
+        idle = settle(port, key)
+        check(idle, "no active sequence, queue or inflight request after 200 hang-ups")
+        fd1, rss1 = wait_fds(pid, fd0), proc_rss_kb(pid)
+        rounds.append((fd1, rss1))
+        print("test_guard_server: 200 mid-stream hang-ups in %.1f s; fds %d -> %d, RSS %d -> "
+              "%d KiB" % (time.time() - t0, fd0, fd1, rss0, rss1), file=sys.stderr)
+        check(fd1 <= fd0, "fds after hang-ups %d > before %d: %r" % (fd1, fd0, fd_targets(pid)))
+        recs = audit_records(env)[n_audit0:]
+        mine = [x for x in recs if x.get("route") == "POST /v1/chat/completions"]
+        check(len(mine) == 200 and all(x.get("finish_reason") in ("cancelled", "length", "stop")
+                                       for x in mine),
+              "200 audit records for the hang-ups (%d, %r)" %
+              (len(mine), sorted(set(x.get("finish_reason") for x in mine))))
+        check(sum(1 for x in mine if x.get("finish_reason") == "cancelled") >= 150,
+              "most hang-ups audited as cancelled")
+    # no growth in steady state: a leak of even 20 KiB per request would add 4 MiB a round
+    grow = rounds[1][1] - rounds[0][1]
+    check(grow < 3 * 1024, "RSS grew %d KiB in the second round of 200 hang-ups" % grow)
+    check(rounds[1][1] - rss0 < 32 * 1024, "RSS grew %d KiB over 400 hang-ups" %
+          (rounds[1][1] - rss0))
     r = req(port, "POST", "/v1/chat/completions", chat("hi", max_tokens=2), key=key)
     check(r.status == 200, "a real request after the hang-ups -> %d" % r.status)
 

@@ -369,6 +369,37 @@ def test_curl_and_greedy(port, env):
           "greedy server %r == run %r (%s)" % (resp, run.stdout, run.stderr[-200:]))
 
 
+def test_memory_plan(env):
+    """The engine plans memory before loading (model/plan.h): with little memory available
+    (LG_MEM_AVAILABLE) a context the user asked for is refused with the plan's explanation
+    and the server keeps serving; without --ctx a smaller context that fits is chosen."""
+    port = free_port()
+    env2 = dict(env, LG_MEM_AVAILABLE="600M")
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--parallel", "2"],
+                            env=env2, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                if http(port, "GET", "/api/version", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        st, body = http(port, "POST", "/api/generate", {
+            "model": MODEL, "prompt": "Hi", "stream": False,
+            "options": {"num_ctx": 32768, "num_predict": 2}})
+        check(st >= 400 and "does not fit in memory" in body and "available" in body,
+              "32K x 2 slots in 600 MB refused with the plan: %d %r" % (st, body[:300]))
+        st, body = http(port, "POST", "/api/generate", {
+            "model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+        check(st == 200, "default context in 600 MB: %d %r" % (st, body[:200]))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main():
     if not os.path.exists(BIN):
         print("test_serve_real: %s missing" % BIN, file=sys.stderr)
@@ -406,6 +437,7 @@ def main():
                          ("disconnect", lambda: test_disconnect(port)),
                          ("batching", lambda: test_batching(port)),
                          ("num_ctx", lambda: test_num_ctx(port)),
+                         ("memory plan", lambda: test_memory_plan(env)),
                          ("curl+greedy", lambda: test_curl_and_greedy(port, env))):
             t = time.time()
             try:

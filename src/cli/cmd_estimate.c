@@ -120,6 +120,8 @@ static int print_json(const char *path, const struct lg_plan *p)
         return 1;
     }
     json_object_set_new(o, "headroom_bytes", json_integer((json_int_t)LG_PLAN_HEADROOM_BYTES));
+    json_object_set_new(o, "state_bytes_first_sequence",
+                        json_integer((json_int_t)p->state_first_bytes));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!s) {

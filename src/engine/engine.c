@@ -85,6 +85,7 @@ struct eng_job {
     struct lg_grammar *gram;
     struct lg_grammar_state *gst;
     struct lg_grammar_hook hook;
+    int32_t mask_extra;   /* first draw of GRAM_AFTER_THOUGHT: grammar or this token */
     enum gram_trigger trigger;
     bool gram_on;
 
@@ -880,6 +881,8 @@ static enum lg_status job_grammar(struct lg_engine *e, struct eng_job *j, struct
         j->trigger = GRAM_NONE;
         return st;
     }
+    /* With thinking on the grammar waits for the thought to close; a model that answers
+     * without opening the thought channel is held to the grammar anyway: see step_decode. */
     if (j->trigger == GRAM_FROM_START && r->think == LG_THINK_ON && m->id_chan_close >= 0 &&
         m->flavour != LG_CHAT_GEMMA3)
         j->trigger = GRAM_AFTER_THOUGHT;
@@ -1140,6 +1143,18 @@ static void job_token_text(struct lg_engine *e, struct eng_job *j, int32_t tok)
         j->stopped = true;
 }
 
+/* The first draw of a GRAM_AFTER_THOUGHT job: the grammar's tokens, or <|channel> to think
+ * first. */
+static enum lg_status mask_grammar_or_thought(void *ctx, uint32_t *allowed, int32_t n_vocab,
+                                              struct lg_err *err)
+{
+    struct eng_job *j = ctx;
+    enum lg_status st = lg_grammar_sample_mask(&j->hook, allowed, n_vocab, err);
+    if (st == LG_OK && j->mask_extra >= 0 && j->mask_extra < n_vocab)
+        allowed[j->mask_extra >> 5] |= 1u << (j->mask_extra & 31);
+    return st;
+}
+
 /* Samples the slot's next token and, unless the job ends, adds it to the batch. */
 static void step_decode(struct lg_engine *e, struct eng_batch *b, struct eng_slot *s)
 {
@@ -1159,6 +1174,12 @@ static void step_decode(struct lg_engine *e, struct eng_batch *b, struct eng_slo
         forced = true;
         st = LG_OK;
     } else {
+        bool first_or = j->n_gen == 0 && j->trigger == GRAM_AFTER_THOUGHT && !j->gram_on &&
+                        !j->in_thought && m->id_chan_open >= 0;
+        if (first_or) {
+            j->mask_extra = m->id_chan_open;
+            lg_sampler_set_mask(j->smp, mask_grammar_or_thought, j);
+        }
         struct lg_sample_info info;
         bool want = j->req->top_logprobs >= 0 && m->gvocab;
         st = lg_sampler_sample(j->smp, s->logits, &tok, want ? &info : NULL, &err);
@@ -1169,8 +1190,13 @@ static void step_decode(struct lg_engine *e, struct eng_batch *b, struct eng_slo
         job_fail(e, j, LG_ERR_INTERNAL, err.msg);
         return;
     }
-    if (j->n_gen == 0)
+    if (j->n_gen == 0) {
         j->t_first = now_ns();
+        /* no thought opened: the answer starts now, under the grammar */
+        if (j->trigger == GRAM_AFTER_THOUGHT && !j->gram_on && !j->in_thought &&
+            tok != m->id_chan_open && !forced)
+            j->gram_on = true;
+    }
     j->n_gen++;
     lg_sampler_accept(j->smp, tok);
     if (j->gram_on && !forced) {

@@ -808,10 +808,48 @@ static int find(struct lg_redactor *r, size_t i, size_t from, size_t limit, size
     return 0;
 }
 
+/* Where pattern i forces the hold-back to start: the earliest s >= pos at which a match of
+ * acceptable length could start and still depend on text not seen yet — found with
+ * PCRE2_PARTIAL_HARD, which reports a partial match as soon as an attempt reaches the end of
+ * the seen text (an attempt that never reaches it gives the same result whatever follows).
+ * A partial match starting more than max_len + LOOK_MARGIN before the end can only become
+ * too long a match and is skipped. n when nothing can start; the plain bound n - H when the
+ * match limit is hit (the scan then fails closed itself). Holding back more is always safe,
+ * so the result is never below n - H, and usually it is just the trailing word. */
+static size_t hold_from(struct lg_redactor *r, size_t i)
+{
+    const struct pat *pt = &r->p->out[i];
+    size_t h = r->p->holdback, n = r->n;
+    size_t plain = n > h && n - h > r->pos ? n - h : r->pos;
+    size_t at = r->pos;
+    pcre2_set_offset_limit(r->mctx, PCRE2_UNSET);
+    while (at < n) {
+        int rc = pcre2_match(pt->re, (PCRE2_SPTR)r->buf, n, at, PCRE2_PARTIAL_HARD, r->md[i],
+                             r->mctx);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            return n;
+        if (rc < 0 && rc != PCRE2_ERROR_PARTIAL)
+            return plain;
+        size_t s0 = pcre2_get_ovector_pointer(r->md[i])[0];
+        if (s0 < at || s0 >= n)
+            return plain;
+        if (rc == PCRE2_ERROR_PARTIAL && n - s0 <= pt->max_len + LOOK_MARGIN)
+            return s0 > plain ? s0 : plain;
+        /* a complete match (the scan decides it) or a partial one that can only grow too
+         * long: look for a partial match starting later */
+        at = s0 + utf8_len((unsigned char)r->buf[s0]);
+    }
+    return n;
+}
+
 static enum lg_status scan(struct lg_redactor *r, bool final, struct lg_err *err)
 {
-    size_t h = r->p->holdback;
-    size_t limit = final ? r->n : (r->n > h ? r->n - h : 0);
+    size_t limit = r->n;
+    for (size_t i = 0; !final && i < r->p->n_out; i++) {
+        size_t hf = hold_from(r, i);
+        if (hf < limit)
+            limit = hf;
+    }
     /* never cut inside a UTF-8 sequence */
     while (!final && limit > r->pos && limit < r->n &&
            ((unsigned char)r->buf[limit] & 0xC0) == 0x80)

@@ -39,11 +39,12 @@ static inline __m256 load_f16x8(const uint8_t *p)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
 }
 
+/* An f16 block scale, widened by F16C (exact, as lg_f16_to_f32). */
 static inline float f16_scale(const uint8_t *p)
 {
     uint16_t h;
     memcpy(&h, p, 2);
-    return lg_f16_to_f32(h);
+    return _cvtsh_ss(h);
 }
 
 /* Q8_0 block (d16, qs[32]): elements 8g..8g+7 as d * q. */
@@ -113,7 +114,7 @@ static float dot_q4_0(const float *q, const uint8_t *k, int64_t d)
 }
 
 /* Eight consecutive V elements e0..e0+7 of one head (e0 % 8 == 0). */
-static inline __m256 v_x8(const uint8_t *v, uint32_t type, int64_t e0)
+static inline __attribute__((always_inline)) __m256 v_x8(const uint8_t *v, uint32_t type, int64_t e0)
 {
     switch (type) {
     case LG_QTYPE_F16:
@@ -133,8 +134,9 @@ static inline __m256 v_x8(const uint8_t *v, uint32_t type, int64_t e0)
 
 enum { TILE = 8 }; /* registers of 8 outputs each: 64 output dims per pass over the keys */
 
-/* o[0..d) = sum_j w[j] * V_j, summed in key order from 0 (as memset + ref_axpy per key). */
-static void attn_v(float *o, const uint8_t *vb, size_t vs, size_t head_off, uint32_t type,
+/* o[0..d) = sum_j w[j] * V_j, summed in key order from 0 (as memset + ref_axpy per key).
+ * Always inlined into attn_v_typed's switch so that each storage type gets its own loop. */
+static inline __attribute__((always_inline)) void attn_v(float *o, const uint8_t *vb, size_t vs, size_t head_off, uint32_t type,
                    const float *w, int64_t lo, int64_t n_keys, int64_t n_slots, int64_t d)
 {
     int64_t e = 0;
@@ -168,6 +170,26 @@ static void attn_v(float *o, const uint8_t *vb, size_t vs, size_t head_off, uint
             acc += w[j] * x;
         }
         o[e] = acc;
+    }
+}
+
+static void attn_v_typed(float *o, const uint8_t *vb, size_t vs, size_t head_off,
+                         uint32_t type, const float *w, int64_t lo, int64_t n_keys,
+                         int64_t n_slots, int64_t d)
+{
+    switch (type) {
+    case LG_QTYPE_F16:
+        attn_v(o, vb, vs, head_off, LG_QTYPE_F16, w, lo, n_keys, n_slots, d);
+        break;
+    case LG_QTYPE_Q8_0:
+        attn_v(o, vb, vs, head_off, LG_QTYPE_Q8_0, w, lo, n_keys, n_slots, d);
+        break;
+    case LG_QTYPE_Q4_0:
+        attn_v(o, vb, vs, head_off, LG_QTYPE_Q4_0, w, lo, n_keys, n_slots, d);
+        break;
+    default:
+        attn_v(o, vb, vs, head_off, LG_QTYPE_F32, w, lo, n_keys, n_slots, d);
+        break;
     }
 }
 
@@ -213,8 +235,8 @@ static void avx2_attention(const struct lg_attn_args *a, int ith, int nth)
             sc[j] = s;
         }
         softmax(sc, n_keys);
-        attn_v(a->out + (t * a->n_head + h) * d, vb, vs, (size_t)kvh * hbv, a->type_v, sc, lo,
-               n_keys, a->n_slots, d);
+        attn_v_typed(a->out + (t * a->n_head + h) * d, vb, vs, (size_t)kvh * hbv, a->type_v, sc,
+                     lo, n_keys, a->n_slots, d);
     }
 }
 

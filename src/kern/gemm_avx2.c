@@ -24,6 +24,7 @@
  * Q8_0 products are widened after every maddubs.
  */
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "kern/kern.h"
@@ -47,38 +48,42 @@ static inline __m256i bcast4(const int8_t *p)
     return _mm256_set1_epi32(v);
 }
 
+/* Keeps v in a register as computed: stops GCC from reassociating the i16 sums into a tree
+ * of temporaries that spill (the sums are exact either way). */
+#define PIN(v) __asm__("" : "+x"(v))
+
 static inline float f16(uint16_t h)
 {
     return _cvtsh_ss(h);
 }
 
-/* Out k = 32-bit lane k of each of r[0..7], row j in lane j (8 x 8 transpose of dwords). */
-static inline void transpose8(__m256i r[8])
+/* Transposes the 8 x 8 dwords of r0..r7 (row j in lane j of output k = dword k of input j)
+ * and stores output k at dst[k]. */
+static inline void store_t8(__m256i *dst, __m256i r0, __m256i r1, __m256i r2, __m256i r3,
+                            __m256i r4, __m256i r5, __m256i r6, __m256i r7)
 {
-    __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
-    __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-    __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
-    __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    __m256i t0 = _mm256_unpacklo_epi32(r0, r1), t1 = _mm256_unpackhi_epi32(r0, r1);
+    __m256i t2 = _mm256_unpacklo_epi32(r2, r3), t3 = _mm256_unpackhi_epi32(r2, r3);
+    __m256i t4 = _mm256_unpacklo_epi32(r4, r5), t5 = _mm256_unpackhi_epi32(r4, r5);
+    __m256i t6 = _mm256_unpacklo_epi32(r6, r7), t7 = _mm256_unpackhi_epi32(r6, r7);
     __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
     __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
     __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
     __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
-    r[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
-    r[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
-    r[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
-    r[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
-    r[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
-    r[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
-    r[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
-    r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+    _mm256_store_si256(dst + 0, _mm256_permute2x128_si256(u0, u4, 0x20));
+    _mm256_store_si256(dst + 4, _mm256_permute2x128_si256(u0, u4, 0x31));
+    _mm256_store_si256(dst + 1, _mm256_permute2x128_si256(u1, u5, 0x20));
+    _mm256_store_si256(dst + 5, _mm256_permute2x128_si256(u1, u5, 0x31));
+    _mm256_store_si256(dst + 2, _mm256_permute2x128_si256(u2, u6, 0x20));
+    _mm256_store_si256(dst + 6, _mm256_permute2x128_si256(u2, u6, 0x31));
+    _mm256_store_si256(dst + 3, _mm256_permute2x128_si256(u3, u7, 0x20));
+    _mm256_store_si256(dst + 7, _mm256_permute2x128_si256(u3, u7, 0x31));
 }
 
-static inline void store8(__m256i *dst, __m256i r[8])
-{
-    transpose8(r);
-    for (int k = 0; k < 8; k++)
-        _mm256_store_si256(dst + k, r[k]);
-}
+/* Applies DEC(p) to the eight row pointers p[0..7] and stores the transposed result. */
+#define PACK8(dst, DEC, p)                                                                     \
+    store_t8((dst), DEC((p)[0]), DEC((p)[1]), DEC((p)[2]), DEC((p)[3]), DEC((p)[4]),           \
+             DEC((p)[5]), DEC((p)[6]), DEC((p)[7]))
 
 static inline __m256i load32(const void *p)
 {
@@ -158,41 +163,56 @@ static inline const uint8_t *row_of(const uint8_t *base, size_t rb, int j, int n
     return base + (size_t)(j < nr ? j : nr - 1) * rb;
 }
 
+/* Pointers to block b0 of the eight rows. */
+static inline void rows8(const uint8_t *base, size_t rb, int nr, int64_t b0, size_t bs,
+                         const uint8_t *p[8])
+{
+    for (int j = 0; j < 8; j++)
+        p[j] = row_of(base, rb, j, nr) + (size_t)b0 * bs;
+}
+
+/* f16 at byte offset o of the eight blocks p[j] + off, as eight floats */
+static inline __m256 scales8(const uint8_t *const p[8], size_t off)
+{
+    uint16_t h[8];
+    for (int j = 0; j < 8; j++)
+        memcpy(&h[j], p[j] + off, 2);
+    return f16x8(h);
+}
+
 static void pack_q4_0(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
                       struct pk32 *dst)
 {
+    const size_t bs = sizeof(struct lg_block_q4_0);
+    const uint8_t *p[8];
+    rows8(base, rb, nr, b0, bs, p);
     for (int64_t b = 0; b < nb; b++) {
-        __m256i r[8];
-        uint16_t d[8];
-        for (int j = 0; j < 8; j++) {
-            const struct lg_block_q4_0 *x =
-                (const struct lg_block_q4_0 *)(const void *)row_of(base, rb, j, nr) + b0 + b;
-            r[j] = nibbles32(x->qs);
-            d[j] = x->d;
-        }
-        store8(dst[b].w, r);
-        dst[b].d = f16x8(d);
+        const uint8_t *q[8];
+        for (int j = 0; j < 8; j++)
+            q[j] = p[j] + (size_t)b * bs;
+#define DEC_Q4_0(x) nibbles32((x) + offsetof(struct lg_block_q4_0, qs))
+        PACK8(dst[b].w, DEC_Q4_0, q);
+#undef DEC_Q4_0
+        dst[b].d = scales8(q, offsetof(struct lg_block_q4_0, d));
     }
 }
 
 static void pack_q8_0(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
                       struct pk32s *dst)
 {
+    const size_t bs = sizeof(struct lg_block_q8_0);
+    const uint8_t *p[8];
+    rows8(base, rb, nr, b0, bs, p);
     for (int64_t b = 0; b < nb; b++) {
-        __m256i r[8];
-        uint16_t d[8];
-        for (int j = 0; j < 8; j++) {
-            const struct lg_block_q8_0 *x =
-                (const struct lg_block_q8_0 *)(const void *)row_of(base, rb, j, nr) + b0 + b;
-            r[j] = load32(x->qs);
-            d[j] = x->d;
-        }
-        transpose8(r);
-        for (int k = 0; k < 8; k++) {
-            _mm256_store_si256(dst[b].w + k, r[k]);
-            _mm256_store_si256(dst[b].a + k, _mm256_sign_epi8(r[k], r[k]));
-        }
-        dst[b].d = f16x8(d);
+        const uint8_t *q[8];
+        for (int j = 0; j < 8; j++)
+            q[j] = p[j] + (size_t)b * bs;
+#define DEC_Q8_0(x) load32((x) + offsetof(struct lg_block_q8_0, qs))
+        PACK8(dst[b].w, DEC_Q8_0, q);
+#undef DEC_Q8_0
+        for (int k = 0; k < 8; k++)
+            _mm256_store_si256(dst[b].a + k, _mm256_abs_epi8(_mm256_load_si256(dst[b].w + k)));
+        dst[b].d = scales8(q, offsetof(struct lg_block_q8_0, d));
     }
 }
 
@@ -208,28 +228,32 @@ static inline void scale_min_k4(const uint8_t *s, int k, int16_t *sc, int16_t *m
     }
 }
 
+static inline __m256i dec_q4_k(const uint8_t *qs, int hi)
+{
+    __m256i v = load32(qs);
+    return _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(15));
+}
+
 static void pack_q4_k(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
                       struct pkq4k *dst)
 {
-    const __m256i m4 = _mm256_set1_epi8(15);
+    const size_t bs = sizeof(struct lg_block_q4_k);
+    const uint8_t *p[8];
+    rows8(base, rb, nr, b0, bs, p);
     for (int64_t b = 0; b < nb; b++) {
         const struct lg_block_q4_k *x[8];
         int16_t sc[8][8], mn[8][8]; /* [sub-block][row] */
-        uint16_t d[8], dm[8];
         for (int j = 0; j < 8; j++) {
-            x[j] = (const struct lg_block_q4_k *)(const void *)row_of(base, rb, j, nr) + b0 + b;
-            d[j] = x[j]->d;
-            dm[j] = x[j]->dmin;
+            x[j] = (const struct lg_block_q4_k *)(const void *)(p[j] + (size_t)b * bs);
             for (int k = 0; k < 8; k++)
                 scale_min_k4(x[j]->scales, k, &sc[k][j], &mn[k][j]);
         }
         for (int s = 0; s < 8; s++) { /* sub-block s: chunk s / 2, low or high nibbles */
-            __m256i r[8];
-            for (int j = 0; j < 8; j++) {
-                __m256i v = load32(x[j]->qs + 32 * (s / 2));
-                r[j] = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
-            }
-            store8(dst[b].w + 8 * s, r);
+            const int o = 32 * (s / 2), hi = s % 2;
+            store_t8(dst[b].w + 8 * s, dec_q4_k(x[0]->qs + o, hi), dec_q4_k(x[1]->qs + o, hi),
+                     dec_q4_k(x[2]->qs + o, hi), dec_q4_k(x[3]->qs + o, hi),
+                     dec_q4_k(x[4]->qs + o, hi), dec_q4_k(x[5]->qs + o, hi),
+                     dec_q4_k(x[6]->qs + o, hi), dec_q4_k(x[7]->qs + o, hi));
             dst[b].sc[s] = pair16(sc[s]);
         }
         for (int m = 0; m < 4; m++) {
@@ -237,36 +261,43 @@ static void pack_q4_k(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_
             __m256i hi = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)mn[2 * m + 1]));
             dst[b].mn[m] = _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16));
         }
-        dst[b].d = f16x8(d);
-        dst[b].dmin = f16x8(dm);
+        const uint8_t *xb[8];
+        for (int j = 0; j < 8; j++)
+            xb[j] = (const uint8_t *)x[j];
+        dst[b].d = scales8(xb, offsetof(struct lg_block_q4_k, d));
+        dst[b].dmin = scales8(xb, offsetof(struct lg_block_q4_k, dmin));
     }
+}
+
+/* 32 six-bit quants of group jj (0..3) of half h from ql / qh (see qdot_avx2.c) */
+static inline __m256i dec_q6_k(const struct lg_block_q6_k *x, int h, int jj)
+{
+    __m256i ql = load32(x->ql + 64 * h + 32 * (jj & 1));
+    __m256i qh = load32(x->qh + 32 * h);
+    __m256i lo = _mm256_and_si256(jj >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(15));
+    __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * jj), _mm256_set1_epi8(3));
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
 }
 
 static void pack_q6_k(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
                       struct pkq6k *dst)
 {
-    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    const size_t bs = sizeof(struct lg_block_q6_k);
+    const uint8_t *p[8];
+    rows8(base, rb, nr, b0, bs, p);
     for (int64_t b = 0; b < nb; b++) {
         const struct lg_block_q6_k *x[8];
         int16_t sc[16][8];
-        uint16_t d[8];
         for (int j = 0; j < 8; j++) {
-            x[j] = (const struct lg_block_q6_k *)(const void *)row_of(base, rb, j, nr) + b0 + b;
-            d[j] = x[j]->d;
+            x[j] = (const struct lg_block_q6_k *)(const void *)(p[j] + (size_t)b * bs);
             for (int k = 0; k < 16; k++)
                 sc[k][j] = x[j]->scales[k];
         }
         for (int g = 0; g < 8; g++) { /* 32-element group g = 4h + jj */
-            int h = g / 4, jj = g % 4;
-            __m256i r[8];
-            for (int j = 0; j < 8; j++) {
-                __m256i ql = load32(x[j]->ql + 64 * h + 32 * (jj & 1));
-                __m256i qh = load32(x[j]->qh + 32 * h);
-                __m256i lo = _mm256_and_si256(jj >> 1 ? _mm256_srli_epi16(ql, 4) : ql, m4);
-                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * jj), m3);
-                r[j] = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
-            }
-            store8(dst[b].w + 8 * g, r);
+            const int h = g / 4, jj = g % 4;
+            store_t8(dst[b].w + 8 * g, dec_q6_k(x[0], h, jj), dec_q6_k(x[1], h, jj),
+                     dec_q6_k(x[2], h, jj), dec_q6_k(x[3], h, jj), dec_q6_k(x[4], h, jj),
+                     dec_q6_k(x[5], h, jj), dec_q6_k(x[6], h, jj), dec_q6_k(x[7], h, jj));
         }
         for (int k = 0; k < 16; k++) {
             __m256i w = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(const void *)sc[k]));
@@ -279,7 +310,10 @@ static void pack_q6_k(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_
             dst[b].scp[m] = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xffff)),
                                             _mm256_slli_epi32(hi, 16));
         }
-        dst[b].d = f16x8(d);
+        const uint8_t *xb[8];
+        for (int j = 0; j < 8; j++)
+            xb[j] = (const uint8_t *)x[j];
+        dst[b].d = scales8(xb, offsetof(struct lg_block_q6_k, d));
     }
 }
 
@@ -321,8 +355,11 @@ static inline __attribute__((always_inline)) void tile_q4_0(const struct tile_ar
         _Pragma("GCC unroll 8") for (int k = 1; k < 8; k++)
         {
             __m256i w = _mm256_load_si256(pk[b].w + k);
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) s[t] =
-                _mm256_add_epi16(s[t], _mm256_maddubs_epi16(w, bcast4(yq[t] + 4 * k)));
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+            {
+                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(w, bcast4(yq[t] + 4 * k)));
+                PIN(s[t]);
+            }
         }
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
         {
@@ -356,6 +393,7 @@ static inline __attribute__((always_inline)) void tile_q8_0(const struct tile_ar
             {
                 __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(yq[t] + 4 * k), w));
                 s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
+                PIN(s[t]);
             }
         }
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
@@ -405,8 +443,12 @@ static inline __attribute__((always_inline)) void tile_q4_k(const struct tile_ar
             _Pragma("GCC unroll 8") for (int k = 1; k < 8; k++)
             {
                 __m256i wk = _mm256_load_si256(w + k);
-                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) s[t] = _mm256_add_epi16(
-                    s[t], _mm256_maddubs_epi16(wk, bcast4(y[t]->qs + 32 * sb + 4 * k)));
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+                {
+                    s[t] = _mm256_add_epi16(
+                        s[t], _mm256_maddubs_epi16(wk, bcast4(y[t]->qs + 32 * sb + 4 * k)));
+                    PIN(s[t]);
+                }
             }
             _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) isum[t] =
                 _mm256_add_epi32(isum[t], _mm256_madd_epi16(s[t], pk[b].sc[sb]));
@@ -454,6 +496,7 @@ static inline __attribute__((always_inline)) void tile_q6_k(const struct tile_ar
                 isum[t] = _mm256_add_epi32(
                     isum[t], _mm256_add_epi32(_mm256_madd_epi16(s0, pk[b].sc[sb]),
                                               _mm256_madd_epi16(s1, pk[b].sc[sb])));
+                PIN(isum[t]);
             }
         }
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
@@ -483,6 +526,7 @@ typedef void (*pack_fn)(const uint8_t *base, size_t rb, int nr, int64_t b0, int6
 typedef void (*tile_fn)(const struct tile_args *a);
 
 struct gemm_kind {
+    int min_tok;     /* fewer tokens: the packing costs more than it saves (use dot4) */
     int blk;         /* elements per weight block */
     size_t ablk;     /* bytes per activation block */
     size_t pblk;     /* bytes per packed block of 8 rows */
@@ -508,16 +552,16 @@ static void pack_q6_k_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t
     pack_q6_k(b, rb, nr, b0, nb, d);
 }
 
-static const struct gemm_kind K_Q4_0 = {32, sizeof(struct lg_block_q8_0), sizeof(struct pk32), 2,
+static const struct gemm_kind K_Q4_0 = {2, 32, sizeof(struct lg_block_q8_0), sizeof(struct pk32), 2,
                                         pack_q4_0_v,
                                         {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4}};
-static const struct gemm_kind K_Q8_0 = {32, sizeof(struct lg_block_q8_0), sizeof(struct pk32s), 1,
+static const struct gemm_kind K_Q8_0 = {4, 32, sizeof(struct lg_block_q8_0), sizeof(struct pk32s), 1,
                                         pack_q8_0_v,
                                         {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4}};
-static const struct gemm_kind K_Q4_K = {256, sizeof(struct lg_block_q8_k), sizeof(struct pkq4k),
+static const struct gemm_kind K_Q4_K = {3, 256, sizeof(struct lg_block_q8_k), sizeof(struct pkq4k),
                                         0, pack_q4_k_v,
                                         {tile_q4_k_1, tile_q4_k_2, tile_q4_k_3, tile_q4_k_4}};
-static const struct gemm_kind K_Q6_K = {256, sizeof(struct lg_block_q8_k), sizeof(struct pkq6k),
+static const struct gemm_kind K_Q6_K = {3, 256, sizeof(struct lg_block_q8_k), sizeof(struct pkq6k),
                                         0, pack_q6_k_v,
                                         {tile_q6_k_1, tile_q6_k_2, tile_q6_k_3, tile_q6_k_4}};
 
@@ -595,18 +639,98 @@ GEMM_FN(gemm_q8_0, K_Q8_0)
 GEMM_FN(gemm_q4_k, K_Q4_K)
 GEMM_FN(gemm_q6_k, K_Q6_K)
 
-lg_gemm_q_fn lg_gemm_avx2(uint32_t type)
+/* ---- one token at a time: 8 rows x 1 token without packing (decode) ----------------------
+ * Each of the 8 rows' blocks is multiplied in its own vector (sign trick), the 8 vectors of
+ * lane sums are reduced to one vector of 8 block totals (row j in lane j), scaled by the rows'
+ * weight scales times the token's scale and added to the rows' accumulators: the reference's
+ * order per row, with one vector add per block for 8 rows (no serial scalar chain). */
+
+/* Lane j = the total of v[j]'s eight int32 lanes. */
+static inline __m256i totals8(const __m256i v[8])
 {
-    switch (type) {
-    case LG_QTYPE_Q4_0:
-        return gemm_q4_0;
-    case LG_QTYPE_Q8_0:
-        return gemm_q8_0;
-    case LG_QTYPE_Q4_K:
-        return gemm_q4_k;
-    case LG_QTYPE_Q6_K:
-        return gemm_q6_k;
-    default:
-        return NULL;
+    __m256i ab = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i cd = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20),
+                            _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
+/* Lane j = the total of p[j]'s sixteen int16 lanes, when every partial sum fits in int16
+ * (Q4_0: |q - 8| <= 8, |y| <= 127, 32 * 8 * 127 = 32512). */
+static inline __m256i totals8_i16(const __m256i p[8])
+{
+    __m256i a = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
+    __m256i b = _mm256_hadd_epi16(_mm256_hadd_epi16(p[4], p[5]), _mm256_hadd_epi16(p[6], p[7]));
+    __m256i c = _mm256_hadd_epi16(a, b); /* each 128-bit half: 8 half-block sums */
+    return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(c)),
+                            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(c, 1)));
+}
+
+#define GEMV_FN(name, blk, BODY)                                                               \
+    static void name(const struct lg_wmat *w, const void *qx, size_t ldq, float *y,           \
+                     int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1)                       \
+    {                                                                                          \
+        const int64_t nb = w->cols / LG_QK;                                                    \
+        for (int64_t r = r0; r < r1; r += TR) {                                                \
+            const int nr = r1 - r < TR ? (int)(r1 - r) : TR;                                   \
+            const blk *x[8];                                                                   \
+            for (int j = 0; j < 8; j++)                                                        \
+                x[j] = (const blk *)(const void *)row_of((const uint8_t *)w->data +            \
+                                                             (size_t)r * w->row_bytes,         \
+                                                         w->row_bytes, j, nr);                 \
+            for (int64_t t = 0; t < n_tok; t++) {                                              \
+                const struct lg_block_q8_0 *ya =                                               \
+                    (const struct lg_block_q8_0 *)(const void *)((const uint8_t *)qx +         \
+                                                                  (size_t)t * ldq);            \
+                __m256 acc = _mm256_setzero_ps();                                              \
+                for (int64_t b = 0; b < nb; b++) {                                             \
+                    const __m256i yq = load32(ya[b].qs);                                       \
+                    __m256i tot;                                                               \
+                    BODY                                                                       \
+                    __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(                               \
+                        (short)x[0][b].d, (short)x[1][b].d, (short)x[2][b].d, (short)x[3][b].d, \
+                        (short)x[4][b].d, (short)x[5][b].d, (short)x[6][b].d,                  \
+                        (short)x[7][b].d));                                                    \
+                    __m256 sc = _mm256_mul_ps(dw, _mm256_set1_ps(f16(ya[b].d)));               \
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(tot), sc));      \
+                }                                                                              \
+                store_y(y + t * ldy + r, acc, nr);                                             \
+            }                                                                                  \
+        }                                                                                      \
     }
+
+GEMV_FN(gemv_q4_0, struct lg_block_q4_0, {
+    __m256i p[8];
+    for (int j = 0; j < 8; j++) {
+        __m256i q = _mm256_sub_epi8(nibbles32(x[j][b].qs), _mm256_set1_epi8(8));
+        p[j] = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(yq, q));
+    }
+    tot = totals8_i16(p);
+})
+
+GEMV_FN(gemv_q8_0, struct lg_block_q8_0, {
+    __m256i v[8];
+    for (int j = 0; j < 8; j++) {
+        __m256i q = load32(x[j][b].qs);
+        v[j] = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(yq, q)),
+            _mm256_set1_epi16(1));
+    }
+    tot = totals8(v);
+})
+
+lg_gemm_q_fn lg_gemm_avx2(uint32_t type, int64_t n_tok)
+{
+    const struct gemm_kind *k = type == LG_QTYPE_Q4_0   ? &K_Q4_0
+                                : type == LG_QTYPE_Q8_0 ? &K_Q8_0
+                                : type == LG_QTYPE_Q4_K ? &K_Q4_K
+                                : type == LG_QTYPE_Q6_K ? &K_Q6_K
+                                                        : NULL;
+    if (!k)
+        return NULL;
+    if (n_tok < k->min_tok) /* few tokens: the unpacked 8-row kernel where there is one */
+        return type == LG_QTYPE_Q4_0 ? gemv_q4_0 : type == LG_QTYPE_Q8_0 ? gemv_q8_0 : NULL;
+    return type == LG_QTYPE_Q4_0   ? gemm_q4_0
+           : type == LG_QTYPE_Q8_0 ? gemm_q8_0
+           : type == LG_QTYPE_Q4_K ? gemm_q4_k
+                                   : gemm_q6_k;
 }

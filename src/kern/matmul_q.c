@@ -6,10 +6,31 @@
  * chunk stream over it. */
 enum { BLOCK_BYTES = 24 * 1024 };
 
+#if defined(__x86_64__) || defined(__i386__)
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok);
+#endif
+
+lg_gemm_q_fn lg_gemm_q_for(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return lg_qdot_gemm_avx2(type, dot4, n_tok);
+#else
+    (void)type;
+    (void)dot4;
+    (void)n_tok;
+    return NULL;
+#endif
+}
+
 void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w,
                  const void *qx, size_t ldq, float *y, int64_t ldy, int64_t n_tok, int64_t r0,
                  int64_t r1)
 {
+    lg_gemm_q_fn g = lg_gemm_q_for(w->type, dot4, n_tok);
+    if (g) {
+        g(w, qx, ldq, y, ldy, n_tok, r0, r1);
+        return;
+    }
     const uint8_t *base = w->data;
     const uint8_t *ax = qx;
     int64_t rb_n = (int64_t)(BLOCK_BYTES / (w->row_bytes ? w->row_bytes : 1));

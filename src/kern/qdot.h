@@ -44,8 +44,8 @@ extern const lg_vec_dot_fn lg_vec_dot_ref[LG_QTYPE_COUNT];
 struct lg_wmat;
 
 /* y[t][r] = dot(W row r, activation row t) for t < n_tok and rows r0 <= r < r1, with the
- * activations already converted (lg_act_quantize) in rows of ldq bytes. With n_tok >= 2 and
- * a tiled GEMM for this (ISA, type) (lg_gemm_q_for), that kernel does the work; otherwise
+ * activations already converted (lg_act_quantize) in rows of ldq bytes. When this (ISA, type,
+ * n_tok) has a tiled GEMM (lg_gemm_q_for), that kernel does the work; otherwise
  * rows are taken in blocks that stay in cache while every token passes over them, 4 tokens at
  * a time through dot4 when it is not NULL. No allocation; several threads may run disjoint
  * row ranges. */
@@ -59,13 +59,16 @@ void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w
 typedef void (*lg_gemm_q_fn)(const struct lg_wmat *w, const void *qx, size_t ldq, float *y,
                              int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1);
 
-/* The tiled GEMM that belongs with a kernel table's dot4 for weight type `type` (the same ISA),
- * or NULL (scalar reference tables, types without one). */
-lg_gemm_q_fn lg_gemm_q_for(uint32_t type, lg_vec_dot4_fn dot4);
+/* The tiled kernel that belongs with a kernel table's dot4 for weight type `type` (the same
+ * ISA) for n_tok tokens: the packed GEMM from a per-type token count on (2 to 4: packing costs
+ * more than it saves below), an unpacked 8-row kernel for fewer tokens where there is one
+ * (Q4_0, Q8_0), else NULL (scalar reference tables, other types: use the dots). */
+lg_gemm_q_fn lg_gemm_q_for(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok);
 
-/* kern/gemm_avx2.c (x86 only): the AVX2 tiled GEMM for Q4_0, Q8_0, Q4_K, Q6_K, else NULL.
- * Each output equals lg_vec_dot_ref's bit for bit when both are compiled without FP
- * contraction (GCC's ISO C mode). Callers must have checked that the CPU has AVX2 + F16C. */
-lg_gemm_q_fn lg_gemm_avx2(uint32_t type);
+/* kern/gemm_avx2.c (x86 only): the AVX2 kernel for Q4_0, Q8_0, Q4_K, Q6_K and n_tok tokens as
+ * lg_gemm_q_for describes, or NULL. Each output equals lg_vec_dot_ref's bit for bit when both
+ * are compiled without FP contraction (GCC's ISO C mode). Callers must have checked that the
+ * CPU has AVX2 + FMA + F16C. */
+lg_gemm_q_fn lg_gemm_avx2(uint32_t type, int64_t n_tok);
 
 #endif

@@ -13,7 +13,7 @@
 #include "quant/quant_blocks.h"
 
 void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4);
-lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4);
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok);
 
 static inline float hsum8(__m256 v)
 {
@@ -69,18 +69,66 @@ static inline __m256i load32(const void *p)
 
 /* ---- against Q8_0 ----------------------------------------------------------------------- */
 
-static float avx2_q4_0(const void *w, const void *a, int64_t n)
+/* Lane j = the total of v[j]'s eight lanes (exact int32). */
+static inline __m256i totals8(const __m256i v[8])
 {
-    const struct lg_block_q4_0 *x = w;
-    const struct lg_block_q8_0 *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
-        __m256i q = _mm256_sub_epi8(nibbles32(x[ib].qs), _mm256_set1_epi8(8));
-        __m256 p = _mm256_cvtepi32_ps(dot_s8(q, load32(y[ib].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
-    }
-    return hsum8(acc);
+    __m256i ab = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i cd = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20),
+                            _mm256_permute2x128_si256(ab, cd, 0x31));
 }
+
+static inline int32_t total1(__m256i v)
+{
+    __m128i q = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4e));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1));
+    return _mm_cvtsi128_si32(q);
+}
+
+/* Q4_0 and Q8_0 against Q8_0 in the reference's arithmetic: s += (float)isum * (dw * dy)
+ * block after block (no FMA), so that the result equals lg_vec_dot_ref's bit for bit and
+ * therefore the tiled GEMM's (kern/gemm_avx2.c): decode, prefill and batches give the same
+ * numbers. Eight blocks at a time: their int totals and scale products are vectors; only the
+ * final float sum is sequential. DECODE(ib) gives block ib's signed quants. */
+#define DOT_Q8_0_REF(name, blk, DECODE)                                                        \
+    static float name(const void *w, const void *a, int64_t n)                                 \
+    {                                                                                          \
+        const blk *x = w;                                                                      \
+        const struct lg_block_q8_0 *y = a;                                                     \
+        const int64_t nb = n / LG_QK;                                                          \
+        float s = 0.0f;                                                                        \
+        int64_t ib = 0;                                                                        \
+        for (; ib + 8 <= nb; ib += 8) {                                                        \
+            __m256i v[8];                                                                      \
+            for (int j = 0; j < 8; j++)                                                        \
+                v[j] = dot_s8(DECODE(ib + j), load32(y[ib + j].qs));                           \
+            __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(                                       \
+                (short)x[ib].d, (short)x[ib + 1].d, (short)x[ib + 2].d, (short)x[ib + 3].d,    \
+                (short)x[ib + 4].d, (short)x[ib + 5].d, (short)x[ib + 6].d,                    \
+                (short)x[ib + 7].d));                                                          \
+            __m256 dy = _mm256_cvtph_ps(_mm_setr_epi16(                                       \
+                (short)y[ib].d, (short)y[ib + 1].d, (short)y[ib + 2].d, (short)y[ib + 3].d,    \
+                (short)y[ib + 4].d, (short)y[ib + 5].d, (short)y[ib + 6].d,                    \
+                (short)y[ib + 7].d));                                                          \
+            float p[8];                                                                        \
+            _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_cvtepi32_ps(totals8(v)),                  \
+                                              _mm256_mul_ps(dw, dy)));                         \
+            for (int j = 0; j < 8; j++)                                                        \
+                s += p[j];                                                                     \
+        }                                                                                      \
+        for (; ib < nb; ib++)                                                                  \
+            s += (float)total1(dot_s8(DECODE(ib), load32(y[ib].qs))) *                         \
+                 (f16(x[ib].d) * f16(y[ib].d));                                                \
+        return s;                                                                              \
+    }
+
+#define DEC_Q4_0(ib) _mm256_sub_epi8(nibbles32(x[ib].qs), _mm256_set1_epi8(8))
+#define DEC_Q8_0(ib) load32(x[ib].qs)
+DOT_Q8_0_REF(avx2_q4_0, struct lg_block_q4_0, DEC_Q4_0)
+DOT_Q8_0_REF(avx2_q8_0, struct lg_block_q8_0, DEC_Q8_0)
+#undef DEC_Q4_0
+#undef DEC_Q8_0
 
 static float avx2_q5_0(const void *w, const void *a, int64_t n)
 {
@@ -92,18 +140,6 @@ static float avx2_q5_0(const void *w, const void *a, int64_t n)
                                     _mm256_and_si256(bits32(x[ib].qh), _mm256_set1_epi8(16)));
         q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
         __m256 p = _mm256_cvtepi32_ps(dot_s8(q, load32(y[ib].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
-    }
-    return hsum8(acc);
-}
-
-static float avx2_q8_0(const void *w, const void *a, int64_t n)
-{
-    const struct lg_block_q8_0 *x = w;
-    const struct lg_block_q8_0 *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
-        __m256 p = _mm256_cvtepi32_ps(dot_s8(load32(x[ib].qs), load32(y[ib].qs)));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
     }
     return hsum8(acc);
@@ -250,15 +286,33 @@ static inline float qk45(const uint8_t *qs, const uint8_t *qh, const uint8_t *sc
     return y->d * f16(dmin) * (float)msum;
 }
 
+/* Q4_K and Q6_K in the reference's arithmetic (see DOT_Q8_0_REF): per super-block the exact
+ * int totals, then s += yd * (d * isum - dmin * msum). */
 static float avx2_q4_k(const void *w, const void *a, int64_t n)
 {
     const struct lg_block_q4_k *x = w;
     const struct lg_block_q8_k *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    float sm = 0.0f;
-    for (int64_t ib = 0; ib < n / LG_QK_K; ib++)
-        sm += qk45(x[ib].qs, NULL, x[ib].scales, x[ib].d, x[ib].dmin, &y[ib], &acc);
-    return hsum8(acc) - sm;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
+        uint8_t sc[8], mn[8];
+        scales_k4(x[ib].scales, sc, mn);
+        int32_t msum = min_sum(mn, y[ib].bsums);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i b = load32(x[ib].qs + 32 * c);
+            __m256i lo = _mm256_and_si256(b, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            __m256i plo = _mm256_maddubs_epi16(lo, load32(y[ib].qs + 64 * c));
+            __m256i phi = _mm256_maddubs_epi16(hi, load32(y[ib].qs + 64 * c + 32));
+            isum = _mm256_add_epi32(isum,
+                                    _mm256_madd_epi16(plo, _mm256_set1_epi16((short)sc[2 * c])));
+            isum = _mm256_add_epi32(
+                isum, _mm256_madd_epi16(phi, _mm256_set1_epi16((short)sc[2 * c + 1])));
+        }
+        s += y[ib].d * (f16(x[ib].d) * (float)total1(isum) - f16(x[ib].dmin) * (float)msum);
+    }
+    return s;
 }
 
 static float avx2_q5_k(const void *w, const void *a, int64_t n)
@@ -277,7 +331,7 @@ static float avx2_q6_k(const void *w, const void *a, int64_t n)
     const struct lg_block_q6_k *x = w;
     const struct lg_block_q8_k *y = a;
     const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
+    float s = 0.0f;
     for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
         const struct lg_block_q6_k *b = &x[ib];
         int32_t msum = scale_sum16(b->scales, y[ib].bsums);
@@ -295,17 +349,16 @@ static float avx2_q6_k(const void *w, const void *a, int64_t n)
                 __m256i q = _mm256_or_si256(v[j], _mm256_slli_epi16(hi, 4));
                 __m256i p = _mm256_maddubs_epi16(q, load32(y[ib].qs + 128 * h + 32 * j));
                 int g = 4 * h + j; /* 32-element group: sub-blocks 2g (low lane), 2g + 1 */
-                __m256i s = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * g + 1]),
+                __m256i sv = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * g + 1]),
                                              _mm_set1_epi16(b->scales[2 * g]));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sv));
             }
         }
-        /* q was stored +32: sum sc * (q - 32) * y = sum sc * q * y - 32 * sum sc * bsum */
-        __m256i corr = _mm256_setr_epi32(-32 * msum, 0, 0, 0, 0, 0, 0, 0);
-        isum = _mm256_add_epi32(isum, corr);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[ib].d * f16(b->d)), _mm256_cvtepi32_ps(isum), acc);
+        /* q was stored +32: sum sc * (q - 32) * y = sum sc * q * y - 32 * sum sc * bsum;
+         * the reference's dmin * msum term is 0 * 0 here, and x - 0 == x */
+        s += y[ib].d * (f16(b->d) * (float)(total1(isum) - 32 * msum));
     }
-    return hsum8(acc);
+    return s;
 }
 
 /* ---- F16 x F16 -------------------------------------------------------------------------- */
@@ -358,9 +411,20 @@ static float avx2_f16(const void *w, const void *a, int64_t n)
             out[t * ldo] = hsum8(acc[t]);                                                      \
     }
 
-DOT4_Q8_0(avx2_q4_0_x4, struct lg_block_q4_0,
-          _mm256_sub_epi8(nibbles32(x[ib].qs), _mm256_set1_epi8(8)), f16(x[ib].d))
-DOT4_Q8_0(avx2_q8_0_x4, struct lg_block_q8_0, load32(x[ib].qs), f16(x[ib].d))
+/* Q4_0, Q8_0, Q4_K, Q6_K: four reference-order dots, so that dot4 too equals the reference
+ * and the GEMM bit for bit (lg_matmul_q runs the GEMM from 2 to 4 tokens on, so these serve
+ * other callers only). */
+#define DOT4_OF(name, dot)                                                                     \
+    static void name(const void *w, const void *a, size_t lda, int64_t n, float *out,         \
+                     int64_t ldo)                                                              \
+    {                                                                                          \
+        for (int t = 0; t < 4; t++)                                                            \
+            out[t * ldo] = dot(w, (const uint8_t *)a + t * lda, n);                            \
+    }
+DOT4_OF(avx2_q4_0_x4, avx2_q4_0)
+DOT4_OF(avx2_q8_0_x4, avx2_q8_0)
+DOT4_OF(avx2_q4_k_x4, avx2_q4_k)
+DOT4_OF(avx2_q6_k_x4, avx2_q6_k)
 DOT4_Q8_0(avx2_q5_0_x4, struct lg_block_q5_0,
           _mm256_sub_epi8(_mm256_or_si256(nibbles32(x[ib].qs),
                                           _mm256_and_si256(bits32(x[ib].qh),
@@ -368,100 +432,15 @@ DOT4_Q8_0(avx2_q5_0_x4, struct lg_block_q5_0,
                           _mm256_set1_epi8(16)),
           f16(x[ib].d))
 
-static void avx2_q4_k_x4(const void *w, const void *a, size_t lda, int64_t n, float *out,
-                         int64_t ldo)
-{
-    const struct lg_block_q4_k *x = w;
-    const uint8_t *ab = a;
-    const __m256i m4 = _mm256_set1_epi8(15);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    float mins[4] = {0, 0, 0, 0};
-    for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
-        const struct lg_block_q4_k *b = &x[ib];
-        uint8_t sc[8], mn[8];
-        scales_k4(b->scales, sc, mn);
-        __m256i lo[4], hi[4];
-        for (int c = 0; c < 4; c++) {
-            __m256i v = load32(b->qs + 32 * c);
-            lo[c] = _mm256_and_si256(v, m4);
-            hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        }
-        const float d = f16(b->d), dmin = f16(b->dmin);
-        for (int t = 0; t < 4; t++) {
-            const struct lg_block_q8_k *y =
-                (const struct lg_block_q8_k *)(const void *)(ab + t * lda) + ib;
-            int32_t msum = min_sum(mn, y->bsums);
-            __m256i isum = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                __m256i plo = _mm256_maddubs_epi16(lo[c], load32(y->qs + 64 * c));
-                __m256i phi = _mm256_maddubs_epi16(hi[c], load32(y->qs + 64 * c + 32));
-                isum = _mm256_add_epi32(
-                    isum, _mm256_madd_epi16(plo, _mm256_set1_epi16((short)sc[2 * c])));
-                isum = _mm256_add_epi32(
-                    isum, _mm256_madd_epi16(phi, _mm256_set1_epi16((short)sc[2 * c + 1])));
-            }
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * d), _mm256_cvtepi32_ps(isum), acc[t]);
-            mins[t] += y->d * dmin * (float)msum;
-        }
-    }
-    for (int t = 0; t < 4; t++)
-        out[t * ldo] = hsum8(acc[t]) - mins[t];
-}
-
-static void avx2_q6_k_x4(const void *w, const void *a, size_t lda, int64_t n, float *out,
-                         int64_t ldo)
-{
-    const struct lg_block_q6_k *x = w;
-    const uint8_t *ab = a;
-    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    for (int64_t ib = 0; ib < n / LG_QK_K; ib++) {
-        const struct lg_block_q6_k *b = &x[ib];
-        __m256i q[8], s[8];
-        for (int h = 0; h < 2; h++) {
-            __m256i q0 = load32(b->ql + 64 * h), q1 = load32(b->ql + 64 * h + 32);
-            __m256i qh = load32(b->qh + 32 * h);
-            __m256i v[4];
-            v[0] = _mm256_and_si256(q0, m4);
-            v[1] = _mm256_and_si256(q1, m4);
-            v[2] = _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4);
-            v[3] = _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4);
-            for (int j = 0; j < 4; j++) {
-                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), m3);
-                int g = 4 * h + j;
-                q[g] = _mm256_or_si256(v[j], _mm256_slli_epi16(hb, 4));
-                s[g] = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * g + 1]),
-                                        _mm_set1_epi16(b->scales[2 * g]));
-            }
-        }
-        const float d = f16(b->d);
-        for (int t = 0; t < 4; t++) {
-            const struct lg_block_q8_k *y =
-                (const struct lg_block_q8_k *)(const void *)(ab + t * lda) + ib;
-            int32_t msum = scale_sum16(b->scales, y->bsums);
-            __m256i isum = _mm256_setr_epi32(-32 * msum, 0, 0, 0, 0, 0, 0, 0);
-            for (int g = 0; g < 8; g++) {
-                __m256i p = _mm256_maddubs_epi16(q[g], load32(y->qs + 32 * g));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s[g]));
-            }
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * d), _mm256_cvtepi32_ps(isum), acc[t]);
-        }
-    }
-    for (int t = 0; t < 4; t++)
-        out[t * ldo] = hsum8(acc[t]);
-}
-
 /* The tiled GEMM goes with this file's dot4 functions (the avx2 and avx512 tables). */
-lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4)
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok)
 {
     lg_vec_dot4_fn own = type == LG_QTYPE_Q4_0   ? avx2_q4_0_x4
                          : type == LG_QTYPE_Q8_0 ? avx2_q8_0_x4
                          : type == LG_QTYPE_Q4_K ? avx2_q4_k_x4
                          : type == LG_QTYPE_Q6_K ? avx2_q6_k_x4
                                                  : NULL;
-    return own && dot4 == own ? lg_gemm_avx2(type) : NULL;
+    return own && dot4 == own ? lg_gemm_avx2(type, n_tok) : NULL;
 }
 
 void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4)

@@ -15,7 +15,12 @@
 #include "model/model.h"
 #include "quant/quant.h"
 
-enum { PAGE = 4096, VOCAB_FILTER_BYTES = (1 << 21) / 8, ARENA_BLOCK = 1 << 20 };
+enum {
+    PAGE = 4096,
+    FAULT_AROUND = 64 * 1024,
+    VOCAB_FILTER_BYTES = (1 << 21) / 8,
+    ARENA_BLOCK = 1 << 20
+};
 
 static uint64_t page_up(uint64_t x)
 {
@@ -219,17 +224,18 @@ struct plan_ctx {
     const struct lg_model_cfg *cfg;
     size_t max_cols;
     int64_t n_chunk;
+    int64_t n_chunk_first;
     uint32_t type_k, type_v;
     int32_t n_vocab;
     uint64_t fixed;      /* everything that does not depend on n_ctx */
 };
 
-static uint64_t seq_state_bytes(const struct plan_ctx *pc, int64_t n_ctx)
+static uint64_t seq_state_bytes(const struct plan_ctx *pc, int64_t n_ctx, int64_t n_chunk)
 {
     struct lg_state_opts so;
     lg_state_opts_default(&so);
     so.n_ctx = n_ctx;
-    so.n_chunk = pc->n_chunk;
+    so.n_chunk = n_chunk;
     so.type_k = pc->type_k;
     so.type_v = pc->type_v;
     return lg_model_state_bytes(pc->cfg, pc->max_cols, &so);
@@ -243,10 +249,12 @@ static uint64_t seq_session_bytes(const struct plan_ctx *pc, int64_t n_ctx)
 
 static uint64_t total_for(const struct plan_ctx *pc, int64_t n_ctx, int32_t n_par)
 {
-    uint64_t st = seq_state_bytes(pc, n_ctx);
-    if (!st)
+    uint64_t st = seq_state_bytes(pc, n_ctx, pc->n_chunk);
+    uint64_t st0 = seq_state_bytes(pc, n_ctx, pc->n_chunk_first);
+    if (!st || !st0)
         return UINT64_MAX;
-    return pc->fixed + (uint64_t)n_par * (st + seq_session_bytes(pc, n_ctx));
+    return pc->fixed + st0 + (uint64_t)(n_par - 1) * st +
+           (uint64_t)n_par * seq_session_bytes(pc, n_ctx);
 }
 
 static void kv_groups(const struct plan_ctx *pc, int64_t n_ctx, struct lg_plan *p)
@@ -307,7 +315,8 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
     if ((st = lg_model_cfg_read(g, c, err)))
         goto done;
     int32_t n_par = o->n_parallel > 0 ? o->n_parallel : 1;
-    if (n_par > 256 || o->n_ctx < 0 || o->n_ctx > ((int64_t)1 << 30) || o->n_chunk < 0) {
+    if (n_par > 256 || o->n_ctx < 0 || o->n_ctx > ((int64_t)1 << 30) || o->n_chunk < 0 ||
+        o->n_chunk_first < 0) {
         st = lg_err_set(err, LG_ERR_INVALID_ARG, "plan: n_ctx %lld / n_parallel %d / n_chunk "
                         "%lld out of range", (long long)o->n_ctx, (int)n_par,
                         (long long)o->n_chunk);
@@ -342,8 +351,9 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
         goto done;
     }
     bool tied = lg_gguf_find_tensor(g, "output.weight") == NULL;
-    struct plan_ctx pc = {c, max_cols_of(c), o->n_chunk, o->type_k, o->type_v,
-                          (int32_t)te->ne[1], 0};
+    struct plan_ctx pc = {c, max_cols_of(c), o->n_chunk,
+                          o->n_chunk_first ? o->n_chunk_first : o->n_chunk, o->type_k,
+                          o->type_v, (int32_t)te->ne[1], 0};
 
     /* The mapping: header pages, tensors read every pass, tensors read a row per token. */
     p->file_bytes = g->size;
@@ -355,8 +365,13 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
                         (!tied && lg_str_eq(t->name, "token_embd.weight"));
         if (row_read) {
             p->paged_total_bytes += t->nbytes;
-            if (t->ne[1] > 0)
-                paged_row += page_up(t->nbytes / t->ne[1]) + PAGE; /* may straddle a page */
+            /* A fault on a file page that is in the page cache maps the whole aligned
+             * 64 KiB around it (the kernel's fault-around), so a row costs its 64 KiB
+             * windows plus, on average, the row again for straddling one. */
+            if (t->ne[1] > 0) {
+                uint64_t row = t->nbytes / t->ne[1];
+                paged_row += (row + FAULT_AROUND - 1) / FAULT_AROUND * FAULT_AROUND + row;
+            }
         } else if (!unused_tensor(c, t->name)) {
             p->weights_bytes += t->nbytes;
         }
@@ -379,7 +394,9 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
     } else {
         p->available_bytes = lg_plan_mem_available(p->available_src, sizeof p->available_src);
     }
-    uint64_t budget = p->available_bytes > LG_PLAN_HEADROOM_BYTES
+    /* No figure at all (no /proc): nothing to check against, everything "fits". */
+    uint64_t budget = !p->available_bytes ? UINT64_MAX - 1
+                      : p->available_bytes > LG_PLAN_HEADROOM_BYTES
                           ? p->available_bytes - LG_PLAN_HEADROOM_BYTES : 0;
 
     /* Largest context that fits: the total grows with n_ctx, so bisect over [MIN, trained]. */
@@ -407,8 +424,9 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
     p->n_parallel = n_par;
     p->type_k = o->type_k;
     p->type_v = o->type_v;
-    p->state_bytes = seq_state_bytes(&pc, n_ctx);
-    if (!p->state_bytes) {
+    p->state_bytes = seq_state_bytes(&pc, n_ctx, pc.n_chunk);
+    p->state_first_bytes = seq_state_bytes(&pc, n_ctx, pc.n_chunk_first);
+    if (!p->state_bytes || !p->state_first_bytes) {
         st = lg_err_set(err, LG_ERR_INVALID_ARG, "plan: cannot size a state for context %lld",
                         (long long)n_ctx);
         goto done;

@@ -9,7 +9,8 @@
  *   (per_layer_token_embd, E2B/E4B) is read one row per token: it is reported as "paged"
  *   (mapped, brought in row by row: clean file pages the kernel may drop under pressure, so
  *   they cannot cause an OOM kill). They are not in the total; paged_bytes says how much RSS
- *   they can add when every position reads a different row (real text repeats tokens).
+ *   they can add when every position reads a different row (real text repeats tokens), at
+ *   ~64 KiB + a row per distinct token (the kernel maps 64 KiB around each fault).
  * - repacked copies of weights (none today: the kernels read the mapping as it is).
  * - per sequence: the KV cache (sliding layers hold only their ring of window + chunk slots,
  *   KV-shared layers nothing, K=V layers still a K and a V store: V is the normed raw K, K is
@@ -23,7 +24,8 @@
  *
  * Available memory: /proc/meminfo MemAvailable, lowered to the cgroup's limit minus its usage
  * when there is a limit (cgroup v2 memory.max, v1 memory.limit_in_bytes). "Fits" keeps
- * LG_PLAN_HEADROOM_BYTES free beside the plan.
+ * LG_PLAN_HEADROOM_BYTES free beside the plan. When no figure can be read at all (no /proc),
+ * available_bytes is 0 and everything fits (nothing to check against).
  *
  * Thread-safety: pure functions over an open GGUF (any thread).
  */
@@ -51,6 +53,8 @@ struct lg_plan_opts {
     uint32_t type_k;      /* enum lg_qtype: F32, F16 (default), Q8_0, Q4_0 */
     uint32_t type_v;
     int64_t n_chunk;      /* 0: the state's default */
+    int64_t n_chunk_first;/* chunk of the first sequence's state when it differs (the engine's
+                           * batch scratch, slot 0); 0: n_chunk */
     int32_t n_threads;    /* informational (the state sizes scratch for max(default, 16)) */
     uint64_t mem_available; /* 0: detect (lg_plan_mem_available) */
 };
@@ -84,6 +88,8 @@ struct lg_plan {
     uint64_t kv_bytes;            /* per sequence: sliding + global */
     uint64_t act_bytes;           /* per sequence: activations + scratch */
     uint64_t state_bytes;         /* per sequence: lg_model_state_bytes() = kv + act */
+    uint64_t state_first_bytes;   /* the first sequence's (n_chunk_first); == state_bytes
+                                   * when not set. total counts it once, state_bytes n - 1 times */
     uint64_t session_bytes;       /* per sequence: token ids, generated ids, logits */
     /* fixed */
     uint64_t vocab_bytes;         /* tokenizer tables */

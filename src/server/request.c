@@ -46,9 +46,32 @@ void srv_buf_puts(struct srv_buf *b, const char *s)
     srv_buf_put(b, s, strlen(s));
 }
 
+/* JSON text allows U+2028, U+2029 and U+0085 unescaped, but line readers that split on every
+ * Unicode line break (Python's str.splitlines, used by httpx.iter_lines and so by the ollama
+ * client for NDJSON) cut such a line in two. They can only occur inside strings, so escaping
+ * them is always valid. */
 static int buf_dump_cb(const char *s, size_t n, void *data)
 {
-    srv_buf_put(data, s, n);
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *esc = NULL;
+        size_t len = 0;
+        if ((unsigned char)s[i] == 0xE2 && n - i >= 3 && (unsigned char)s[i + 1] == 0x80 &&
+            ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9)) {
+            esc = (unsigned char)s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029";
+            len = 3;
+        } else if ((unsigned char)s[i] == 0xC2 && n - i >= 2 && (unsigned char)s[i + 1] == 0x85) {
+            esc = "\\u0085";
+            len = 2;
+        }
+        if (!esc)
+            continue;
+        srv_buf_put(data, s + from, i - from);
+        srv_buf_put(data, esc, 6);
+        i += len - 1;
+        from = i + 1;
+    }
+    srv_buf_put(data, s + from, n - from);
     return 0;
 }
 

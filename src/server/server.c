@@ -11,7 +11,16 @@
  * response (until its free callback). The last release frees it. A connection is
  * suspended only by the MHD thread and resumed only by whoever clears gen->suspended under
  * the mutex, so exactly one resume follows each suspend, and a suspended connection cannot
- * be closed under us (MHD does not time out or close suspended connections). */
+ * be closed under us (MHD does not time out or close suspended connections).
+ *
+ * Guardrails (cfg.guard, src/guard/guard.h "Wiring"): authenticate() after the Host/CORS
+ * checks (401/403; /, /health open); admission with rate limits for every other route when
+ * its headers are in, for generations in srv_generate() once the model is known (403/429),
+ * followed by the tool allow-list and the input policy (400 content_policy); the output
+ * filter (gen_filter: redaction / output deny) between the engine's events and the writers,
+ * for streamed and whole answers alike; at the end of every audited request the slot is
+ * released and one audit record written — by on_completed() for plain requests, by the last
+ * gen_release() for generations (which may run on the engine thread). */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <microhttpd.h>

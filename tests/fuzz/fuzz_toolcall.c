@@ -17,6 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct summary {
     struct lg_chat_buf content, reasoning, calls;
+    struct lg_chat_buf delta; /* arguments of the current call as DELTA events streamed them */
     int n_errors;
 };
 
@@ -34,6 +35,24 @@ static void drain(struct lg_chat_parser *p, struct summary *s)
 {
     struct lg_chat_event ev;
     while (lg_chat_parser_next(p, &ev)) {
+        if ((int)ev.type == LG_CHAT_EV_TOOL_CALL_DELTA) {
+            if (ev.name) /* the first piece of a call carries its name */
+                s->delta.len = 0;
+            lg_chat_buf_put(&s->delta, ev.text, ev.len);
+            lg_chat_event_free(&ev);
+            continue;
+        }
+        if (ev.type == LG_CHAT_EV_TOOL_CALL) {
+            /* what was streamed is exactly the start of the final arguments */
+            if (ev.streamed != s->delta.len || ev.streamed > ev.len ||
+                (ev.streamed && memcmp(s->delta.ptr, ev.text, ev.streamed) != 0)) {
+                fprintf(stderr, "streamed %zu bytes do not start the call's arguments\n",
+                        ev.streamed);
+                abort();
+            }
+        }
+        if (ev.type == LG_CHAT_EV_TOOL_CALL || ev.type == LG_CHAT_EV_ERROR)
+            s->delta.len = 0;
         switch (ev.type) {
         case LG_CHAT_EV_CONTENT: lg_chat_buf_put(&s->content, ev.text, ev.len); break;
         case LG_CHAT_EV_REASONING: lg_chat_buf_put(&s->reasoning, ev.text, ev.len); break;
@@ -59,11 +78,12 @@ static const char tools_json[] =
     "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]";
 
 static bool run(enum lg_chat_flavour f, const json_t *tools, const char *text, size_t n, size_t piece,
-                struct summary *s)
+                bool stream_calls, struct summary *s)
 {
     struct lg_chat_parser *p = lg_chat_parser_create(f, tools);
     if (!p)
         return false;
+    lg_chat_parser_stream_calls(p, stream_calls);
     bool ok = true;
     for (size_t i = 0; i < n && ok; i += piece) {
         size_t k = piece < n - i ? piece : n - i;
@@ -87,6 +107,7 @@ static void free_summary(struct summary *s)
     lg_chat_buf_free(&s->content);
     lg_chat_buf_free(&s->reasoning);
     lg_chat_buf_free(&s->calls);
+    lg_chat_buf_free(&s->delta);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -115,8 +136,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t piece = 1 + (mode >> 3);
     json_t *tools = (mode & 4) ? json_loads(tools_json, 0, NULL) : NULL;
     struct summary whole = {0}, pieces = {0};
-    bool ok1 = run(f, tools, text, n, n ? n : 1, &whole);
-    bool ok2 = run(f, tools, text, n, piece, &pieces);
+    bool ok1 = run(f, tools, text, n, n ? n : 1, false, &whole);
+    bool ok2 = run(f, tools, text, n, piece, true, &pieces);
     json_decref(tools);
     if (ok1 && ok2 &&
         (!same(&whole.content, &pieces.content) || !same(&whole.reasoning, &pieces.reasoning) ||

@@ -185,13 +185,21 @@ def test_required(c, model):
             joined = "".join(f.function.arguments or "" for f in frags)
             check(args_ok(f0.function.name, joined),
                   "seed %d: streamed arguments validate: %r" % (seed, joined))
-            if calls:
-                check(joined == calls[0].function.arguments and
-                      f0.function.name == calls[0].function.name,
-                      "seed %d: stream == non-stream: %r vs %r" %
-                      (seed, joined, calls[0].function.arguments))
         check(fins == ["tool_calls"], "seed %d: stream finish %r" % (seed, fins))
         check(content == "", "seed %d: stream content %r" % (seed, content))
+
+    # streamed and not, greedy (so float noise from cache reuse cannot change a draw): the
+    # fragments concatenate to exactly the non-streamed arguments
+    kw = dict(model=model, messages=user, tools=TOOLS, tool_choice="required",
+              parallel_tool_calls=False, max_tokens=120, temperature=0)
+    r = c.chat.completions.create(**kw)
+    calls = r.choices[0].message.tool_calls or []
+    frags = [tc for k in c.chat.completions.create(stream=True, **kw) if k.choices
+             for tc in (k.choices[0].delta.tool_calls or [])]
+    joined = "".join(f.function.arguments or "" for f in frags)
+    check(len(calls) == 1 and frags and frags[0].function.name == calls[0].function.name and
+          joined == calls[0].function.arguments,
+          "greedy stream == non-stream: %r vs %r" % (joined, calls))
 
     # a named function: every call is to it
     for seed in SEEDS[:3]:
@@ -445,6 +453,32 @@ def test_thinking(c, o, model):
               args_ok(calls[0].function.name, calls[0].function.arguments) and
               r.choices[0].finish_reason == "tool_calls",
               "%s + required: thought then a valid call %r" % (label, r.choices[0]))
+    # thinking on, first turn (the prompt does not end inside a thought): a model that answers
+    # without opening the thought channel is still held to the tool grammar from its first
+    # token, and one that opens it thinks freely first; either way the call validates
+    first = [{"role": "user", "content": "What is the weather in Paris?"}]
+    for seed in SEEDS[:4]:
+        r = c.chat.completions.create(model=model, messages=first, tools=TOOLS,
+                                      tool_choice="required", parallel_tool_calls=False,
+                                      max_tokens=150, seed=seed, reasoning_effort="low",
+                                      extra_body={"reasoning_budget": 6})
+        m = r.choices[0].message
+        calls = m.tool_calls or []
+        check(len(calls) == 1 and args_ok(calls[0].function.name, calls[0].function.arguments)
+              and r.choices[0].finish_reason == "tool_calls" and no_markup(m.content),
+              "thinking on, first turn, required, seed %d: a valid call %r" %
+              (seed, r.choices[0]))
+        r = c.chat.completions.create(model=model, messages=first, max_tokens=60, seed=seed,
+                                      reasoning_effort="low",
+                                      response_format={"type": "json_object"},
+                                      extra_body={"reasoning_budget": 6})
+        txt = r.choices[0].message.content or ""
+        try:
+            ok = isinstance(json.loads(txt), dict) or r.choices[0].finish_reason == "length"
+        except ValueError:
+            ok = r.choices[0].finish_reason == "length" and txt.lstrip().startswith("{")
+        check(ok and no_markup(txt), "thinking on, first turn, json_object, seed %d: %r" %
+              (seed, txt[:120]))
     # thinking off: nothing opens the channel in the prompt
     r = c.chat.completions.create(model=model, messages=base, tools=TOOLS, max_tokens=20,
                                   seed=1, reasoning_effort="none")

@@ -469,11 +469,11 @@ def settle(port, key, secs=60.0):
     return False
 
 
-def hangups(port, key, n, batch):
+def hangups(port, key, n, batch, lo=0.0, hi=0.4):
     results = [None] * n
     for b in range(0, n, batch):
         ths = [threading.Thread(target=hangup_client,
-                                args=(port, key, random.uniform(0.0, 0.4), results, i))
+                                args=(port, key, random.uniform(lo, hi), results, i))
                for i in range(b, min(n, b + batch))]
         for t in ths:
             t.start()
@@ -493,14 +493,16 @@ def test_disconnects(srv, key, env):
     port, pid = srv.port, srv.proc.pid
     # warm-up: the allocator arenas, the 4 slots' caches and SQLite's page cache reach
     # their steady state
-    hangups(port, key, 200, 50)
+    hangups(port, key, 150, 50)
     check(settle(port, key), "idle after the warm-up")
     fd0, rss0 = proc_fds(pid), proc_rss_kb(pid)
     rounds = []
     for rnd in range(2):
         n_audit0 = len(audit_records(env))
         t0 = time.time()
-        res = hangups(port, key, 200, 50)
+        # each client hangs up 0.2-1.5 s after its stream opened: queued, in prefill, or
+        # decoding (4 slots)
+        res = hangups(port, key, 200, 50, 0.2, 1.5)
         check(all(res), "200 streams opened (%d ok)" % sum(1 for x in res if x))
         idle = settle(port, key)
         check(idle, "no active sequence, queue or inflight request after 200 hang-ups")
@@ -517,6 +519,11 @@ def test_disconnects(srv, key, env):
               (len(mine), sorted(set(x.get("finish_reason") for x in mine))))
         check(sum(1 for x in mine if x.get("finish_reason") == "cancelled") >= 150,
               "most hang-ups audited as cancelled")
+        mid = sum(1 for x in mine if x.get("finish_reason") == "cancelled" and
+                  x.get("completion_tokens", 0) > 0)
+        print("test_guard_server: %d of them cancelled while generating" % mid,
+              file=sys.stderr)
+        check(mid >= 4, "some hang-ups cancelled mid-generation (%d)" % mid)
     # no growth in steady state: a leak of even 20 KiB per request would add 4 MiB a round
     grow = rounds[1][1] - rounds[0][1]
     check(grow < 3 * 1024, "RSS grew %d KiB in the second round of 200 hang-ups" % grow)

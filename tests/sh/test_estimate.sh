@@ -36,7 +36,9 @@ a, b = (json.load(open(p)) for p in sys.argv[1:3])
 for j in (a, b):
     parts = (j["meta_bytes"] + j["weights_bytes"] + j["repack_bytes"] + j["vocab_bytes"]
              + j["model_heap_bytes"] + j["baseline_bytes"]
-             + j["n_parallel"] * (j["state_bytes_per_sequence"] + j["session_bytes_per_sequence"]))
+             + j["state_bytes_first_sequence"]
+             + (j["n_parallel"] - 1) * j["state_bytes_per_sequence"]
+             + j["n_parallel"] * j["session_bytes_per_sequence"])
     assert parts == j["total_bytes"], (parts, j["total_bytes"])
     kv = j["kv"]
     assert kv["bytes_per_sequence"] == kv["sliding"]["bytes"] + kv["global"]["bytes"]

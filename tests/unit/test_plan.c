@@ -30,7 +30,8 @@ static uint64_t parts_sum(const struct lg_plan *p)
 {
     uint64_t np = (uint64_t)p->n_parallel;
     return p->meta_bytes + p->weights_bytes + p->repack_bytes + p->vocab_bytes +
-           p->model_heap_bytes + p->baseline_bytes + np * (p->state_bytes + p->session_bytes);
+           p->model_heap_bytes + p->baseline_bytes + p->state_first_bytes +
+           (np - 1) * p->state_bytes + np * p->session_bytes;
 }
 
 static void test_e2b(void)
@@ -120,6 +121,18 @@ static void test_e2b(void)
     o.n_parallel = 3;
     CHECK(lg_plan_compute(g, &o, &p3, &err) == LG_OK);
     CHECK(p3.total_bytes - p.total_bytes == 2 * (p.state_bytes + p.session_bytes));
+    CHECK(p.state_first_bytes == p.state_bytes);
+    /* the engine's slot 0 has a bigger chunk (batch scratch): counted once */
+    struct lg_plan pe;
+    o.n_chunk_first = 256;
+    CHECK(lg_plan_compute(g, &o, &pe, &err) == LG_OK);
+    so.n_chunk = 256;
+    CHECK(pe.state_first_bytes == lg_model_state_bytes(c, m->max_cols, &so));
+    so.n_chunk = 0;
+    CHECK(pe.state_bytes == p.state_bytes && pe.state_first_bytes > pe.state_bytes);
+    CHECK(pe.total_bytes == p3.total_bytes + pe.state_first_bytes - pe.state_bytes);
+    CHECK(pe.total_bytes == parts_sum(&pe));
+    o.n_chunk_first = 0;
     o.n_parallel = 1;
 
     /* KV types: f32 doubles the f16 cache; q8_0 cannot split 16-wide heads into 32-blocks */

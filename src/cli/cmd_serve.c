@@ -20,6 +20,8 @@
 #include "cli/cli.h"
 #include "engine/engine.h"
 #include "guard/guard.h"
+#include "kv/kv.h"
+#include "quant/quant.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -31,6 +33,7 @@
     "                        [--log-requests] [--reasoning-key reasoning_content|reasoning]\n" \
     "                        [--reasoning-budget N] [--policy FILE] [--no-redact]\n"          \
     "                        [--audit-content] [--no-auth] [--tls-cert FILE --tls-key FILE]\n" \
+    "                        [--batch N] [--kv-type T] [--kv-type-k T] [--kv-type-v T]\n"     \
     "  --host H            bind address (default 127.0.0.1; a non-loopback address needs\n"  \
     "                      an API key: `localgemma keys add NAME`)\n"                       \
     "  --port P            TCP port (default 11434; 0 picks a free one)\n"                   \
@@ -38,6 +41,9 @@
     "  --parallel N        sequences decoded together (1..64, default 1)\n"                  \
     "  --ctx N             context length per sequence (0 = model default, else 256..2097152)\n" \
     "  --max-queue N       waiting requests before 503 (1..65536, default 512)\n"            \
+    "  --batch N           prompt tokens evaluated per engine step (16..4096, default 256)\n"  \
+    "  --kv-type T         KV-cache storage for K and V: f16 (default), q8_0, q4_0, f32\n"   \
+    "  --kv-type-k T, --kv-type-v T   the same for K or V alone\n"                           \
     "  --keep-alive DUR    unload a model after DUR idle (5m default, -1 forever)\n"         \
     "  --cors-origin O     allow cross-origin requests from O (repeatable; default none)\n"  \
     "  --allow-host NAME   accept this Host header besides localhost/127.0.0.1/::1\n"       \
@@ -112,6 +118,8 @@ int lg_cmd_serve(int argc, char **argv)
         *hosts[LG_SERVER_MAX_LIST];
     size_t n_models = 0, n_cors = 0, n_hosts = 0;
     const char *policy_path = NULL, *tls_cert = NULL, *tls_key = NULL;
+    int32_t n_batch = 0;                             /* 0: the engine's default */
+    uint32_t kv_k = LG_QTYPE_F16, kv_v = LG_QTYPE_F16; /* lg_kv_type_parse */
     bool no_redact = false;
     int32_t reasoning_budget = -1;
     long long v;
@@ -146,7 +154,8 @@ int lg_cmd_serve(int argc, char **argv)
             "--host", "--port", "--model", "--parallel", "--ctx", "--max-queue",
             "--keep-alive", "--cors-origin", "--allow-host", "--max-body",
             "--max-connections", "--timeout", "--reasoning-key", "--reasoning-budget",
-            "--policy", "--tls-cert", "--tls-key"};
+            "--policy", "--tls-cert", "--tls-key", "--batch", "--kv-type", "--kv-type-k",
+            "--kv-type-v"};
         size_t name_len = strcspn(arg, "=");
         bool is_known = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -190,6 +199,20 @@ int lg_cmd_serve(int argc, char **argv)
             if (!parse_int(val, 0, SRV_MAX_CTX, &v) || (v != 0 && v < 256))
                 return usage_error("--ctx '%s': expected 0 or 256..2097152%s", val, "");
             cfg.default_ctx = (int32_t)v;
+        } else if (!strcmp(name, "--batch")) {
+            if (!parse_int(val, 16, 4096, &v))
+                return usage_error("--batch '%s': expected 16..4096%s", val, "");
+            n_batch = (int32_t)v;
+        } else if (!strcmp(name, "--kv-type") || !strcmp(name, "--kv-type-k") ||
+                   !strcmp(name, "--kv-type-v")) {
+            struct lg_err e = {0};
+            uint32_t t;
+            if (lg_kv_type_parse(val, &t, &e) != LG_OK)
+                return usage_error("%s: %s", name, e.msg);
+            if (strcmp(name, "--kv-type-v") != 0)
+                kv_k = t;
+            if (strcmp(name, "--kv-type-k") != 0)
+                kv_v = t;
         } else if (!strcmp(name, "--max-queue")) {
             if (!parse_int(val, 1, 65536, &v))
                 return usage_error("--max-queue '%s': expected 1..65536%s", val, "");
@@ -316,6 +339,9 @@ int lg_cmd_serve(int argc, char **argv)
     ep.n_parallel = cfg.n_parallel;
     ep.max_queue = cfg.max_queue;
     ep.n_ctx = cfg.default_ctx;
+    ep.n_chunk = n_batch;
+    ep.type_k = kv_k;
+    ep.type_v = kv_v;
     ep.keep_alive_ms = cfg.keep_alive_ms;
     ep.reasoning_budget = reasoning_budget;
     ep.store = store;

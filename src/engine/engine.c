@@ -108,6 +108,8 @@ struct eng_job {
 struct eng_slot {
     struct lg_model_state *state;
     int32_t next_tok;   /* the decode token of this step's batch */
+    uint8_t *snap;      /* sliding rings saved at the end of the last prompt (kv.h) */
+    int64_t snap_pos;   /* where: valid while the cache was not cut below it; -1 none */
     int32_t *cache_ids; /* [n_ctx] */
     int64_t n_cache;
     float *logits; /* [n_vocab] after cache_ids[n_cache-1] */
@@ -492,6 +494,7 @@ static void slots_free(struct lg_engine *e)
 {
     for (int32_t i = 0; i < e->n_slots; i++) {
         lg_model_state_destroy(e->slots[i].state);
+        free(e->slots[i].snap);
         free(e->slots[i].cache_ids);
         free(e->slots[i].logits);
     }
@@ -555,7 +558,8 @@ static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf
     po.n_parallel = e->p.n_parallel;
     po.type_k = e->p.type_k;
     po.type_v = e->p.type_v;
-    po.n_chunk = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    po.n_chunk = 0; /* slots 1.. use the state's default chunk; slot 0 holds the batch */
+    po.n_chunk_first = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
     struct lg_plan plan;
     enum lg_status st = lg_plan_compute(g, &po, &plan, err);
     if (st != LG_OK)
@@ -569,7 +573,7 @@ static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf
         *n_ctx = plan.n_ctx_max;
         return LG_OK;
     }
-    char why[512];
+    char why[1024];
     return lg_err_set(err, LG_ERR_NOMEM, "%s does not fit in memory: %s", name,
                       lg_plan_explain(&plan, why, sizeof why));
 }
@@ -633,7 +637,10 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
             goto fail_slots;
         s->cache_ids = malloc((size_t)n_ctx * sizeof *s->cache_ids);
         s->logits = malloc((size_t)m->n_vocab * sizeof *s->logits);
-        if (!s->cache_ids || !s->logits) {
+        size_t snap = lg_kv_snapshot_bytes(lg_model_state_kv(s->state));
+        s->snap = snap ? malloc(snap) : NULL;
+        s->snap_pos = -1;
+        if (!s->cache_ids || !s->logits || (snap && !s->snap)) {
             st = lg_err_set(err, LG_ERR_NOMEM, "out of memory for %d %lld-token sequences",
                             (int)e->n_slots, (long long)n_ctx);
             goto fail_slots;
@@ -926,9 +933,38 @@ static void slot_reset(struct eng_slot *s)
     struct lg_err ignored;
     (void)lg_kv_rewind(lg_model_state_kv(s->state), 0, &ignored);
     s->n_cache = 0;
+    s->snap_pos = -1;
 }
 
 /* Sets up a dequeued job on a free slot, or ends it with an error event. */
+/* Cuts the slot's cache back to at most lcp positions and returns how many it keeps: a plain
+ * rewind when the sliding rings still hold the window, else the snapshot taken at the end of
+ * the previous prompt (then rewound if lcp is below it), else nothing. */
+static int64_t slot_cut(struct eng_slot *s, int64_t lcp)
+{
+    struct lg_kv *kv = lg_model_state_kv(s->state);
+    struct lg_err rw;
+    if (lg_kv_rewind(kv, lcp, &rw) == LG_OK) {
+        s->n_cache = lcp;
+    } else if (s->snap && s->snap_pos > 0 && s->snap_pos <= s->n_cache) {
+        int64_t to = lcp < s->snap_pos ? lcp : s->snap_pos;
+        if (lg_kv_snapshot_restore(kv, s->snap, s->snap_pos, &rw) == LG_OK &&
+            lg_kv_rewind(kv, to, &rw) == LG_OK) {
+            s->n_cache = to;
+            lcp = to;
+        } else {
+            slot_reset(s);
+            return 0;
+        }
+    } else {
+        slot_reset(s);
+        return 0;
+    }
+    if (s->snap_pos > s->n_cache)
+        s->snap_pos = -1; /* what follows will overwrite positions below it */
+    return lcp;
+}
+
 static void job_admit(struct lg_engine *e, struct eng_job *j)
 {
     struct lg_err err = {0};
@@ -1006,15 +1042,8 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
     struct eng_slot *s = &e->slots[si];
     if (lcp == j->n_ids) /* all cached: recompute the last token for its logits */
         lcp = j->n_ids - 1;
-    if (lcp < s->n_cache) {
-        struct lg_err rw;
-        if (lg_kv_rewind(lg_model_state_kv(s->state), lcp, &rw) == LG_OK) {
-            s->n_cache = lcp;
-        } else {
-            slot_reset(s);
-            lcp = 0;
-        }
-    }
+    if (lcp < s->n_cache)
+        lcp = slot_cut(s, lcp);
     j->n_cached = lcp;
     j->pos = lcp;
     j->slot = si;
@@ -1097,8 +1126,11 @@ static void batch_run(struct lg_engine *e, struct eng_batch *b)
             struct eng_job *j = s->job;
             j->pos += g->n_tok;
             j->prompt_ns += dt;
-            if (j->pos == j->n_ids)
+            if (j->pos == j->n_ids) {
                 j->phase = JOB_DECODE;
+                if (s->snap) /* the next turn of this chat can come back here */
+                    s->snap_pos = lg_kv_snapshot_save(lg_model_state_kv(s->state), s->snap);
+            }
         }
     }
 }

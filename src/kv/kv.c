@@ -332,3 +332,56 @@ const char *lg_kv_type_name(uint32_t type)
             return kv_type_names[i].name;
     return "?";
 }
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+/* The layers a snapshot copies: rings that own their KV and wrap inside the context. */
+static bool kv_is_ring(const struct lg_kv *kv, int32_t il)
+{
+    const struct kv_layer *K = &kv->layers[il];
+    return K->src == il && K->n_slots < kv->n_ctx;
+}
+
+size_t lg_kv_snapshot_bytes(const struct lg_kv *kv)
+{
+    size_t n = 0;
+    for (int32_t il = 0; il < kv->n_layer; il++)
+        if (kv_is_ring(kv, il))
+            n += (size_t)kv->layers[il].n_slots * (kv->layers[il].row_k + kv->layers[il].row_v);
+    return n;
+}
+
+int64_t lg_kv_snapshot_save(const struct lg_kv *kv, void *buf)
+{
+    uint8_t *p = buf;
+    for (int32_t il = 0; il < kv->n_layer; il++) {
+        if (!kv_is_ring(kv, il))
+            continue;
+        const struct kv_layer *K = &kv->layers[il];
+        memcpy(p, K->k, (size_t)K->n_slots * K->row_k);
+        p += (size_t)K->n_slots * K->row_k;
+        memcpy(p, K->v, (size_t)K->n_slots * K->row_v);
+        p += (size_t)K->n_slots * K->row_v;
+    }
+    return kv->n_pos;
+}
+
+enum lg_status lg_kv_snapshot_restore(struct lg_kv *kv, const void *buf, int64_t snap_pos,
+                                      struct lg_err *err)
+{
+    if (snap_pos < 0 || snap_pos > kv->n_pos)
+        return lg_err_set(err, LG_ERR_RANGE, "kv: snapshot at %lld is beyond the cache (%lld)",
+                          (long long)snap_pos, (long long)kv->n_pos);
+    const uint8_t *p = buf;
+    for (int32_t il = 0; il < kv->n_layer; il++) {
+        if (!kv_is_ring(kv, il))
+            continue;
+        struct kv_layer *K = &kv->layers[il];
+        memcpy(K->k, p, (size_t)K->n_slots * K->row_k);
+        p += (size_t)K->n_slots * K->row_k;
+        memcpy(K->v, p, (size_t)K->n_slots * K->row_v);
+        p += (size_t)K->n_slots * K->row_v;
+    }
+    kv->n_pos = snap_pos;
+    return LG_OK;
+}

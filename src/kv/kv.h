@@ -97,4 +97,22 @@ enum lg_status lg_kv_type_parse(const char *name, uint32_t *out, struct lg_err *
 /* The name lg_kv_type_parse accepts for a storage type ("f16", ...), or "?" for others. */
 const char *lg_kv_type_name(uint32_t type);
 
+/* ---- snapshots of the sliding rings (prefix cache across turns) ----------------------------
+ * A sliding layer's ring holds only its last window (+ n_chunk) positions, so a cache can be
+ * cut back (lg_kv_rewind) by at most about n_chunk positions. A snapshot taken at position S
+ * (say, the end of a prompt) keeps copies of the rings; restoring it brings the cache back to
+ * S — global layers still hold every position below S as long as the cache was never cut
+ * below S in between (the caller's invariant) — from where lg_kv_rewind can go back a chunk.
+ * That lets the next turn of a chat reuse everything up to the previous prompt's end even when
+ * the previous answer (or a thought the history drops) overwrote the rings. */
+/* Bytes a snapshot of this cache takes (0 when no layer is a wrapping ring). */
+size_t lg_kv_snapshot_bytes(const struct lg_kv *kv);
+/* Copies the rings into buf (lg_kv_snapshot_bytes bytes); returns the position S it captured
+ * (lg_kv_n_pos). */
+int64_t lg_kv_snapshot_save(const struct lg_kv *kv, void *buf);
+/* Restores a snapshot taken at position snap_pos (<= lg_kv_n_pos(kv)), leaving the cache at
+ * snap_pos. LG_ERR_RANGE when snap_pos is beyond the cache. */
+enum lg_status lg_kv_snapshot_restore(struct lg_kv *kv, const void *buf, int64_t snap_pos,
+                                      struct lg_err *err);
+
 #endif

@@ -25,6 +25,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
 MODEL = "gemma3:270m"
+DATA = os.environ.get("LG_TEST_DATA", os.path.join(ROOT, "tests"))
 passed = failed = 0
 
 
@@ -400,6 +401,58 @@ def test_memory_plan(env):
             proc.kill()
 
 
+def test_prefix_snapshot(env):
+    """Prefix cache across turns with sliding-window layers (issue #6): the next request
+    repeats the previous prompt and continues differently, after an answer long enough to
+    overwrite the sliding rings beyond what a rewind can undo. The engine restores the rings
+    saved at the end of the previous prompt instead of recomputing everything: only the new
+    tokens are evaluated, and the answer is the same as on a fresh server."""
+    text = open(os.path.join(DATA, "golden", "e2e", "text.txt"), encoding="utf-8").read()
+    prompt = text[:2600]  # about 600 tokens: with the answer, past the 512-token window
+
+    def serve():
+        port = free_port()
+        proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--parallel", "1",
+                                 "--ctx", "2048", "--batch", "32"], env=env,
+                                stderr=subprocess.PIPE, text=True)
+        for _ in range(100):
+            try:
+                if http(port, "GET", "/api/version", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        return port, proc
+
+    def gen(port, p, n):
+        st, body = http(port, "POST", "/api/generate", {
+            "model": MODEL, "prompt": p, "raw": True, "stream": False,
+            "options": {"num_predict": n, "temperature": 0}})
+        return json.loads(body) if st == 200 else {"error": body, "status": st}
+
+    port, proc = serve()
+    try:
+        a = gen(port, prompt, 80)
+        check(a.get("eval_count") == 80 and a.get("prompt_eval_count", 0) > 500,
+              "first turn: %r" % {k: a.get(k) for k in ("eval_count", "prompt_eval_count")})
+        follow = prompt + " In short,"
+        b = gen(port, follow, 12)
+        n_new = b.get("prompt_eval_count", 10 ** 6)
+        check(0 < n_new <= 40, "second turn evaluated %r prompt tokens (of about %d): the "
+              "rings came back from the snapshot" % (n_new, a.get("prompt_eval_count", 0)))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    port, proc = serve()
+    try:
+        c = gen(port, follow, 12)
+        check(b.get("response") == c.get("response"),
+              "after the snapshot the answer is the fresh one: %r vs %r" %
+              (b.get("response"), c.get("response")))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main():
     if not os.path.exists(BIN):
         print("test_serve_real: %s missing" % BIN, file=sys.stderr)
@@ -438,6 +491,7 @@ def main():
                          ("batching", lambda: test_batching(port)),
                          ("num_ctx", lambda: test_num_ctx(port)),
                          ("memory plan", lambda: test_memory_plan(env)),
+                         ("prefix snapshot", lambda: test_prefix_snapshot(env)),
                          ("curl+greedy", lambda: test_curl_and_greedy(port, env))):
             t = time.time()
             try:

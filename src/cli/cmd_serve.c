@@ -34,6 +34,7 @@
     "                        [--reasoning-budget N] [--policy FILE] [--no-redact]\n"          \
     "                        [--audit-content] [--no-auth] [--tls-cert FILE --tls-key FILE]\n" \
     "                        [--batch N] [--kv-type T] [--kv-type-k T] [--kv-type-v T]\n"     \
+    "                        [--max-models N]\n"                                            \
     "  --host H            bind address (default 127.0.0.1; a non-loopback address needs\n"  \
     "                      an API key: `localgemma keys add NAME`)\n"                       \
     "  --port P            TCP port (default 11434; 0 picks a free one)\n"                   \
@@ -45,6 +46,7 @@
     "  --kv-type T         KV-cache storage for K and V: f16 (default), q8_0, q4_0, f32\n"   \
     "  --kv-type-k T, --kv-type-v T   the same for K or V alone\n"                           \
     "  --keep-alive DUR    unload a model after DUR idle (5m default, -1 forever)\n"         \
+    "  --max-models N      models loaded at once, memory permitting (1..8, default 8)\n"     \
     "  --cors-origin O     allow cross-origin requests from O (repeatable; default none)\n"  \
     "  --allow-host NAME   accept this Host header besides localhost/127.0.0.1/::1\n"       \
     "  --max-body BYTES    request body limit (1024..1073741824, default 8388608)\n"         \
@@ -119,6 +121,7 @@ int lg_cmd_serve(int argc, char **argv)
     size_t n_models = 0, n_cors = 0, n_hosts = 0;
     const char *policy_path = NULL, *tls_cert = NULL, *tls_key = NULL;
     int32_t n_batch = 0;                             /* 0: the engine's default */
+    int32_t max_models = 0;                          /* 0: the engine's default */
     uint32_t kv_k = LG_QTYPE_F16, kv_v = LG_QTYPE_F16; /* lg_kv_type_parse */
     bool no_redact = false;
     int32_t reasoning_budget = -1;
@@ -155,7 +158,7 @@ int lg_cmd_serve(int argc, char **argv)
             "--keep-alive", "--cors-origin", "--allow-host", "--max-body",
             "--max-connections", "--timeout", "--reasoning-key", "--reasoning-budget",
             "--policy", "--tls-cert", "--tls-key", "--batch", "--kv-type", "--kv-type-k",
-            "--kv-type-v"};
+            "--kv-type-v", "--max-models"};
         size_t name_len = strcspn(arg, "=");
         bool is_known = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -213,6 +216,10 @@ int lg_cmd_serve(int argc, char **argv)
                 kv_k = t;
             if (strcmp(name, "--kv-type-k") != 0)
                 kv_v = t;
+        } else if (!strcmp(name, "--max-models")) {
+            if (!parse_int(val, 1, LG_ENGINE_MAX_MODELS, &v))
+                return usage_error("--max-models '%s': expected 1..8%s", val, "");
+            max_models = (int32_t)v;
         } else if (!strcmp(name, "--max-queue")) {
             if (!parse_int(val, 1, 65536, &v))
                 return usage_error("--max-queue '%s': expected 1..65536%s", val, "");
@@ -347,6 +354,7 @@ int lg_cmd_serve(int argc, char **argv)
     ep.store = store;
     ep.models = models;
     ep.n_models = n_models;
+    ep.max_models = max_models;
     if (lg_engine_create(&ep, &engine, &err) != LG_OK) {
         fprintf(stderr, "localgemma serve: %s\n", err.msg);
         goto out;

@@ -1,22 +1,41 @@
 /* engine.c: the inference engine behind `localgemma serve` (engine.h ops table).
  *
- * One engine thread owns the loaded model, the sequence slots (each an lg_model_state with
+ * One engine thread owns the loaded models, their sequence slots (each an lg_model_state with
  * its KV cache and the ids it holds), the samplers and the grammar states. Other threads only
  * call submit/stats/list_loaded, which touch the queue and a stats snapshot under e->mu.
  *
- * Every step: check every active request's cancel flag; one decode token for every decoding
- * slot; then prefill chunks for the prefilling slots, taken in turn, within a budget of
- * n_chunk (256) tokens per step, so a long prompt never stalls the decoders for more than
- * one chunk while several short prompts start together.
+ * Every step, for each model with active jobs: check its active requests' cancel flags; one
+ * decode token for every decoding slot; then prefill chunks for the prefilling slots, taken
+ * in turn, within a budget of n_chunk (256) tokens per step and model, so a long prompt never
+ * stalls the decoders for more than one chunk while several short prompts start together.
+ * Loading a model happens on the engine thread: the other models pause while it loads.
  *
  * Prefix cache: a request goes to the free slot whose cached ids share the longest prefix
  * with its prompt; the slot's cache is cut back to that prefix (lg_kv_rewind), or recomputed
  * from 0 when a sliding ring no longer holds the window before the cut. A turn that extends
  * the previous turn's ids needs no rewind and reuses everything.
  *
- * Models: one at a time. A request for another model waits until the current model's
- * requests are done, then the current model is unloaded and the new one loaded. A model
- * unloads after its keep-alive once idle.
+ * Models: several at once (at most max_models, ENG_MAX_MODELS), each with its own slots,
+ * batch scratch and keep-alive; every step runs one batched forward per model that has active
+ * jobs (the prefill budget is per model). A model unloads after its own keep-alive once idle
+ * (keep_alive 0: as soon as it is idle).
+ *
+ * Memory budget. MemAvailable already excludes the pages the loaded models have touched, but
+ * their heap buffers (KV caches, scratch) become resident only as they are written, so the
+ * current figure alone would let models overcommit. The engine therefore takes a budget B =
+ * lg_plan_mem_available() whenever no model is loaded, and admits a new model when its plan
+ * total (model/plan.h: the peak RSS at a full context) fits in
+ *     min(B - sum of the loaded models' plan totals, lg_plan_mem_available() now)
+ * with the plan's headroom (each loaded model's total counted without the process baseline,
+ * which the new plan already includes). If it does not fit, idle models are unloaded, least
+ * recently used first, until it does; if it still does not fit while other models are busy,
+ * the request waits in the queue until they go idle; if it cannot fit even alone (in B), it
+ * fails with the plan's explanation. A request for a loaded model that needs a larger context
+ * (num_ctx) reloads that model once its jobs are done.
+ *
+ * Queue order: the queue is scanned in order each loop; a job whose model is loaded but has
+ * no free slot is skipped, the first job that must wait for memory (or for its model to
+ * reload) stops the scan, so later jobs cannot keep the busy models busy forever.
  *
  * Invariants: slot->cache_ids[0..n_cache) are exactly the tokens in slot->state's cache;
  * a job is in exactly one place (queue, a slot, or finished and freed); after the terminal
@@ -48,7 +67,8 @@ enum {
     ENG_PATH_MAX = 4096,
     ENG_PENALTY_PROMPT = 64, /* prompt tokens fed to the penalty window */
     ENG_MAX_PENDING_LP = 64, /* token logprobs waiting for the text event they belong to */
-    ENG_MAX_SLOTS = 256      /* --parallel at most */
+    ENG_MAX_SLOTS = 256,     /* --parallel at most */
+    ENG_MAX_MODELS = LG_ENGINE_MAX_MODELS /* models loaded at once */
 };
 
 enum job_phase { JOB_PREFILL = 0, JOB_DECODE = 1 };
@@ -61,8 +81,11 @@ enum gram_trigger {
     GRAM_ON_TOOL_CALL = 3   /* each time the model opens <|tool_call> */
 };
 
+struct eng_model;
+
 struct eng_job {
     struct lg_gen_req *req;
+    struct eng_model *m; /* the model it runs on, once admitted */
     struct eng_job *next; /* queue link */
     uint64_t id;
     char path[ENG_PATH_MAX]; /* resolved model file */
@@ -75,6 +98,8 @@ struct eng_job {
     int64_t pos;      /* prompt tokens in the cache so far */
     int32_t slot;
     enum job_phase phase;
+    bool planned;        /* need_bytes is known */
+    uint64_t need_bytes; /* the model's plan total + headroom, when it must be loaded */
 
     struct lg_sampler *smp;
     struct lg_stop *stop;
@@ -131,6 +156,16 @@ struct eng_model {
     int32_t id_chan_open, id_chan_close, id_call_open; /* -1 when absent */
     int64_t keep_alive_ms; /* of the last request: -1 forever */
     int64_t idle_since_ms; /* wall clock when the last request ended */
+    uint64_t plan_bytes;   /* the plan's total (peak RSS at a full context) */
+    uint64_t plan_base;    /* of which the process baseline */
+    uint64_t last_used;    /* engine use_clock of the last admission or end */
+    /* the sequences */
+    struct eng_slot *slots;
+    int32_t n_slots;
+    struct lg_model_state *work; /* batch scratch: slots[0].state, made with a big chunk */
+    float *blogits;              /* [n_slots][n_vocab] logits of one batch */
+    int32_t n_active;
+    int32_t rr;
 };
 
 struct lg_engine {
@@ -147,17 +182,17 @@ struct lg_engine {
     uint64_t next_id;
     int32_t st_active, st_loading;
     uint64_t st_kv_used, st_kv_total;
-    bool st_has_model;
-    struct lg_loaded_model st_model;
+    uint64_t q_seen; /* next_id at the last queue scan */
+    int32_t st_n_models;
+    struct lg_loaded_model st_models[ENG_MAX_MODELS];
     /* engine thread only */
-    struct eng_model *m;
-    struct eng_slot *slots;
-    int32_t n_slots;
-    struct lg_model_state *work; /* batch scratch: slots[0].state, made with a big chunk */
-    float *blogits;              /* [n_slots][n_vocab] logits of one batch */
-    int32_t n_active;
-    int32_t rr;
+    struct eng_model *models_loaded[ENG_MAX_MODELS];
+    int32_t n_loaded;
+    int32_t max_models;
+    uint64_t budget; /* memory budget taken when no model was loaded (see top) */
+    int32_t n_active; /* over all models */
     uint64_t use_clock;
+    bool rescan; /* a job ended since the last queue scan (a slot or a model may be free) */
 };
 
 static int64_t now_ns(void) { return lg_session_now_ns(); }
@@ -381,15 +416,19 @@ static void publish_stats(struct lg_engine *e);
 /* Ends a job with a terminal event and frees it. The slot (if any) keeps its cache. */
 static void job_end(struct lg_engine *e, struct eng_job *j, const struct lg_gen_event *ev)
 {
-    if (j->slot >= 0) {
-        e->slots[j->slot].job = NULL;
+    struct eng_model *m = j->m;
+    e->rescan = true;
+    if (m && j->slot >= 0) {
+        m->slots[j->slot].job = NULL;
+        m->n_active--;
         e->n_active--;
         j->slot = -1;
     }
-    if (e->m && j->n_ids > 0) {
+    if (m && j->n_ids > 0) {
         int64_t ka = j->req->keep_alive_ms;
-        e->m->keep_alive_ms = ka == -2 ? e->p.keep_alive_ms : ka;
-        e->m->idle_since_ms = wall_ms();
+        m->keep_alive_ms = ka == -2 ? e->p.keep_alive_ms : ka;
+        m->idle_since_ms = wall_ms();
+        m->last_used = ++e->use_clock;
     }
     lg_gen_emit_fn emit = j->req->emit;
     void *ctx = j->req->emit_ctx;
@@ -490,35 +529,45 @@ static void job_done(struct lg_engine *e, struct eng_job *j, enum lg_finish fini
 
 /* ---- models ---------------------------------------------------------------------------- */
 
-static void slots_free(struct lg_engine *e)
+static void model_free(struct eng_model *m)
 {
-    for (int32_t i = 0; i < e->n_slots; i++) {
-        lg_model_state_destroy(e->slots[i].state);
-        free(e->slots[i].snap);
-        free(e->slots[i].cache_ids);
-        free(e->slots[i].logits);
-    }
-    free(e->slots);
-    free(e->blogits);
-    e->slots = NULL;
-    e->blogits = NULL;
-    e->work = NULL;
-    e->n_slots = 0;
-}
-
-static void model_unload(struct lg_engine *e)
-{
-    struct eng_model *m = e->m;
     if (!m)
         return;
-    slots_free(e);
+    for (int32_t i = 0; i < m->n_slots; i++) {
+        lg_model_state_destroy(m->slots[i].state);
+        free(m->slots[i].snap);
+        free(m->slots[i].cache_ids);
+        free(m->slots[i].logits);
+    }
+    free(m->slots);
+    free(m->blogits);
     lg_grammar_vocab_free(m->gvocab);
     lg_model_close(m->model);
     lg_vocab_free(m->vocab);
     lg_gguf_close(m->gguf);
     free(m);
-    e->m = NULL;
-    publish_stats(e);
+}
+
+/* Unloads a loaded model (its slots must hold no job). */
+static void model_unload(struct lg_engine *e, struct eng_model *m)
+{
+    for (int32_t i = 0; i < e->n_loaded; i++) {
+        if (e->models_loaded[i] != m)
+            continue;
+        e->models_loaded[i] = e->models_loaded[--e->n_loaded];
+        e->models_loaded[e->n_loaded] = NULL;
+        model_free(m);
+        publish_stats(e);
+        return;
+    }
+}
+
+static struct eng_model *model_by_path(const struct lg_engine *e, const char *path)
+{
+    for (int32_t i = 0; i < e->n_loaded; i++)
+        if (!strcmp(e->models_loaded[i]->path, path))
+            return e->models_loaded[i];
+    return NULL;
 }
 
 static int32_t find_tok(const struct lg_vocab *v, const char *s)
@@ -534,12 +583,11 @@ static int64_t job_want_ctx(const struct lg_engine *e, const struct eng_job *j)
     return e->p.n_ctx > 0 ? e->p.n_ctx : ENG_DEFAULT_CTX;
 }
 
-/* True when the loaded model can serve the job as it is: the same file, and slots at least
+/* True when the loaded model m can serve the job as it is: the same file, and slots at least
  * as long as the job's num_ctx (unless they already hold the whole trained context). Ollama
- * reloads the runner for a larger num_ctx; so do we, once the current requests are done. */
-static bool model_serves(const struct lg_engine *e, const struct eng_job *j)
+ * reloads the runner for a larger num_ctx; so do we, once the model's requests are done. */
+static bool model_serves(const struct eng_model *m, const struct eng_job *j)
 {
-    const struct eng_model *m = e->m;
     if (!m || strcmp(m->path, j->path) != 0)
         return false;
     int64_t train = m->model->cfg.n_ctx_train;
@@ -548,9 +596,12 @@ static bool model_serves(const struct lg_engine *e, const struct eng_job *j)
 
 /* The memory plan (model/plan.h) before anything big is allocated: refuse with its
  * explanation rather than be killed by the OOM killer. When the context was not chosen by
- * the user (no --ctx, no num_ctx), a smaller one that fits is taken instead. */
+ * the user (no --ctx, no num_ctx), a smaller one that fits is taken instead. avail is the
+ * memory the model may have alone (the engine's budget; 0: detect). *total / *base get the
+ * plan's total and its process baseline. */
 static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf *g,
-                                 const char *name, int64_t *n_ctx, struct lg_err *err)
+                                 const char *name, int64_t *n_ctx, uint64_t avail,
+                                 uint64_t *total, uint64_t *base, struct lg_err *err)
 {
     struct lg_plan_opts po;
     lg_plan_opts_default(&po);
@@ -560,10 +611,13 @@ static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf
     po.type_v = e->p.type_v;
     po.n_chunk = 0; /* slots 1.. use the state's default chunk; slot 0 holds the batch */
     po.n_chunk_first = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    po.mem_available = avail;
     struct lg_plan plan;
     enum lg_status st = lg_plan_compute(g, &po, &plan, err);
     if (st != LG_OK)
         return st;
+    *total = plan.total_bytes;
+    *base = plan.baseline_bytes;
     if (plan.fits)
         return LG_OK;
     bool chosen = e->p.n_ctx > 0 || *n_ctx != ENG_DEFAULT_CTX;
@@ -571,6 +625,11 @@ static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf
         fprintf(stderr, "engine: %s: %lld-token context does not fit in memory; using %lld\n",
                 name, (long long)*n_ctx, (long long)plan.n_ctx_max);
         *n_ctx = plan.n_ctx_max;
+        po.n_ctx = *n_ctx;
+        if (lg_plan_compute(g, &po, &plan, err) == LG_OK) {
+            *total = plan.total_bytes;
+            *base = plan.baseline_bytes;
+        }
         return LG_OK;
     }
     char why[1024];
@@ -581,6 +640,10 @@ static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf
 static enum lg_status model_load(struct lg_engine *e, const char *name, const char *path,
                                  int64_t n_ctx, struct lg_err *err)
 {
+    if (e->n_loaded >= e->max_models)
+        return lg_err_set(err, LG_ERR_INTERNAL, "too many models loaded");
+    if (e->n_loaded == 0) /* the budget: what is available with no model loaded */
+        e->budget = lg_plan_mem_available(NULL, 0);
     struct eng_model *m = calloc(1, sizeof *m);
     if (!m)
         return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
@@ -588,7 +651,8 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
     snprintf(m->path, sizeof m->path, "%s", path);
     enum lg_status st = lg_gguf_open(path, &m->gguf, err);
     if (st == LG_OK)
-        st = plan_check(e, m->gguf, name, &n_ctx, err);
+        st = plan_check(e, m->gguf, name, &n_ctx, e->budget, &m->plan_bytes, &m->plan_base,
+                        err);
     if (st == LG_OK)
         st = lg_chat_flavour_from_gguf(m->gguf, &m->flavour, err);
     if (st == LG_OK)
@@ -614,27 +678,27 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
     m->id_call_open = find_tok(m->vocab, "<|tool_call>");
     m->keep_alive_ms = e->p.keep_alive_ms;
     m->idle_since_ms = wall_ms();
-    e->m = m;
-    e->slots = calloc((size_t)e->p.n_parallel, sizeof *e->slots);
-    if (!e->slots) {
+    m->last_used = ++e->use_clock;
+    m->slots = calloc((size_t)e->p.n_parallel, sizeof *m->slots);
+    if (!m->slots) {
         st = lg_err_set(err, LG_ERR_NOMEM, "out of memory");
-        goto fail_slots;
+        goto fail;
     }
-    e->n_slots = e->p.n_parallel;
+    m->n_slots = e->p.n_parallel;
     int64_t chunk = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
-    e->blogits = malloc((size_t)e->n_slots * (size_t)m->n_vocab * sizeof *e->blogits);
-    if (!e->blogits) {
-        st = lg_err_set(err, LG_ERR_NOMEM, "out of memory for %d logits rows", (int)e->n_slots);
-        goto fail_slots;
+    m->blogits = malloc((size_t)m->n_slots * (size_t)m->n_vocab * sizeof *m->blogits);
+    if (!m->blogits) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "out of memory for %d logits rows", (int)m->n_slots);
+        goto fail;
     }
-    for (int32_t i = 0; i < e->n_slots; i++) {
-        struct eng_slot *s = &e->slots[i];
+    for (int32_t i = 0; i < m->n_slots; i++) {
+        struct eng_slot *s = &m->slots[i];
         /* slot 0's activations are the batch scratch: sized for a whole prefill budget */
         struct lg_state_opts so = {.n_ctx = n_ctx, .n_chunk = i == 0 ? chunk : 0,
                                    .type_k = e->p.type_k, .type_v = e->p.type_v};
         st = lg_model_state_create_opts(m->model, &so, &s->state, err);
         if (st != LG_OK)
-            goto fail_slots;
+            goto fail;
         s->cache_ids = malloc((size_t)n_ctx * sizeof *s->cache_ids);
         s->logits = malloc((size_t)m->n_vocab * sizeof *s->logits);
         size_t snap = lg_kv_snapshot_bytes(lg_model_state_kv(s->state));
@@ -642,30 +706,32 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
         s->snap_pos = -1;
         if (!s->cache_ids || !s->logits || (snap && !s->snap)) {
             st = lg_err_set(err, LG_ERR_NOMEM, "out of memory for %d %lld-token sequences",
-                            (int)e->n_slots, (long long)n_ctx);
-            goto fail_slots;
+                            (int)m->n_slots, (long long)n_ctx);
+            goto fail;
         }
     }
-    e->work = e->slots[0].state;
+    m->work = m->slots[0].state;
+    e->models_loaded[e->n_loaded++] = m;
     publish_stats(e);
     return LG_OK;
-fail_slots:
-    model_unload(e);
-    return st;
 fail:
-    lg_model_close(m->model);
-    lg_vocab_free(m->vocab);
-    lg_gguf_close(m->gguf);
-    free(m);
+    model_free(m);
     return st;
 }
 
-/* Makes the job's model the loaded one (the caller made sure no job is active). */
+/* The loaded model that serves the job, loaded now if needed (job_ready made room). */
 static enum lg_status ensure_model(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
 {
-    if (model_serves(e, j))
+    struct eng_model *m = model_by_path(e, j->path);
+    if (m && model_serves(m, j)) {
+        j->m = m;
         return LG_OK;
-    model_unload(e);
+    }
+    if (m) { /* too short a context: job_ready saw it idle */
+        if (m->n_active > 0)
+            return lg_err_set(err, LG_ERR_INTERNAL, "model %s is busy", m->name);
+        model_unload(e, m);
+    }
     pthread_mutex_lock(&e->mu);
     e->st_loading++;
     pthread_mutex_unlock(&e->mu);
@@ -675,36 +741,83 @@ static enum lg_status ensure_model(struct lg_engine *e, struct eng_job *j, struc
     pthread_mutex_lock(&e->mu);
     e->st_loading--;
     pthread_mutex_unlock(&e->mu);
-    if (st == LG_OK)
-        fprintf(stderr, "engine: loaded %s (%d x %lld-token sequences) in %.1f s\n",
-                j->req->model, (int)e->n_slots, (long long)e->m->n_ctx, j->load_ns / 1e9);
+    if (st == LG_OK) {
+        j->m = e->models_loaded[e->n_loaded - 1];
+        fprintf(stderr, "engine: loaded %s (%d x %lld-token sequences, plan %llu bytes; %d "
+                        "model%s loaded) in %.1f s\n",
+                j->req->model, (int)j->m->n_slots, (long long)j->m->n_ctx,
+                (unsigned long long)j->m->plan_bytes, (int)e->n_loaded,
+                e->n_loaded == 1 ? "" : "s", j->load_ns / 1e9);
+    }
     return st;
+}
+
+/* Memory the loaded models may still claim beside a new one (see the top of the file):
+ * min(budget - their plan totals, available now). UINT64_MAX when nothing can be measured. */
+static uint64_t mem_free_for_new(const struct lg_engine *e)
+{
+    if (e->budget == 0)
+        return UINT64_MAX;
+    uint64_t used = 0;
+    for (int32_t i = 0; i < e->n_loaded; i++) {
+        const struct eng_model *m = e->models_loaded[i];
+        used += m->plan_bytes > m->plan_base ? m->plan_bytes - m->plan_base : 0;
+    }
+    uint64_t free_b = e->budget > used ? e->budget - used : 0;
+    uint64_t now = lg_plan_mem_available(NULL, 0);
+    if (now > 0 && now < free_b)
+        free_b = now;
+    return free_b;
+}
+
+/* The idle loaded model used least recently, or NULL. */
+static struct eng_model *lru_idle(const struct lg_engine *e)
+{
+    struct eng_model *best = NULL;
+    for (int32_t i = 0; i < e->n_loaded; i++) {
+        struct eng_model *m = e->models_loaded[i];
+        if (m->n_active == 0 && (!best || m->last_used < best->last_used))
+            best = m;
+    }
+    return best;
+}
+
+static bool model_has_free_slot(const struct eng_model *m)
+{
+    for (int32_t i = 0; i < m->n_slots; i++)
+        if (!m->slots[i].job)
+            return true;
+    return false;
 }
 
 static void publish_stats(struct lg_engine *e)
 {
     uint64_t used = 0, total = 0;
-    for (int32_t i = 0; i < e->n_slots; i++) {
-        struct lg_kv *kv = lg_model_state_kv(e->slots[i].state);
-        size_t b = lg_kv_bytes(kv);
-        total += b;
-        if (e->m && e->m->n_ctx > 0)
-            used += (uint64_t)((double)b * (double)e->slots[i].n_cache / (double)e->m->n_ctx);
-    }
     pthread_mutex_lock(&e->mu);
+    e->st_n_models = 0;
+    int64_t now = wall_ms();
+    for (int32_t k = 0; k < e->n_loaded; k++) {
+        const struct eng_model *m = e->models_loaded[k];
+        uint64_t m_total = 0;
+        for (int32_t i = 0; i < m->n_slots; i++) {
+            struct lg_kv *kv = lg_model_state_kv(m->slots[i].state);
+            size_t b = lg_kv_bytes(kv);
+            m_total += b;
+            if (m->n_ctx > 0)
+                used += (uint64_t)((double)b * (double)m->slots[i].n_cache / (double)m->n_ctx);
+        }
+        total += m_total;
+        struct lg_loaded_model *lm = &e->st_models[e->st_n_models++];
+        memset(lm, 0, sizeof *lm);
+        snprintf(lm->name, sizeof lm->name, "%s", m->name);
+        lm->size_bytes = m->gguf->size + m_total;
+        int64_t ka = m->keep_alive_ms;
+        lm->expires_at_ms = ka < 0 ? -1 : (m->n_active ? now : m->idle_since_ms) + ka;
+        lm->context_length = (int32_t)m->n_ctx;
+    }
     e->st_active = e->n_active;
     e->st_kv_used = used;
     e->st_kv_total = total;
-    e->st_has_model = e->m != NULL;
-    if (e->m) {
-        struct lg_loaded_model *lm = &e->st_model;
-        memset(lm, 0, sizeof *lm);
-        snprintf(lm->name, sizeof lm->name, "%s", e->m->name);
-        lm->size_bytes = e->m->gguf->size + total;
-        int64_t ka = e->m->keep_alive_ms;
-        lm->expires_at_ms = ka < 0 ? -1 : (e->n_active ? wall_ms() : e->m->idle_since_ms) + ka;
-        lm->context_length = (int32_t)e->m->n_ctx;
-    }
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -770,8 +883,9 @@ static json_t *messages_openai(const json_t *msgs)
 static enum lg_status job_prompt(struct lg_engine *e, struct eng_job *j, bool *in_reasoning,
                                  struct lg_err *err)
 {
+    (void)e;
     const struct lg_gen_req *r = j->req;
-    struct eng_model *m = e->m;
+    struct eng_model *m = j->m;
     char *text = NULL;
     size_t n_text = 0;
     unsigned flags = LG_TOK_ADD_BOS | LG_TOK_PARSE_SPECIAL;
@@ -829,7 +943,8 @@ static enum lg_status job_prompt(struct lg_engine *e, struct eng_job *j, bool *i
 static enum lg_status job_sampler(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
 {
     const struct lg_sampling *s = &j->req->sampling;
-    struct lg_sample_params p = e->m->sdef;
+    const struct eng_model *m = j->m;
+    struct lg_sample_params p = m->sdef;
     if (s->set & LG_SAMP_TEMPERATURE)
         p.temperature = s->temperature;
     if (s->set & LG_SAMP_TOP_K)
@@ -845,20 +960,22 @@ static enum lg_status job_sampler(struct lg_engine *e, struct eng_job *j, struct
     if (s->set & LG_SAMP_FREQUENCY_PENALTY)
         p.frequency_penalty = s->frequency_penalty;
     if (s->set & LG_SAMP_REPEAT_LAST_N)
-        p.penalty_last_n = s->repeat_last_n < 0 ? (int32_t)(e->m->n_ctx < LG_SAMPLE_MAX_PENALTY_N
-                                                          ? e->m->n_ctx : LG_SAMPLE_MAX_PENALTY_N)
+        p.penalty_last_n = s->repeat_last_n < 0 ? (int32_t)(m->n_ctx < LG_SAMPLE_MAX_PENALTY_N
+                                                          ? m->n_ctx : LG_SAMPLE_MAX_PENALTY_N)
                                                 : s->repeat_last_n;
     p.seed = (s->set & LG_SAMP_SEED) ? s->seed : LG_SAMPLE_SEED_RANDOM;
     if (p.seed == LG_SAMPLE_SEED_RANDOM && (s->set & LG_SAMP_SEED))
         p.seed = 0;
     p.n_logprobs = j->req->top_logprobs > 0 ? j->req->top_logprobs : 0;
-    return lg_sampler_create(&p, e->m->n_vocab, &j->smp, err);
+    (void)e;
+    return lg_sampler_create(&p, m->n_vocab, &j->smp, err);
 }
 
 static enum lg_status job_grammar(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
 {
+    (void)e;
     const struct lg_gen_req *r = j->req;
-    struct eng_model *m = e->m;
+    struct eng_model *m = j->m;
     enum lg_status st = LG_OK;
     /* token texts for logprobs come from the grammar vocab */
     if (r->top_logprobs >= 0 && !m->gvocab &&
@@ -908,18 +1025,18 @@ static enum lg_status job_grammar(struct lg_engine *e, struct eng_job *j, struct
 }
 
 /* The free slot whose cache shares the longest prefix with ids (ties: least recently used). */
-static int32_t pick_slot(struct lg_engine *e, const int32_t *ids, int64_t n, int64_t *lcp_out)
+static int32_t pick_slot(struct eng_model *m, const int32_t *ids, int64_t n, int64_t *lcp_out)
 {
     int32_t best = -1;
     int64_t best_lcp = -1;
-    for (int32_t i = 0; i < e->n_slots; i++) {
-        struct eng_slot *s = &e->slots[i];
+    for (int32_t i = 0; i < m->n_slots; i++) {
+        struct eng_slot *s = &m->slots[i];
         if (s->job)
             continue;
         int64_t l = 0;
         while (l < s->n_cache && l < n && s->cache_ids[l] == ids[l])
             l++;
-        if (l > best_lcp || (l == best_lcp && s->last_used < e->slots[best].last_used)) {
+        if (l > best_lcp || (l == best_lcp && s->last_used < m->slots[best].last_used)) {
             best = i;
             best_lcp = l;
         }
@@ -973,10 +1090,13 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
     bool empty = (r->kind == LG_PROMPT_CHAT && (!r->messages || json_array_size(r->messages) == 0)) ||
                  (r->kind != LG_PROMPT_CHAT && (!r->prompt || !r->prompt[0]));
     if (empty && r->keep_alive_ms == 0) {
-        if (e->m && !strcmp(e->m->path, j->path) && e->n_active == 0)
-            model_unload(e);
-        else if (e->m && !strcmp(e->m->path, j->path))
-            e->m->keep_alive_ms = 0;
+        struct eng_model *um = model_by_path(e, j->path);
+        if (um && um->n_active == 0) {
+            model_unload(e, um);
+            fprintf(stderr, "engine: unloaded %s (keep_alive 0)\n", j->req->model);
+        } else if (um) {
+            um->keep_alive_ms = 0;
+        }
         struct lg_gen_event ev;
         memset(&ev, 0, sizeof ev);
         ev.kind = LG_GEN_EV_DONE;
@@ -1001,12 +1121,14 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
         ev.timings.load_ns = j->load_ns;
         ev.timings.total_ns = now_ns() - j->t_submit;
         int64_t ka = r->keep_alive_ms;
-        e->m->keep_alive_ms = ka == -2 ? e->p.keep_alive_ms : ka;
-        e->m->idle_since_ms = wall_ms();
+        j->m->keep_alive_ms = ka == -2 ? e->p.keep_alive_ms : ka;
+        j->m->idle_since_ms = wall_ms();
+        j->m->last_used = ++e->use_clock;
+        publish_stats(e);
         job_end(e, j, &ev);
         return;
     }
-    struct eng_model *m = e->m;
+    struct eng_model *m = j->m;
     j->n_ctx = r->num_ctx > 0 && r->num_ctx < m->n_ctx ? r->num_ctx : m->n_ctx;
     j->tools = r->kind == LG_PROMPT_RAW ? NULL : tools_openai(r->tools);
     bool in_reasoning = false;
@@ -1038,8 +1160,12 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
         lg_sampler_accept(j->smp, j->ids[i]);
 
     int64_t lcp;
-    int32_t si = pick_slot(e, j->ids, j->n_ids, &lcp);
-    struct eng_slot *s = &e->slots[si];
+    int32_t si = pick_slot(m, j->ids, j->n_ids, &lcp);
+    if (si < 0) { /* job_ready saw a free slot: cannot happen */
+        job_fail(e, j, LG_ERR_INTERNAL, "no free sequence slot");
+        return;
+    }
+    struct eng_slot *s = &m->slots[si];
     if (lcp == j->n_ids) /* all cached: recompute the last token for its logits */
         lcp = j->n_ids - 1;
     if (lcp < s->n_cache)
@@ -1050,6 +1176,8 @@ static void job_admit(struct lg_engine *e, struct eng_job *j)
     j->phase = JOB_PREFILL;
     s->job = j;
     s->last_used = ++e->use_clock;
+    m->last_used = e->use_clock;
+    m->n_active++;
     e->n_active++;
     publish_stats(e);
 }
@@ -1088,18 +1216,17 @@ static void batch_drop(struct eng_batch *b, int i)
 
 /* Runs the batch; a segment the model refuses (checked before anything runs) fails its job
  * alone and the rest run without it. */
-static void batch_run(struct lg_engine *e, struct eng_batch *b)
+static void batch_run(struct lg_engine *e, struct eng_model *m, struct eng_batch *b)
 {
-    struct eng_model *m = e->m;
     struct lg_err err = {0};
     int64_t t0 = now_ns();
     while (b->n > 0) {
         int64_t k = 0;
         for (int i = 0; i < b->n; i++)
             if (b->seg[i].mode != LG_LOGITS_NONE)
-                b->seg[i].logits = e->blogits + (k++) * m->n_vocab; /* adjacent: one product */
+                b->seg[i].logits = m->blogits + (k++) * m->n_vocab; /* adjacent: one product */
         int bad = -1;
-        enum lg_status st = lg_model_forward_batch(m->model, e->work, b->seg, b->n, &bad, &err);
+        enum lg_status st = lg_model_forward_batch(m->model, m->work, b->seg, b->n, &bad, &err);
         if (st == LG_OK)
             break;
         if (bad < 0) { /* not one segment's fault: fail them all */
@@ -1147,9 +1274,9 @@ static int64_t step_prefill(struct eng_batch *b, struct eng_slot *s, int64_t max
 }
 
 /* Feeds a sampled token's text through stop matching and the chat parser. */
-static void job_token_text(struct lg_engine *e, struct eng_job *j, int32_t tok)
+static void job_token_text(struct eng_job *j, int32_t tok)
 {
-    struct eng_model *m = e->m;
+    struct eng_model *m = j->m;
     bool marker = tok == m->id_chan_open || tok == m->id_chan_close || tok == m->id_call_open;
     if (marker || lg_tok_is_control(m->vocab, tok)) {
         if (tok == m->id_chan_open)
@@ -1191,7 +1318,7 @@ static enum lg_status mask_grammar_or_thought(void *ctx, uint32_t *allowed, int3
 static void step_decode(struct lg_engine *e, struct eng_batch *b, struct eng_slot *s)
 {
     struct eng_job *j = s->job;
-    struct eng_model *m = e->m;
+    struct eng_model *m = j->m;
     struct lg_err err = {0};
     if (j->n_gen >= j->max_tokens) {
         job_done(e, j, LG_FINISH_LENGTH);
@@ -1239,7 +1366,7 @@ static void step_decode(struct lg_engine *e, struct eng_batch *b, struct eng_slo
         job_done(e, j, LG_FINISH_STOP);
         return;
     }
-    job_token_text(e, j, tok);
+    job_token_text(j, tok);
     if (j->stopped) {
         job_done(e, j, LG_FINISH_STOP);
         return;
@@ -1265,57 +1392,160 @@ static void step_decode(struct lg_engine *e, struct eng_batch *b, struct eng_slo
     batch_add(b, s, &s->next_tok, 1, true, false);
 }
 
-static void engine_step(struct lg_engine *e)
+/* One step of one model: one batched forward for its decoding and prefilling slots. */
+static void model_step(struct lg_engine *e, struct eng_model *m)
 {
-    for (int32_t i = 0; i < e->n_slots; i++) {
-        struct eng_job *j = e->slots[i].job;
+    for (int32_t i = 0; i < m->n_slots; i++) {
+        struct eng_job *j = m->slots[i].job;
         if (j && atomic_load(&j->req->cancel))
             job_fail(e, j, LG_ERR_CANCELLED, "cancelled: the client went away");
     }
     struct eng_batch b;
     b.n = 0;
-    for (int32_t i = 0; i < e->n_slots; i++)
-        if (e->slots[i].job && e->slots[i].job->phase == JOB_DECODE)
-            step_decode(e, &b, &e->slots[i]);
-    /* prefill: a budget of n_chunk tokens per step, shared by the prefilling slots in turn
-     * (several short prompts start in one step; a long one takes a chunk per step) */
+    for (int32_t i = 0; i < m->n_slots; i++)
+        if (m->slots[i].job && m->slots[i].job->phase == JOB_DECODE)
+            step_decode(e, &b, &m->slots[i]);
+    /* prefill: a budget of n_chunk tokens per step and model, shared by the prefilling slots
+     * in turn (several short prompts start in one step; a long one takes a chunk per step) */
     int64_t budget = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
-    int32_t start = e->rr;
-    for (int32_t k = 0; k < e->n_slots && budget > 0; k++) {
-        int32_t i = (start + k) % e->n_slots;
-        if (e->slots[i].job && e->slots[i].job->phase == JOB_PREFILL) {
-            budget -= step_prefill(&b, &e->slots[i], budget);
-            e->rr = (i + 1) % e->n_slots;
+    int32_t start = m->rr;
+    for (int32_t k = 0; k < m->n_slots && budget > 0; k++) {
+        int32_t i = (start + k) % m->n_slots;
+        if (m->slots[i].job && m->slots[i].job->phase == JOB_PREFILL) {
+            budget -= step_prefill(&b, &m->slots[i], budget);
+            m->rr = (i + 1) % m->n_slots;
         }
     }
-    batch_run(e, &b);
+    batch_run(e, m, &b);
+}
+
+/* One engine step: one batched forward per model that has active jobs. */
+static void engine_step(struct lg_engine *e)
+{
+    for (int32_t k = 0; k < e->n_loaded; k++)
+        if (e->models_loaded[k]->n_active > 0)
+            model_step(e, e->models_loaded[k]);
     publish_stats(e);
 }
 
 /* ---- the engine thread ----------------------------------------------------------------- */
 
-/* True when the loaded model has been idle past its keep-alive. */
-static bool model_expired(const struct lg_engine *e, int64_t *wait_ms)
+/* Unloads every idle model past its keep-alive; *wait_ms gets the time until the next one
+ * expires (at most 1 s). */
+static void expire_models(struct lg_engine *e, int64_t *wait_ms)
 {
     *wait_ms = 1000;
-    if (!e->m || e->n_active > 0 || e->m->keep_alive_ms < 0)
-        return false;
-    int64_t left = e->m->idle_since_ms + e->m->keep_alive_ms - wall_ms();
-    if (left <= 0)
-        return true;
-    if (left < *wait_ms)
-        *wait_ms = left;
-    return false;
+    for (int32_t k = 0; k < e->n_loaded; k++) {
+        struct eng_model *m = e->models_loaded[k];
+        if (m->n_active > 0 || m->keep_alive_ms < 0)
+            continue;
+        int64_t left = m->idle_since_ms + m->keep_alive_ms - wall_ms();
+        if (left <= 0) {
+            fprintf(stderr, "engine: unloaded %s (keep-alive expired)\n", m->name);
+            model_unload(e, m);
+            k = -1; /* the array changed: look again */
+            *wait_ms = 1000;
+            continue;
+        }
+        if (left < *wait_ms)
+            *wait_ms = left;
+    }
 }
 
-static bool has_free_slot(const struct lg_engine *e)
+/* Whether a queued job can be admitted now. */
+enum job_readiness {
+    READY_GO = 0,   /* dequeue and admit (or it is cancelled: dequeue and fail) */
+    READY_FAIL = 1, /* dequeue and fail with err */
+    READY_SKIP = 2, /* its model is loaded but has no free slot: look at the next job */
+    READY_WAIT = 3  /* it waits for memory or for its model to go idle: stop looking */
+};
+
+/* May unload idle models to make room (engine thread, mutex not held). */
+static enum job_readiness job_ready(struct lg_engine *e, struct eng_job *j, struct lg_err *err)
 {
-    if (!e->m)
-        return true;
-    for (int32_t i = 0; i < e->n_slots; i++)
-        if (!e->slots[i].job)
-            return true;
-    return false;
+    const struct lg_gen_req *r = j->req;
+    if (atomic_load(&r->cancel))
+        return READY_GO;
+    bool empty = (r->kind == LG_PROMPT_CHAT && (!r->messages || json_array_size(r->messages) == 0)) ||
+                 (r->kind != LG_PROMPT_CHAT && (!r->prompt || !r->prompt[0]));
+    if (empty && r->keep_alive_ms == 0)
+        return READY_GO;
+    struct eng_model *m = model_by_path(e, j->path);
+    if (m && model_serves(m, j))
+        return empty || model_has_free_slot(m) ? READY_GO : READY_SKIP;
+    if (m) { /* a larger context: reload once its jobs are done */
+        if (m->n_active > 0)
+            return READY_WAIT;
+        fprintf(stderr, "engine: unloading %s to reload it with a larger context\n", m->name);
+        model_unload(e, m);
+    }
+    if (e->n_loaded == 0)
+        return READY_GO; /* alone: model_load's plan decides */
+    if (!j->planned) {
+        /* what the model needs alone, in the budget taken when nothing was loaded */
+        struct lg_gguf *g = NULL;
+        int64_t n_ctx = job_want_ctx(e, j);
+        uint64_t base = 0;
+        enum lg_status st = lg_gguf_open(j->path, &g, err);
+        if (st == LG_OK)
+            st = plan_check(e, g, r->model, &n_ctx, e->budget, &j->need_bytes, &base, err);
+        lg_gguf_close(g);
+        if (st != LG_OK)
+            return READY_GO; /* job_admit loads it and reports the same error */
+        j->need_bytes += LG_PLAN_HEADROOM_BYTES;
+        j->planned = true;
+    }
+    for (;;) {
+        if (e->n_loaded == 0)
+            return READY_GO;
+        if (e->n_loaded < e->max_models && j->need_bytes <= mem_free_for_new(e))
+            return READY_GO;
+        struct eng_model *victim = lru_idle(e);
+        if (!victim)
+            return READY_WAIT;
+        fprintf(stderr, "engine: unloading %s (idle) to make room for %s\n", victim->name,
+                r->model);
+        model_unload(e, victim);
+    }
+}
+
+/* Admits what can run from the queue, in order (see the top of the file). Called and returns
+ * with e->mu held. */
+static void admit_queued(struct lg_engine *e)
+{
+    struct eng_job *prev = NULL;
+    struct eng_job *j = e->q_head;
+    while (j && !e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        struct lg_err err = {0};
+        enum job_readiness rd = job_ready(e, j, &err);
+        pthread_mutex_lock(&e->mu);
+        struct eng_job *next = j->next;
+        if (rd == READY_WAIT)
+            break;
+        if (rd == READY_SKIP) {
+            prev = j;
+            j = next;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            e->q_head = next;
+        if (e->q_tail == j)
+            e->q_tail = prev;
+        e->q_len--;
+        j->next = NULL;
+        pthread_mutex_unlock(&e->mu);
+        if (atomic_load(&j->req->cancel))
+            job_fail(e, j, LG_ERR_CANCELLED, "cancelled: the client went away");
+        else if (rd == READY_FAIL)
+            job_fail(e, j, err.code ? err.code : LG_ERR_INTERNAL, err.msg);
+        else
+            job_admit(e, j);
+        pthread_mutex_lock(&e->mu);
+        j = next;
+    }
 }
 
 static void *engine_main(void *arg)
@@ -1324,15 +1554,13 @@ static void *engine_main(void *arg)
     pthread_mutex_lock(&e->mu);
     for (;;) {
         int64_t wait_ms;
-        while (!e->stopping && !e->q_head && e->n_active == 0) {
-            if (model_expired(e, &wait_ms)) {
-                pthread_mutex_unlock(&e->mu);
-                fprintf(stderr, "engine: unloaded %s (keep-alive expired)\n",
-                        e->m->name);
-                model_unload(e);
-                pthread_mutex_lock(&e->mu);
-                continue;
-            }
+        pthread_mutex_unlock(&e->mu);
+        expire_models(e, &wait_ms);
+        pthread_mutex_lock(&e->mu);
+        if (e->stopping)
+            break;
+        /* nothing to run, and nothing queued or ended since the last scan */
+        if (e->n_active == 0 && (!e->q_head || (e->q_seen == e->next_id && !e->rescan))) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += wait_ms / 1000;
@@ -1342,26 +1570,11 @@ static void *engine_main(void *arg)
                 ts.tv_nsec -= 1000000000L;
             }
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            continue;
         }
-        if (e->stopping)
-            break;
-        /* admit queued jobs while slots are free; a job for another model waits until the
-         * current model's jobs are done */
-        while (e->q_head && has_free_slot(e)) {
-            struct eng_job *j = e->q_head;
-            if (e->m && !model_serves(e, j) && e->n_active > 0)
-                break;
-            e->q_head = j->next;
-            if (!e->q_head)
-                e->q_tail = NULL;
-            e->q_len--;
-            pthread_mutex_unlock(&e->mu);
-            if (atomic_load(&j->req->cancel))
-                job_fail(e, j, LG_ERR_CANCELLED, "cancelled: the client went away");
-            else
-                job_admit(e, j);
-            pthread_mutex_lock(&e->mu);
-        }
+        e->q_seen = e->next_id;
+        e->rescan = false;
+        admit_queued(e);
         pthread_mutex_unlock(&e->mu);
         if (e->n_active > 0)
             engine_step(e);
@@ -1377,10 +1590,14 @@ static void *engine_main(void *arg)
         job_fail(e, q, LG_ERR_CANCELLED, "the server is shutting down");
         q = next;
     }
-    for (int32_t i = 0; i < e->n_slots; i++)
-        if (e->slots[i].job)
-            job_fail(e, e->slots[i].job, LG_ERR_CANCELLED, "the server is shutting down");
-    model_unload(e);
+    for (int32_t k = 0; k < e->n_loaded; k++) {
+        struct eng_model *m = e->models_loaded[k];
+        for (int32_t i = 0; i < m->n_slots; i++)
+            if (m->slots[i].job)
+                job_fail(e, m->slots[i].job, LG_ERR_CANCELLED, "the server is shutting down");
+    }
+    while (e->n_loaded > 0)
+        model_unload(e, e->models_loaded[e->n_loaded - 1]);
     return NULL;
 }
 
@@ -1464,9 +1681,9 @@ static size_t eng_list_loaded(void *self, struct lg_loaded_model *out, size_t ca
 {
     struct lg_engine *e = self;
     pthread_mutex_lock(&e->mu);
-    size_t n = e->st_has_model ? 1 : 0;
-    if (n && cap)
-        out[0] = e->st_model;
+    size_t n = (size_t)e->st_n_models;
+    for (size_t i = 0; i < n && i < cap; i++)
+        out[i] = e->st_models[i];
     pthread_mutex_unlock(&e->mu);
     return n;
 }
@@ -1477,12 +1694,16 @@ enum lg_status lg_engine_create(const struct lg_engine_params *p, struct lg_engi
                                 struct lg_err *err)
 {
     *out = NULL;
-    if (p->n_parallel < 1 || p->n_parallel > 256 || p->max_queue < 1)
-        return lg_err_set(err, LG_ERR_RANGE, "engine: parallel 1..256 and max-queue >= 1");
+    if (p->n_parallel < 1 || p->n_parallel > 256 || p->max_queue < 1 || p->max_models < 0 ||
+        p->max_models > ENG_MAX_MODELS)
+        return lg_err_set(err, LG_ERR_RANGE,
+                          "engine: parallel 1..256, max-queue >= 1, max-models 1..%d",
+                          ENG_MAX_MODELS);
     struct lg_engine *e = calloc(1, sizeof *e);
     if (!e)
         return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
     e->p = *p;
+    e->max_models = p->max_models > 0 ? p->max_models : ENG_MAX_MODELS;
     if (p->n_models) {
         e->models = calloc(p->n_models, sizeof *e->models);
         if (!e->models) {

@@ -271,10 +271,15 @@ struct lg_engine_ops {
 };
 
 /* ---- The real engine (engine.c) ---------------------------------------------------------
- * One engine thread, --parallel sequence slots with their own KV caches, a bounded queue,
- * chunked prefill interleaved with decode, prefix reuse across requests, one model loaded at
- * a time (a request for another model waits until the current one is idle, then swaps). */
+ * One engine thread, a bounded queue, chunked prefill interleaved with decode, prefix reuse
+ * across requests. Several models can be loaded at once (at most max_models), each with
+ * --parallel sequence slots and its own KV caches and keep-alive, within a memory budget (the
+ * model planner's, model/plan.h): a request for a model that does not fit beside the loaded
+ * ones unloads idle models (least recently used first), or waits until busy ones go idle;
+ * one that cannot fit even alone fails with the plan's explanation. */
 struct lg_store;
+
+enum { LG_ENGINE_MAX_MODELS = 8 }; /* models loaded at once, at most */
 
 struct lg_engine_params {
     int32_t n_parallel;       /* sequence slots (default 1) */
@@ -287,6 +292,7 @@ struct lg_engine_params {
     struct lg_store *store;   /* resolves request names; may be NULL; borrowed */
     const char *const *models; /* --model entries: the only names that may be paths (copied) */
     size_t n_models;
+    int32_t max_models;       /* models loaded at once, 1..LG_ENGINE_MAX_MODELS; 0 = the most */
 };
 
 struct lg_engine;

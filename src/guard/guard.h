@@ -226,8 +226,9 @@ const char *lg_policy_refusal(const struct lg_policy *p);
 size_t lg_policy_holdback(const struct lg_policy *p);
 
 /* Streaming output filter. feed() appends a piece and returns (in *out, valid until the next
- * call) the text that is now final: redactions applied, never more than holdback bytes kept
- * back, cut on UTF-8 boundaries. finish() flushes the rest. Whole-text redaction is feed(all)
+ * call) the text that is now final: redactions applied, cut on UTF-8 boundaries; text is
+ * held back only from where a rule could still start a match that depends on what follows
+ * (PCRE2 partial matching: usually the last word), never more than holdback bytes. finish() flushes the rest. Whole-text redaction is feed(all)
  * + finish(), and any split of the same text gives the same output (tested). When an output
  * deny pattern matches, denied() turns true and nothing more is emitted. */
 struct lg_redactor;

@@ -8,13 +8,15 @@
  *
  * Streaming redaction. Every output pattern has max_len, an upper bound on its match length
  * (exact for the built-ins, declared for user patterns; longer matches are ignored). The
- * redactor keeps back H = max(max_len) + LOOK_MARGIN bytes and only commits a match that
- * starts at least H bytes before the end of what it has seen; such a match, and the lookaround
- * around it, lie wholly inside the seen text, so it is the match the whole text would give.
- * Text before the earliest such match, or before len - H when there is none, is final. So
- * the output for any split equals the whole-text output (tested on random splits), and no
- * byte is held longer than H bytes of further input. Lookbehind sees up to CTX_KEEP bytes
- * before the scan position. */
+ * redactor holds text back from the earliest position where some pattern could start a match
+ * whose outcome still depends on text not seen yet: PCRE2_PARTIAL_HARD reports such a start
+ * (an attempt that reached the end of the seen text); an attempt that never reached it gives
+ * the same result whatever follows, so matches starting before that point are the matches the
+ * whole text would give. In ordinary prose that point is the start of the last word, so a
+ * stream lags by a word, not by H = max(max_len) + LOOK_MARGIN bytes; H stays the bound (no
+ * byte is held longer than H bytes of further input; a match-limit hit falls back to len - H).
+ * The output for any split equals the whole-text output (tested on random splits and fuzzed).
+ * Lookbehind sees up to CTX_KEEP bytes before the scan position. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <jansson.h>
@@ -831,7 +833,9 @@ static size_t hold_from(struct lg_redactor *r, size_t i)
         if (rc < 0 && rc != PCRE2_ERROR_PARTIAL)
             return plain;
         size_t s0 = pcre2_get_ovector_pointer(r->md[i])[0];
-        if (s0 < at || s0 >= n)
+        if (s0 >= n) /* an empty partial match at the end (a lookbehind looked back) */
+            return n;
+        if (s0 < at)
             return plain;
         if (rc == PCRE2_ERROR_PARTIAL && n - s0 <= pt->max_len + LOOK_MARGIN)
             return s0 > plain ? s0 : plain;

@@ -1,7 +1,8 @@
 /* gemm_avx2.c: register-tiled quantized matrix products for several tokens (AVX2).
  *
  * y[t][r] = dot(W row r, activation row t) for rows [r0, r1) and n_tok tokens, with the same
- * activation formats as the vec_dot functions (Q8_0 for Q4_0 / Q8_0, Q8_K for Q4_K / Q6_K).
+ * activation formats as the vec_dot functions (Q8_0 for Q4_0 / Q5_0 / Q8_0, Q8_K for Q4_K /
+ * Q6_K).
  *
  * Layout. Eight weight rows at a time are decoded ("packed") into a stack buffer in which every
  * 32-element group of the eight rows is 8 vectors W_k (k = 0..7), vector k holding elements
@@ -12,16 +13,16 @@
  * Cache blocking: the columns are cut into chunks of KC elements; a chunk of eight packed rows
  * (<= 20 KiB) stays in L1 while every token passes over it, and the tokens' activation chunk
  * (<= 64 x 2.3 KiB) stays in L2 while all row tiles pass. Partial sums go through y between
- * chunks. No allocation: buffers are on the stack (about 50 KiB).
+ * chunks. No allocation: buffers are on the stack (about 53 KiB).
  *
  * Arithmetic: block totals are exact int32 (the same integers as the scalar reference) and are
  * scaled and summed in float block after block in the reference's order and rounding
  * (no FMA), so every output equals lg_vec_dot_ref's bit for bit (tests/unit/test_gemm.c).
- * Unsigned weights (Q4_0 0..15, Q4_K 0..15, Q6_K 0..63) go straight into maddubs; their offsets
- * are corrected with activation sums (Q4_0: 8 * sum(y) per block, from a per-chunk prepass;
- * Q6_K: 32 * sum(sc * bsums)). Q8_0 weights are signed: |W| times sign(y, W).
- * i16 ranges: Q4 lanes sum 16 products <= 15 * 127 (30480); Q6_K lanes 4 products <= 63 * 127;
- * Q8_0 products are widened after every maddubs.
+ * Unsigned weights (Q4_0 0..15, Q5_0 0..31, Q4_K 0..15, Q6_K 0..63) go straight into maddubs;
+ * their offsets are corrected with activation sums (Q4_0 / Q5_0: 8 or 16 * sum(y) per block,
+ * from a per-chunk prepass; Q6_K: 32 * sum(sc * bsums)). Q8_0 weights are signed: |W| times
+ * sign(y, W). i16 ranges: Q4 lanes sum 16 products <= 15 * 127 (30480); Q5_0 and Q6_K lanes
+ * 8 and 4 products <= 31 * 127 and 63 * 127; Q8_0 products are widened after every maddubs.
  */
 #include <immintrin.h>
 #include <stddef.h>
@@ -96,6 +97,25 @@ static inline __m256i nibbles32(const uint8_t *qs)
     __m128i b = _mm_loadu_si128((const __m128i *)(const void *)qs);
     __m128i m = _mm_set1_epi8(15);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+/* Byte j = 0xFF when bit j of the little-endian u32 at p is set. */
+static inline __m256i bits32(const uint8_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    const __m256i spread = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
+                                              0x0303030303030303LL);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), spread);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+/* The 32 five-bit quants (0..31) of a Q5_0 block. */
+static inline __m256i q5_32(const struct lg_block_q5_0 *x)
+{
+    return _mm256_or_si256(nibbles32(x->qs),
+                           _mm256_and_si256(bits32(x->qh), _mm256_set1_epi8(16)));
 }
 
 /* Eight 16-bit values v[j] as i16 pairs (v, v) in lane j: a maddubs result times this gives
@@ -194,6 +214,23 @@ static void pack_q4_0(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_
         PACK8(dst[b].w, DEC_Q4_0, q);
 #undef DEC_Q4_0
         dst[b].d = scales8(q, offsetof(struct lg_block_q4_0, d));
+    }
+}
+
+static void pack_q5_0(const uint8_t *base, size_t rb, int nr, int64_t b0, int64_t nb,
+                      struct pk32 *dst)
+{
+    const size_t bs = sizeof(struct lg_block_q5_0);
+    const uint8_t *p[8];
+    rows8(base, rb, nr, b0, bs, p);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *q[8];
+        for (int j = 0; j < 8; j++)
+            q[j] = p[j] + (size_t)b * bs;
+#define DEC_Q5_0(x) q5_32((const struct lg_block_q5_0 *)(const void *)(x))
+        PACK8(dst[b].w, DEC_Q5_0, q);
+#undef DEC_Q5_0
+        dst[b].d = scales8(q, offsetof(struct lg_block_q5_0, d));
     }
 }
 
@@ -372,6 +409,46 @@ static inline __attribute__((always_inline)) void tile_q4_0(const struct tile_ar
     TILE_END(NT)
 }
 
+/* Q5_0: quants 0..31, so i16 lanes take 4 products (31 * 127 * 8 = 31496) before widening */
+static inline __attribute__((always_inline)) void tile_q5_0(const struct tile_args *a,
+                                                              const int NT)
+{
+    const struct pk32 *pk = a->pk;
+    const __m256i ones = _mm256_set1_epi16(1);
+    TILE_BEGIN(NT)
+    for (int64_t b = 0; b < a->nb; b++) {
+        __m256i s[TT], h[TT];
+        const int8_t *yq[TT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) yq[t] =
+            ((const struct lg_block_q8_0 *)(const void *)a->ya[t])[b].qs;
+        _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++)
+        {
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) h[t] =
+                _mm256_maddubs_epi16(pk[b].w[4 * half], bcast4(yq[t] + 16 * half));
+            _Pragma("GCC unroll 4") for (int k = 1; k < 4; k++)
+            {
+                __m256i w = _mm256_load_si256(pk[b].w + 4 * half + k);
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+                {
+                    h[t] = _mm256_add_epi16(
+                        h[t], _mm256_maddubs_epi16(w, bcast4(yq[t] + 16 * half + 4 * k)));
+                    PIN(h[t]);
+                }
+            }
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) s[t] =
+                half ? _mm256_add_epi32(s[t], _mm256_madd_epi16(h[t], ones))
+                     : _mm256_madd_epi16(h[t], ones);
+        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            __m256i i = _mm256_sub_epi32(s[t], _mm256_set1_epi32(a->sy[t][b]));
+            __m256 sc = _mm256_mul_ps(pk[b].d, _mm256_set1_ps(a->dy[t][b]));
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(i), sc));
+        }
+    }
+    TILE_END(NT)
+}
+
 static inline __attribute__((always_inline)) void tile_q8_0(const struct tile_args *a,
                                                               const int NT)
 {
@@ -515,6 +592,7 @@ static inline __attribute__((always_inline)) void tile_q6_k(const struct tile_ar
     static void name##_4(const struct tile_args *a) { name(a, 4); }
 
 TILE_FNS(tile_q4_0)
+TILE_FNS(tile_q5_0)
 TILE_FNS(tile_q8_0)
 TILE_FNS(tile_q4_k)
 TILE_FNS(tile_q6_k)
@@ -530,7 +608,7 @@ struct gemm_kind {
     int blk;         /* elements per weight block */
     size_t ablk;     /* bytes per activation block */
     size_t pblk;     /* bytes per packed block of 8 rows */
-    int prep;        /* 0 none, 1 Q8_0 scales, 2 Q8_0 scales and 8 * sums */
+    int prep;        /* 0 none, 1 Q8_0 scales, else also prep * sum(y) per block (offset) */
     pack_fn pack;
     tile_fn tile[TT];
 };
@@ -538,6 +616,10 @@ struct gemm_kind {
 static void pack_q4_0_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t nb, void *d)
 {
     pack_q4_0(b, rb, nr, b0, nb, d);
+}
+static void pack_q5_0_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t nb, void *d)
+{
+    pack_q5_0(b, rb, nr, b0, nb, d);
 }
 static void pack_q8_0_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t nb, void *d)
 {
@@ -552,9 +634,12 @@ static void pack_q6_k_v(const uint8_t *b, size_t rb, int nr, int64_t b0, int64_t
     pack_q6_k(b, rb, nr, b0, nb, d);
 }
 
-static const struct gemm_kind K_Q4_0 = {2, 32, sizeof(struct lg_block_q8_0), sizeof(struct pk32), 2,
+static const struct gemm_kind K_Q4_0 = {2, 32, sizeof(struct lg_block_q8_0), sizeof(struct pk32), 8,
                                         pack_q4_0_v,
                                         {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4}};
+static const struct gemm_kind K_Q5_0 = {2, 32, sizeof(struct lg_block_q8_0), sizeof(struct pk32), 16,
+                                        pack_q5_0_v,
+                                        {tile_q5_0_1, tile_q5_0_2, tile_q5_0_3, tile_q5_0_4}};
 static const struct gemm_kind K_Q8_0 = {4, 32, sizeof(struct lg_block_q8_0), sizeof(struct pk32s), 1,
                                         pack_q8_0_v,
                                         {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4}};
@@ -565,10 +650,12 @@ static const struct gemm_kind K_Q6_K = {3, 256, sizeof(struct lg_block_q8_k), si
                                         0, pack_q6_k_v,
                                         {tile_q6_k_1, tile_q6_k_2, tile_q6_k_3, tile_q6_k_4}};
 
-/* Largest packed chunk: Q8_0 with 64 blocks (2048 elements) = 64 * 544 bytes. */
-enum { PACK_BYTES = 64 * 544 };
-_Static_assert(sizeof(struct pk32s) == 544, "pk32s");
-_Static_assert(sizeof(struct pkq6k) * 8 <= PACK_BYTES, "pkq6k chunk");
+/* Packed bytes per chunk of 8 rows: fits L1 (32 KiB) beside the streamed activations.
+ * Blocks per chunk: PACK_BYTES / packed block size, at most MAXB32 (Q4_0 / Q5_0 64 blocks =
+ * 2048 columns, Q8_0 37, Q4_K 8 super-blocks, Q6_K 7). */
+enum { PACK_BYTES = 20 * 1024 };
+_Static_assert(sizeof(struct pkq6k) <= PACK_BYTES && sizeof(struct pk32) * MAXB32 <= PACK_BYTES,
+               "pack chunk");
 
 static void gemm(const struct gemm_kind *g, const struct lg_wmat *w, const void *qx, size_t ldq,
                  float *y, int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1)
@@ -577,9 +664,8 @@ static void gemm(const struct gemm_kind *g, const struct lg_wmat *w, const void 
     float dy[MAXTOK][MAXB32];
     int32_t sy[MAXTOK][MAXB32];
     const int64_t nb_all = w->cols / g->blk;
-    /* blocks per chunk: 2048 elements for 32-blocks (Q8_0's |w|, w doubles the bytes),
-     * 8 super-blocks for the K-quants */
-    const int64_t kcb = g->blk == 32 ? MAXB32 : 8;
+    const int64_t kcb = (int64_t)(PACK_BYTES / g->pblk) < MAXB32 ? (int64_t)(PACK_BYTES / g->pblk)
+                                                                 : MAXB32;
     const uint8_t *wb = w->data, *ab = qx;
     for (int64_t tc = 0; tc < n_tok; tc += MAXTOK) {
         const int64_t nt = n_tok - tc < MAXTOK ? n_tok - tc : MAXTOK;
@@ -592,8 +678,9 @@ static void gemm(const struct gemm_kind *g, const struct lg_wmat *w, const void 
                         b0;
                     for (int64_t b = 0; b < nb; b++) {
                         dy[t][b] = f16(yb[b].d);
-                        if (g->prep == 2) {
-                            __m256i s = _mm256_maddubs_epi16(_mm256_set1_epi8(8), load32(yb[b].qs));
+                        if (g->prep > 1) {
+                            __m256i s = _mm256_maddubs_epi16(_mm256_set1_epi8((char)g->prep),
+                                                             load32(yb[b].qs));
                             s = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
                             __m128i q = _mm_add_epi32(_mm256_castsi256_si128(s),
                                                       _mm256_extracti128_si256(s, 1));
@@ -635,6 +722,7 @@ static void gemm(const struct gemm_kind *g, const struct lg_wmat *w, const void 
     }
 
 GEMM_FN(gemm_q4_0, K_Q4_0)
+GEMM_FN(gemm_q5_0, K_Q5_0)
 GEMM_FN(gemm_q8_0, K_Q8_0)
 GEMM_FN(gemm_q4_k, K_Q4_K)
 GEMM_FN(gemm_q6_k, K_Q6_K)
@@ -707,6 +795,17 @@ GEMV_FN(gemv_q4_0, struct lg_block_q4_0, {
     tot = totals8_i16(p);
 })
 
+GEMV_FN(gemv_q5_0, struct lg_block_q5_0, {
+    __m256i v[8];
+    for (int j = 0; j < 8; j++) {
+        __m256i q = _mm256_sub_epi8(q5_32(&x[j][b]), _mm256_set1_epi8(16));
+        v[j] = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(yq, q)),
+            _mm256_set1_epi16(1));
+    }
+    tot = totals8(v);
+})
+
 GEMV_FN(gemv_q8_0, struct lg_block_q8_0, {
     __m256i v[8];
     for (int j = 0; j < 8; j++) {
@@ -721,6 +820,7 @@ GEMV_FN(gemv_q8_0, struct lg_block_q8_0, {
 lg_gemm_q_fn lg_gemm_avx2(uint32_t type, int64_t n_tok)
 {
     const struct gemm_kind *k = type == LG_QTYPE_Q4_0   ? &K_Q4_0
+                                : type == LG_QTYPE_Q5_0 ? &K_Q5_0
                                 : type == LG_QTYPE_Q8_0 ? &K_Q8_0
                                 : type == LG_QTYPE_Q4_K ? &K_Q4_K
                                 : type == LG_QTYPE_Q6_K ? &K_Q6_K
@@ -728,8 +828,12 @@ lg_gemm_q_fn lg_gemm_avx2(uint32_t type, int64_t n_tok)
     if (!k)
         return NULL;
     if (n_tok < k->min_tok) /* few tokens: the unpacked 8-row kernel where there is one */
-        return type == LG_QTYPE_Q4_0 ? gemv_q4_0 : type == LG_QTYPE_Q8_0 ? gemv_q8_0 : NULL;
+        return type == LG_QTYPE_Q4_0   ? gemv_q4_0
+               : type == LG_QTYPE_Q5_0 ? gemv_q5_0
+               : type == LG_QTYPE_Q8_0 ? gemv_q8_0
+                                       : NULL;
     return type == LG_QTYPE_Q4_0   ? gemm_q4_0
+           : type == LG_QTYPE_Q5_0 ? gemm_q5_0
            : type == LG_QTYPE_Q8_0 ? gemm_q8_0
            : type == LG_QTYPE_Q4_K ? gemm_q4_k
                                    : gemm_q6_k;

@@ -55,17 +55,17 @@ void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w
 
 /* A register-tiled quantized GEMM: the same contract as lg_matmul_q (rows [r0, r1), n_tok
  * tokens, activations in lg_act_type(w->type) rows of ldq bytes), for one weight type. No
- * allocation (stack buffers of about 64 KiB); reentrant. */
+ * allocation (stack buffers of about 53 KiB); reentrant. */
 typedef void (*lg_gemm_q_fn)(const struct lg_wmat *w, const void *qx, size_t ldq, float *y,
                              int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1);
 
 /* The tiled kernel that belongs with a kernel table's dot4 for weight type `type` (the same
  * ISA) for n_tok tokens: the packed GEMM from a per-type token count on (2 to 4: packing costs
  * more than it saves below), an unpacked 8-row kernel for fewer tokens where there is one
- * (Q4_0, Q8_0), else NULL (scalar reference tables, other types: use the dots). */
+ * (Q4_0, Q5_0, Q8_0), else NULL (scalar reference tables, other types: use the dots). */
 lg_gemm_q_fn lg_gemm_q_for(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok);
 
-/* kern/gemm_avx2.c (x86 only): the AVX2 kernel for Q4_0, Q8_0, Q4_K, Q6_K and n_tok tokens as
+/* kern/gemm_avx2.c (x86 only): the AVX2 kernel for Q4_0, Q5_0, Q8_0, Q4_K, Q6_K and n_tok as
  * lg_gemm_q_for describes, or NULL. Each output equals lg_vec_dot_ref's bit for bit when both
  * are compiled without FP contraction (GCC's ISO C mode). Callers must have checked that the
  * CPU has AVX2 + FMA + F16C. */

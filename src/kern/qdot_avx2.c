@@ -125,25 +125,16 @@ static inline int32_t total1(__m256i v)
 
 #define DEC_Q4_0(ib) _mm256_sub_epi8(nibbles32(x[ib].qs), _mm256_set1_epi8(8))
 #define DEC_Q8_0(ib) load32(x[ib].qs)
+#define DEC_Q5_0(ib)                                                                           \
+    _mm256_sub_epi8(_mm256_or_si256(nibbles32(x[ib].qs),                                       \
+                                    _mm256_and_si256(bits32(x[ib].qh), _mm256_set1_epi8(16))), \
+                    _mm256_set1_epi8(16))
 DOT_Q8_0_REF(avx2_q4_0, struct lg_block_q4_0, DEC_Q4_0)
 DOT_Q8_0_REF(avx2_q8_0, struct lg_block_q8_0, DEC_Q8_0)
+DOT_Q8_0_REF(avx2_q5_0, struct lg_block_q5_0, DEC_Q5_0)
 #undef DEC_Q4_0
 #undef DEC_Q8_0
-
-static float avx2_q5_0(const void *w, const void *a, int64_t n)
-{
-    const struct lg_block_q5_0 *x = w;
-    const struct lg_block_q8_0 *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
-        __m256i q = _mm256_or_si256(nibbles32(x[ib].qs),
-                                    _mm256_and_si256(bits32(x[ib].qh), _mm256_set1_epi8(16)));
-        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-        __m256 p = _mm256_cvtepi32_ps(dot_s8(q, load32(y[ib].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
-    }
-    return hsum8(acc);
-}
+#undef DEC_Q5_0
 
 static float avx2_iq4_nl(const void *w, const void *a, int64_t n)
 {
@@ -384,34 +375,7 @@ static float avx2_f16(const void *w, const void *a, int64_t n)
 
 /* ---- four activation rows at once (prefill) --------------------------------------------- */
 
-/* Legacy signed blocks: the block is decoded once into |q| and its sign, then multiplied with
- * 4 activation rows (each a Q8_0 row of lda bytes). */
-#define DOT4_Q8_0(name, blk, decode, wscale)                                                   \
-    static void name(const void *w, const void *a, size_t lda, int64_t n, float *out,         \
-                     int64_t ldo)                                                              \
-    {                                                                                          \
-        const blk *x = w;                                                                      \
-        const uint8_t *ab = a;                                                                 \
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),        \
-                         _mm256_setzero_ps()};                                                 \
-        const __m256i ones = _mm256_set1_epi16(1);                                             \
-        for (int64_t ib = 0; ib < n / LG_QK; ib++) {                                           \
-            __m256i q = decode;                                                                \
-            __m256i aq = _mm256_sign_epi8(q, q);                                               \
-            float dw = wscale;                                                                 \
-            for (int t = 0; t < 4; t++) {                                                      \
-                const struct lg_block_q8_0 *y =                                                \
-                    (const struct lg_block_q8_0 *)(const void *)(ab + t * lda) + ib;           \
-                __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(load32(y->qs), q));      \
-                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));                     \
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16(y->d)), f, acc[t]);           \
-            }                                                                                  \
-        }                                                                                      \
-        for (int t = 0; t < 4; t++)                                                            \
-            out[t * ldo] = hsum8(acc[t]);                                                      \
-    }
-
-/* Q4_0, Q8_0, Q4_K, Q6_K: four reference-order dots, so that dot4 too equals the reference
+/* Q4_0, Q5_0, Q8_0, Q4_K, Q6_K: four reference-order dots, so that dot4 too equals the reference
  * and the GEMM bit for bit (lg_matmul_q runs the GEMM from 2 to 4 tokens on, so these serve
  * other callers only). */
 #define DOT4_OF(name, dot)                                                                     \
@@ -425,18 +389,14 @@ DOT4_OF(avx2_q4_0_x4, avx2_q4_0)
 DOT4_OF(avx2_q8_0_x4, avx2_q8_0)
 DOT4_OF(avx2_q4_k_x4, avx2_q4_k)
 DOT4_OF(avx2_q6_k_x4, avx2_q6_k)
-DOT4_Q8_0(avx2_q5_0_x4, struct lg_block_q5_0,
-          _mm256_sub_epi8(_mm256_or_si256(nibbles32(x[ib].qs),
-                                          _mm256_and_si256(bits32(x[ib].qh),
-                                                           _mm256_set1_epi8(16))),
-                          _mm256_set1_epi8(16)),
-          f16(x[ib].d))
+DOT4_OF(avx2_q5_0_x4, avx2_q5_0)
 
 /* The tiled GEMM goes with this file's dot4 functions (the avx2 and avx512 tables). */
 lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok)
 {
     lg_vec_dot4_fn own = type == LG_QTYPE_Q4_0   ? avx2_q4_0_x4
                          : type == LG_QTYPE_Q8_0 ? avx2_q8_0_x4
+                         : type == LG_QTYPE_Q5_0 ? avx2_q5_0_x4
                          : type == LG_QTYPE_Q4_K ? avx2_q4_k_x4
                          : type == LG_QTYPE_Q6_K ? avx2_q6_k_x4
                                                  : NULL;

@@ -1,7 +1,7 @@
 /* test_gemm.c: the register-tiled quantized GEMMs (kern/gemm_*.c) and their dispatch.
  *
- * For every ISA table this CPU runs and every weight type with a tiled GEMM (Q4_0, Q8_0, Q4_K,
- * Q6_K): lg_gemm_q_for picks the GEMM only for that ISA's own dot4 (never for the scalar
+ * For every ISA table this CPU runs and every weight type with a tiled GEMM (Q4_0, Q5_0, Q8_0,
+ * Q4_K, Q6_K): lg_gemm_q_for picks the GEMM only for that ISA's own dot4 (never for the scalar
  * table), and the GEMM, called directly and through lg_matmul_q, equals the scalar reference
  * dot of every (row, token) on awkward shapes: rows not a multiple of the 8-row tile, row
  * ranges that start mid-tile, 1..13 tokens (and 67, past the 64-token pass), 1..9 blocks of
@@ -47,8 +47,8 @@ static void fill_floats(float *x, int64_t n)
     }
 }
 
-static const uint32_t gemm_types[] = {LG_QTYPE_Q4_0, LG_QTYPE_Q8_0, LG_QTYPE_Q4_K,
-                                      LG_QTYPE_Q6_K};
+static const uint32_t gemm_types[] = {LG_QTYPE_Q4_0, LG_QTYPE_Q5_0, LG_QTYPE_Q8_0,
+                                      LG_QTYPE_Q4_K, LG_QTYPE_Q6_K};
 enum { N_GT = sizeof gemm_types / sizeof gemm_types[0] };
 
 enum { MODE_QUANT, MODE_BYTES, MODE_EXTREME, N_MODES };
@@ -74,7 +74,7 @@ static void make_wrow(uint32_t t, int64_t n, int mode, uint8_t *dst, float *tmp)
         for (size_t i = 0; i < bs; i++)
             p[i] = mode == MODE_EXTREME ? 0xff : (uint8_t)next_u32();
         uint16_t d = small_f16(), dm = small_f16();
-        if (t == LG_QTYPE_Q4_0) {
+        if (t == LG_QTYPE_Q4_0 || t == LG_QTYPE_Q5_0) {
             memcpy(p, &d, 2);
         } else if (t == LG_QTYPE_Q8_0) {
             memcpy(p, &d, 2);
@@ -274,12 +274,12 @@ static void test_isa(const struct lg_kern *k)
                           k->isa, tn, (long long)big[s][0], (long long)big[s][3],
                           (long long)big[s][4], (long long)nblk, (long long)big[s][2], mode, bad);
             }
-        /* the packed GEMM from 4 tokens on; below, Q4_0 / Q8_0 have an unpacked kernel */
+        /* the packed GEMM from 4 tokens on; below, Q4_0 / Q5_0 / Q8_0 have an unpacked kernel */
         CHECK_MSG(lg_gemm_q_for(t, k->vec_dot4[t], 4) == g, "[%s] %s: no GEMM for 4 tokens",
                   k->isa, tn);
         lg_gemm_q_fn g1 = lg_gemm_q_for(t, k->vec_dot4[t], 1);
         CHECK_MSG(g1 != g, "[%s] %s: packed GEMM for 1 token", k->isa, tn);
-        CHECK_MSG((g1 != NULL) == (t == LG_QTYPE_Q4_0 || t == LG_QTYPE_Q8_0),
+        CHECK_MSG((g1 != NULL) == (t == LG_QTYPE_Q4_0 || t == LG_QTYPE_Q5_0 || t == LG_QTYPE_Q8_0),
                   "[%s] %s: one-token kernel %s", k->isa, tn, g1 ? "present" : "missing");
         if (g1)
             for (int s = 0; s < 12; s++) {

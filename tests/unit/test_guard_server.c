@@ -296,7 +296,23 @@ static void test_redact_stream(void)
 
     http("POST", "/api/generate", "{\"model\":\"fake\",\"prompt\":\"email\"}", true, &r);
     CHECK_EQ_INT(r.status, 200);
-    CHECK(strstr(body_of(&r), "[EMAIL] today") != NULL && strstr(body_of(&r), "ice@") == NULL);
+    struct srv_buf all = {0};
+    int n_lines = 0;
+    for (const char *p = body_of(&r); *p; n_lines++) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        json_t *j = json_loadb(p, len, 0, NULL);
+        const char *t = json_string_value(json_object_get(j, "response"));
+        if (t)
+            srv_buf_puts(&all, t);
+        json_decref(j);
+        p += len + (nl ? 1 : 0);
+    }
+    srv_buf_put(&all, "", 1);
+    CHECK_EQ_STR(all.p, "Mail me at [EMAIL] today");
+    CHECK(n_lines >= 3); /* streamed in pieces: the hold-back is the last word, not 361 B */
+    CHECK(strstr(body_of(&r), "ice@") == NULL);
+    srv_buf_free(&all);
     resp_free(&r);
 }
 
@@ -331,13 +347,14 @@ static void test_flush(void)
     const char *o;
     size_t n;
     CHECK_EQ_INT(lg_redactor_feed(r, "x a@b.co", 8, &o, &n, &err), LG_OK);
-    CHECK_EQ_INT(n, 0); /* all held back */
+    CHECK(n == 2 && !memcmp(o, "x ", 2)); /* the e-mail may go on: held back */
     CHECK_EQ_INT(lg_redactor_flush(r, &o, &n, &err), LG_OK);
-    CHECK(n == 9 && !memcmp(o, "x [EMAIL]", 9));
+    CHECK(n == 7 && !memcmp(o, "[EMAIL]", 7));
     CHECK_EQ_INT(lg_redactor_count(r), 1);
     CHECK_EQ_INT(lg_redactor_feed(r, " and c@d.org", 12, &o, &n, &err), LG_OK);
+    CHECK(n == 5 && !memcmp(o, " and ", 5));
     CHECK_EQ_INT(lg_redactor_finish(r, &o, &n, &err), LG_OK);
-    CHECK(n == 12 && !memcmp(o, " and [EMAIL]", 12));
+    CHECK(n == 7 && !memcmp(o, "[EMAIL]", 7));
     CHECK_EQ_INT(lg_redactor_count(r), 2);
     lg_redactor_destroy(r);
     lg_policy_free(p);

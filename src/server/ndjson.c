@@ -83,6 +83,8 @@ static void nd_send(struct srv_buf *out, json_t *line_steal)
 
 static const char *ollama_done_reason(enum lg_finish f)
 {
+    if (f == SRV_FINISH_CONTENT_FILTER) /* an output policy rule ended the answer */
+        return "content_filter";
     switch (f) {
     case LG_FINISH_LENGTH: return "length";
     case LG_FINISH_LOAD: return "load";

@@ -118,6 +118,8 @@ void srv_accum_free(struct srv_accum *a)
 
 static const char *oai_finish(enum lg_finish f, bool had_calls)
 {
+    if (f == SRV_FINISH_CONTENT_FILTER) /* an output policy rule ended the answer */
+        return "content_filter";
     switch (f) {
     case LG_FINISH_LENGTH: return "length";
     case LG_FINISH_TOOL_CALLS: return "tool_calls";

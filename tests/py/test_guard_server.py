@@ -312,6 +312,13 @@ def test_output_deny(port, keys, raw):
     cut = raw.find("\nContact")
     check(r.status == 200 and cut > 0 and got == EMAIL_RE.sub("[EMAIL]", raw[:cut]),
           "output deny stops before the match: %r (raw %r)" % (got, raw))
+    check((r.json() or {}).get("done_reason") == "content_filter",
+          "ollama done_reason content_filter: %r" % (r.json() or {}).get("done_reason"))
+    r = req(port, "POST", "/v1/completions", {"model": MODEL, "prompt": EMAIL_PROMPT,
+                                               "temperature": 0, "max_tokens": 12},
+            key=keys["gen"])
+    fr = ((r.json() or {}).get("choices") or [{}])[0].get("finish_reason")
+    check(r.status == 200 and fr == "content_filter", "openai finish_reason %r" % fr)
 
 
 def test_canary_requests(port, keys):

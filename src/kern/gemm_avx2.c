@@ -771,6 +771,9 @@ static inline __m256i totals8_i16(const __m256i p[8])
                                                                   (size_t)t * ldq);            \
                 __m256 acc = _mm256_setzero_ps();                                              \
                 for (int64_t b = 0; b < nb; b++) {                                             \
+                    if (t == 0) /* 8 row streams: help the prefetcher, ~4 lines ahead */       \
+                        for (int j = 0; j < 8; j++)                                            \
+                            _mm_prefetch((const char *)(x[j] + b) + 256, _MM_HINT_T0);         \
                     const __m256i yq = load32(ya[b].qs);                                       \
                     __m256i tot;                                                               \
                     BODY                                                                       \

@@ -265,7 +265,9 @@ static void speed(const char *name, const struct lg_vocab *v, const struct entry
     printf("%s: 1 MB corpus text -> %zu tokens in %.3f s; 10 MB -> %zu tokens in %.3f s "
            "(ratio %.1f, CPU time)\n", name, n1, t1, n10, t10, t10 / t1);
     CHECK_MSG(t1 < 1.0, "%s: 1 MB took %.3f s", name, t1);
-    CHECK_MSG(t10 < 12 * t1 + 0.05, "%s: 10 MB took %.3f s, 1 MB %.3f s", name, t10, t1);
+    /* linear: 10x the text ~ 10x the time. The bound only has to catch superlinear work
+     * (quadratic would be ~100x); a busy machine skews single timings by a few x. */
+    CHECK_MSG(t10 < 25 * t1 + 0.05, "%s: 10 MB took %.3f s, 1 MB %.3f s", name, t10, t1);
 
     /* worst cases, 1 MB each */
     static const char *const unit[] = {"a", "\n", " ", "<eos>", "\xF0\x9F\x98\x80", "\xFF"};

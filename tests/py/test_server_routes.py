@@ -36,24 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
 VOCAB = os.path.join(ROOT, "tests", "golden", "tok", "gemma4-mini-vocab.gguf")
 TINY = os.path.join(ROOT, "tests", "golden", "model", "gemma3.q8_0.gguf")
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
 
 
 def post(port, path, body, timeout=30):
@@ -563,8 +546,8 @@ def main():
         Origin.slow_stop.set()
         origin.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("test_server_routes: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("test_server_routes: %d passed, %d failed" % (T.passed, T.failed))
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

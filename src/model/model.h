@@ -152,7 +152,9 @@ void lg_state_opts_default(struct lg_state_opts *o);
 enum lg_status lg_model_state_create_opts(const struct lg_model *m, const struct lg_state_opts *o,
                                           struct lg_model_state **out, struct lg_err *err);
 /* Exactly the bytes lg_model_state_create_opts() allocates (KV + activations + scratch) for
- * this configuration, without allocating (the memory planner, `estimate`). */
+ * this configuration, without allocating (the memory planner, `estimate`). Not counted: the
+ * thread pool's threads (their stacks are part of the planner's process baseline). 0 for
+ * invalid options. */
 size_t lg_model_state_bytes(const struct lg_model_cfg *cfg, size_t max_cols,
                             const struct lg_state_opts *o);
 

@@ -184,15 +184,13 @@ static json_t *model_info(const char *path, json_t **template_out)
 
 int srv_route_ollama_show(struct srv_conn *c)
 {
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
     const struct lg_server_config *cfg = srv_conn_config(c);
     json_t *root;
+    int reply;
+    if (!srv_body_json(c, &root, &reply))
+        return reply;
     struct lg_err err = {0};
-    enum lg_status st = lg_json_parse(body, n, cfg->max_body_bytes, LG_JSON_MAX_DEPTH, true,
-                                      &root, &err);
-    if (st != LG_OK)
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    enum lg_status st;
     const char *name;
     st = lg_json_get_str(root, "", "model", LG_GEN_MODEL_NAME_MAX - 1, &name, NULL, &err);
     if (st == LG_ERR_NOT_FOUND) /* older clients send "name" */
@@ -261,15 +259,13 @@ int srv_route_ollama_ps(struct srv_conn *c)
 
 int srv_route_ollama_delete(struct srv_conn *c)
 {
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
     const struct lg_server_config *cfg = srv_conn_config(c);
     json_t *root;
+    int reply;
+    if (!srv_body_json(c, &root, &reply))
+        return reply;
     struct lg_err err = {0};
-    enum lg_status st = lg_json_parse(body, n, cfg->max_body_bytes, LG_JSON_MAX_DEPTH, true,
-                                      &root, &err);
-    if (st != LG_OK)
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    enum lg_status st;
     const char *name;
     size_t len;
     st = lg_json_get_str(root, "", "model", LG_GEN_MODEL_NAME_MAX - 1, &name, &len, &err);

@@ -282,15 +282,13 @@ int srv_route_ollama_pull(struct srv_conn *c)
     int ret = srv_task_resume(c, &had); /* called again after a deferred pull ended */
     if (had)
         return ret;
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
     const struct lg_server_config *cfg = srv_conn_config(c);
     json_t *root;
+    int reply;
+    if (!srv_body_json(c, &root, &reply))
+        return reply;
     struct lg_err err = {0};
-    enum lg_status st = lg_json_parse(body, n, cfg->max_body_bytes, LG_JSON_MAX_DEPTH, true,
-                                      &root, &err);
-    if (st != LG_OK)
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    enum lg_status st;
     struct pull_job *j = calloc(1, sizeof *j);
     if (!j) {
         json_decref(root);

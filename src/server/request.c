@@ -854,3 +854,16 @@ enum lg_status srv_get_openai_sampling(const json_t *root, struct lg_gen_req *r,
     r->stream = stream;
     return LG_OK;
 }
+
+bool srv_body_json(struct srv_conn *c, json_t **root, int *reply)
+{
+    size_t n;
+    const char *body = srv_conn_body(c, &n);
+    struct lg_err err = {0};
+    enum lg_status st = lg_json_parse(body, n, srv_conn_config(c)->max_body_bytes,
+                                      LG_JSON_MAX_DEPTH, true, root, &err);
+    if (st == LG_OK)
+        return true;
+    *reply = srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    return false;
+}

@@ -274,6 +274,9 @@ enum srv_err_style { SRV_ERR_OPENAI, SRV_ERR_OLLAMA };
 typedef int (*srv_handler_fn)(struct srv_conn *c);
 
 const char *srv_conn_body(const struct srv_conn *c, size_t *n);
+/* The body parsed as JSON within the server's size and depth limits. On failure the error
+ * reply is queued, *reply holds what the route returns, and false comes back. */
+bool srv_body_json(struct srv_conn *c, json_t **root, int *reply);
 const struct lg_server_config *srv_conn_config(const struct srv_conn *c);
 const char *srv_conn_url(const struct srv_conn *c);
 bool srv_conn_is_head(const struct srv_conn *c);

@@ -241,14 +241,12 @@ static int reply_status(struct srv_conn *c, unsigned http, const struct lg_err *
 
 int srv_route_tokenize(struct srv_conn *c)
 {
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
     json_t *root;
+    int reply;
+    if (!srv_body_json(c, &root, &reply))
+        return reply;
     struct lg_err err = {0};
-    enum lg_status st = lg_json_parse(body, n, srv_conn_config(c)->max_body_bytes,
-                                      LG_JSON_MAX_DEPTH, true, &root, &err);
-    if (st != LG_OK)
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    enum lg_status st;
     const char *text;
     size_t len;
     bool add_special = false, parse_special = true, with_pieces = false;
@@ -297,14 +295,12 @@ int srv_route_tokenize(struct srv_conn *c)
 
 int srv_route_detokenize(struct srv_conn *c)
 {
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
     json_t *root;
+    int reply;
+    if (!srv_body_json(c, &root, &reply))
+        return reply;
     struct lg_err err = {0};
-    enum lg_status st = lg_json_parse(body, n, srv_conn_config(c)->max_body_bytes,
-                                      LG_JSON_MAX_DEPTH, true, &root, &err);
-    if (st != LG_OK)
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    enum lg_status st;
     json_t *arr;
     bool special = true;
     st = lg_json_get_arr(root, "", "tokens", TOKZ_MAX_IDS, &arr, &err);

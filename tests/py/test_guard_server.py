@@ -367,9 +367,12 @@ def fd_targets(pid):
 
 
 def proc_rss_kb(pid):
+    """Anonymous resident memory (heap, stacks): what a leak grows. VmRSS also counts pages of
+    the mmapped model, and each new token id faults in rows of the embedding table, so VmRSS
+    grows with the variety of tokens a run happens to generate, leak or not."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return -1
 

@@ -1,7 +1,16 @@
 /* metrics.c: Prometheus text exposition (format 0.0.4) of request counts by route and status,
  * token counts, in-flight generations, engine queue depth, time-to-first-token and decode
- * speed histograms. Counters are process-wide atomics (one server per process), updated from
- * the MHD thread and the engine thread. Nothing here ever holds request text. */
+ * speed histograms, and the C heap. Counters are process-wide atomics (one server per
+ * process), updated from the MHD thread and the engine thread. Nothing here ever holds
+ * request text.
+ *
+ * Heap gauges, because RSS is a poor leak signal under glibc: each thread allocates from
+ * its own arena, and memory freed inside an arena (or above a raised dynamic mmap threshold)
+ * stays resident until the arena's top can be trimmed. After a burst of requests RSS can
+ * sit megabytes higher with nothing leaked. In-use bytes move only with live allocations;
+ * free bytes are what the allocator holds for reuse (resident or not). The server's
+ * watchdog trims the heap once generations stop (server.c); the trim gauges tell when. */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +23,8 @@ static const unsigned status_codes[N_STATUS] = {200, 204, 400, 401, 403, 404, 40
 static atomic_llong req_count[SRV_R_COUNT][N_STATUS];
 static atomic_llong tokens_prompt, tokens_completion;
 static atomic_int inflight;
+static atomic_bool trim_pending;
+static atomic_llong trims;
 
 /* Histograms: cumulative buckets computed at render time from per-bucket counts. */
 static const double ttft_le[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
@@ -82,6 +93,13 @@ void srv_metrics_inflight(int delta)
     atomic_fetch_add(&inflight, delta);
 }
 
+void srv_metrics_heap_trim(bool pending, bool trimmed)
+{
+    atomic_store(&trim_pending, pending);
+    if (trimmed)
+        atomic_fetch_add(&trims, 1);
+}
+
 void srv_metrics_reset(void)
 {
     for (int r = 0; r < SRV_R_COUNT; r++)
@@ -90,6 +108,8 @@ void srv_metrics_reset(void)
     atomic_store(&tokens_prompt, 0);
     atomic_store(&tokens_completion, 0);
     atomic_store(&inflight, 0);
+    atomic_store(&trim_pending, false);
+    atomic_store(&trims, 0);
     struct hist *hs[2] = {&ttft_hist, &tps_hist};
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i <= N_BUCKETS; i++)
@@ -166,6 +186,23 @@ void srv_metrics_render(struct srv_buf *o, const struct lg_engine_stats *es)
                 "# TYPE localgemma_kv_total_bytes gauge\n"
                 "localgemma_kv_total_bytes %llu\n", (unsigned long long)es->kv_total_bytes);
     }
+    struct mallinfo2 mi = mallinfo2(); /* all arenas, each locked in turn: a few µs */
+    putf(o, "# HELP localgemma_heap_inuse_bytes C heap bytes allocated and not freed (malloc "
+            "arenas and mmapped chunks).\n"
+            "# TYPE localgemma_heap_inuse_bytes gauge\n"
+            "localgemma_heap_inuse_bytes %zu\n", mi.uordblks + mi.hblkhd);
+    putf(o, "# HELP localgemma_heap_free_bytes Freed C heap bytes the allocator keeps in its "
+            "arenas for reuse (resident until trimmed).\n"
+            "# TYPE localgemma_heap_free_bytes gauge\n"
+            "localgemma_heap_free_bytes %zu\n", mi.fordblks);
+    putf(o, "# HELP localgemma_heap_trims_total Idle trims: freed heap memory handed back to "
+            "the system after generations.\n"
+            "# TYPE localgemma_heap_trims_total counter\n"
+            "localgemma_heap_trims_total %lld\n", (long long)atomic_load(&trims));
+    putf(o, "# HELP localgemma_heap_trim_pending 1 while generations have run since the last "
+            "idle trim.\n"
+            "# TYPE localgemma_heap_trim_pending gauge\n"
+            "localgemma_heap_trim_pending %d\n", atomic_load(&trim_pending) ? 1 : 0);
     render_hist(o, "localgemma_ttft_seconds", "Time from submit to the first generated token.",
                 &ttft_hist, ttft_le);
     render_hist(o, "localgemma_decode_tokens_per_second", "Decode speed per request.",

@@ -29,14 +29,12 @@ static enum lg_status opt_text(const json_t *root, const char *key, char **dst,
 enum lg_status srv_parse_ollama_generate(const char *body, size_t n, size_t max_bytes,
                                          struct srv_parsed *out, struct lg_err *err)
 {
-    srv_parsed_init(out, LG_API_OLLAMA_GENERATE);
-    struct lg_gen_req *r = &out->req;
     json_t *root;
-    enum lg_status st = lg_json_parse(body, n, max_bytes, LG_JSON_MAX_DEPTH, true, &root, err);
+    enum lg_status st =
+        srv_parse_begin(body, n, max_bytes, LG_API_OLLAMA_GENERATE, out, &root, err);
     if (st != LG_OK)
         return st;
-    if ((st = srv_get_model(root, r, err)) != LG_OK)
-        goto done;
+    struct lg_gen_req *r = &out->req;
     if ((st = opt_text(root, "prompt", &r->prompt, err)) != LG_OK ||
         (st = opt_text(root, "system", &r->system, err)) != LG_OK ||
         (st = opt_text(root, "suffix", &r->suffix, err)) != LG_OK)
@@ -83,18 +81,5 @@ done:
 
 int srv_route_ollama_generate(struct srv_conn *c)
 {
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
-    struct srv_parsed *p = malloc(sizeof *p);
-    if (!p)
-        return srv_reply_error(c, 500, "out of memory");
-    struct lg_err err = {0};
-    enum lg_status st =
-        srv_parse_ollama_generate(body, n, srv_conn_config(c)->max_body_bytes, p, &err);
-    if (st != LG_OK) {
-        srv_parsed_free(p);
-        free(p);
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
-    }
-    return srv_generate(c, p);
+    return srv_route_generation(c, srv_parse_ollama_generate);
 }

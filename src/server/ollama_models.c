@@ -185,23 +185,18 @@ static json_t *model_info(const char *path, json_t **template_out)
 int srv_route_ollama_show(struct srv_conn *c)
 {
     const struct lg_server_config *cfg = srv_conn_config(c);
+    const char *name;
+    bool verbose = false;
+    const struct srv_field fields[] = {
+        {"model", "name", SRV_FIELD_STR, true, LG_GEN_MODEL_NAME_MAX - 1, &name, NULL},
+        {"verbose", NULL, SRV_FIELD_BOOL, false, 0, &verbose, NULL},
+    };
     json_t *root;
     int reply;
-    if (!srv_body_json(c, &root, &reply))
+    if (!srv_body_fields(c, fields, sizeof fields / sizeof fields[0], &root, &reply))
         return reply;
     struct lg_err err = {0};
     enum lg_status st;
-    const char *name;
-    st = lg_json_get_str(root, "", "model", LG_GEN_MODEL_NAME_MAX - 1, &name, NULL, &err);
-    if (st == LG_ERR_NOT_FOUND) /* older clients send "name" */
-        st = lg_json_get_str(root, "", "name", LG_GEN_MODEL_NAME_MAX - 1, &name, NULL, &err);
-    bool verbose = false;
-    if (st == LG_OK)
-        st = srv_opt_bool(root, "", "verbose", &verbose, &err);
-    if (st != LG_OK) {
-        json_decref(root);
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
-    }
     struct srv_model_info m;
     st = srv_models_find(cfg, name, &m, &err);
     json_t *tmpl = NULL, *info = NULL;
@@ -260,21 +255,17 @@ int srv_route_ollama_ps(struct srv_conn *c)
 int srv_route_ollama_delete(struct srv_conn *c)
 {
     const struct lg_server_config *cfg = srv_conn_config(c);
+    const char *name;
+    size_t len;
+    const struct srv_field fields[] = {
+        {"model", "name", SRV_FIELD_STR, true, LG_GEN_MODEL_NAME_MAX - 1, &name, &len},
+    };
     json_t *root;
     int reply;
-    if (!srv_body_json(c, &root, &reply))
+    if (!srv_body_fields(c, fields, sizeof fields / sizeof fields[0], &root, &reply))
         return reply;
     struct lg_err err = {0};
     enum lg_status st;
-    const char *name;
-    size_t len;
-    st = lg_json_get_str(root, "", "model", LG_GEN_MODEL_NAME_MAX - 1, &name, &len, &err);
-    if (st == LG_ERR_NOT_FOUND)
-        st = lg_json_get_str(root, "", "name", LG_GEN_MODEL_NAME_MAX - 1, &name, &len, &err);
-    if (st != LG_OK) {
-        json_decref(root);
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
-    }
     if (!cfg->store) {
         json_decref(root);
         return srv_reply_error(c, 501, "this server has no model store; use `localgemma rm`");

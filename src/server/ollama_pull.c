@@ -23,9 +23,10 @@
  * The transfer is lg_store_pull() (resume, sha256, atomic publish) on a worker thread
  * (stream.c), with its own store handle opened from the server store's root so it never
  * outlives a handle the server closes. Progress lines are throttled to ~10 per second.
- * Stopping the server ends the stream with {"error":"server shutting down"}; the transfer
- * cannot be interrupted from outside lg_store_pull, so it is parked at its next progress
- * callback and the partial download stays resumable. */
+ * The pull stops within about a second (lg_store_pull's cancel hook polling
+ * srv_task_cancelled) when the client hangs up, streamed or not, and when the server stops
+ * (the stream then ends with {"error":"server shutting down"}). Nothing is published then,
+ * and the partial download stays resumable by the next pull of the same URL. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,22 +83,16 @@ static void emit_status(struct pull_job *j, const char *status)
     emit(j, json_pack("{s:s}", "status", status));
 }
 
-/* A stopping server must not wait for the download, and the transfer cannot be aborted
- * from here: park the worker where it touches nothing shared until the process exits. */
-static void park_if_stopping(struct pull_job *j)
+/* The client hung up or the server is stopping: nobody will see the result. */
+static bool on_cancel(void *user)
 {
-    if (!srv_task_stopping(j->t))
-        return;
-    for (;;) {
-        struct timespec ts = {1, 0};
-        nanosleep(&ts, NULL);
-    }
+    struct pull_job *j = user;
+    return srv_task_cancelled(j->t);
 }
 
 static void on_progress(void *user, uint64_t done, uint64_t total)
 {
     struct pull_job *j = user;
-    park_if_stopping(j);
     int64_t t = now_ns();
     bool last = total > 0 && done >= total;
     if (!last && j->last_emit_ns && t - j->last_emit_ns < PULL_EMIT_INTERVAL_MS * 1000000LL)
@@ -137,7 +132,6 @@ static enum lg_status on_inspect(void *user, const char *path, struct lg_store_m
     if (!j->have_name && !lg_store_default_name(j->url, &m->gguf, &m->name))
         return lg_err_set(err, LG_ERR_INVALID_ARG, "cannot derive a model name from %s; give "
                           "it in \"model\" and the URL in \"url\"", j->url);
-    park_if_stopping(j);
     j->sent_manifest = true;
     emit_status(j, "writing manifest");
     return LG_OK;
@@ -181,6 +175,8 @@ static void pull_main(struct srv_task *t, void *user)
         o.user = j;
         o.inspect = on_inspect;
         o.inspect_user = j;
+        o.cancel = on_cancel;
+        o.cancel_user = j;
         st = lg_store_pull(s, &o, &m, NULL, &err);
         lg_store_close(s);
     }
@@ -212,28 +208,20 @@ static bool is_url(const char *s)
     return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
 }
 
-/* Fills j from the request body. On error err names the field. */
-static enum lg_status parse_pull(const json_t *root, struct pull_job *j, bool *stream,
+/* The body's fields, borrowed from its JSON (srv_body_fields). */
+struct pull_fields {
+    const char *model, *url, *sha;
+    size_t model_len, url_len;
+    bool stream, insecure;
+};
+
+/* Fills j from the fields: which is the URL, the store name, the digest. On error err names
+ * the field. */
+static enum lg_status parse_pull(const struct pull_fields *f, struct pull_job *j,
                                  struct lg_err *err)
 {
-    const char *model = NULL, *url = NULL, *sha = NULL;
-    size_t model_len = 0, url_len = 0;
-    bool insecure = false;
-    enum lg_status st = lg_json_get_str(root, "", "model", PULL_URL_MAX, &model, &model_len,
-                                        err);
-    if (st == LG_ERR_NOT_FOUND)
-        st = lg_json_get_str(root, "", "name", PULL_URL_MAX, &model, &model_len, err);
-    if (st != LG_OK && st != LG_ERR_NOT_FOUND)
-        return st;
-    st = lg_json_get_str(root, "", "url", PULL_URL_MAX, &url, &url_len, err);
-    if (st != LG_OK && st != LG_ERR_NOT_FOUND)
-        return st;
-    st = lg_json_get_str(root, "", "sha256", 80, &sha, NULL, err);
-    if (st != LG_OK && st != LG_ERR_NOT_FOUND)
-        return st;
-    if ((st = srv_opt_bool(root, "", "stream", stream, err)) != LG_OK ||
-        (st = srv_opt_bool(root, "", "insecure", &insecure, err)) != LG_OK)
-        return st;
+    const char *model = f->model, *url = f->url, *sha = f->sha;
+    size_t model_len = f->model_len, url_len = f->url_len;
     if (!model && !url)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "model: required");
     if (model && !url && is_url(model)) {
@@ -283,9 +271,17 @@ int srv_route_ollama_pull(struct srv_conn *c)
     if (had)
         return ret;
     const struct lg_server_config *cfg = srv_conn_config(c);
+    struct pull_fields f = {.stream = true};
+    const struct srv_field fields[] = {
+        {"model", "name", SRV_FIELD_STR, false, PULL_URL_MAX, &f.model, &f.model_len},
+        {"url", NULL, SRV_FIELD_STR, false, PULL_URL_MAX, &f.url, &f.url_len},
+        {"sha256", NULL, SRV_FIELD_STR, false, 80, &f.sha, NULL},
+        {"stream", NULL, SRV_FIELD_BOOL, false, 0, &f.stream, NULL},
+        {"insecure", NULL, SRV_FIELD_BOOL, false, 0, &f.insecure, NULL}, /* accepted, unused */
+    };
     json_t *root;
     int reply;
-    if (!srv_body_json(c, &root, &reply))
+    if (!srv_body_fields(c, fields, sizeof fields / sizeof fields[0], &root, &reply))
         return reply;
     struct lg_err err = {0};
     enum lg_status st;
@@ -294,8 +290,8 @@ int srv_route_ollama_pull(struct srv_conn *c)
         json_decref(root);
         return srv_reply_error(c, 503, "out of memory");
     }
-    bool stream = true;
-    st = parse_pull(root, j, &stream, &err);
+    st = parse_pull(&f, j, &err);
+    bool stream = f.stream;
     json_decref(root);
     if (st != LG_OK) {
         free(j);

@@ -11,14 +11,12 @@
 enum lg_status srv_parse_openai_completions(const char *body, size_t n, size_t max_bytes,
                                             struct srv_parsed *out, struct lg_err *err)
 {
-    srv_parsed_init(out, LG_API_OPENAI_COMPLETIONS);
-    struct lg_gen_req *r = &out->req;
     json_t *root;
-    enum lg_status st = lg_json_parse(body, n, max_bytes, LG_JSON_MAX_DEPTH, true, &root, err);
+    enum lg_status st =
+        srv_parse_begin(body, n, max_bytes, LG_API_OPENAI_COMPLETIONS, out, &root, err);
     if (st != LG_OK)
         return st;
-    if ((st = srv_get_model(root, r, err)) != LG_OK)
-        goto done;
+    struct lg_gen_req *r = &out->req;
     json_t *pv;
     if ((st = lg_json_get_any(root, "", "prompt", &pv, err)) != LG_OK)
         goto done;
@@ -62,13 +60,7 @@ enum lg_status srv_parse_openai_completions(const char *body, size_t n, size_t m
     if ((st = srv_opt_int(root, "", "logprobs", 0, 5, &v, &have, err)) != LG_OK)
         goto done;
     r->top_logprobs = have ? (int32_t)v : -1;
-    json_t *so;
-    st = lg_json_get_obj(root, "", "stream_options", &so, err);
-    if (st == LG_OK)
-        st = srv_opt_bool(so, "stream_options", "include_usage", &out->include_usage, err);
-    if (st != LG_OK && st != LG_ERR_NOT_FOUND)
-        goto done;
-    st = LG_OK;
+    st = srv_get_stream_options(root, out, err);
 done:
     json_decref(root);
     return st;
@@ -76,18 +68,5 @@ done:
 
 int srv_route_openai_completions(struct srv_conn *c)
 {
-    size_t n;
-    const char *body = srv_conn_body(c, &n);
-    struct srv_parsed *p = malloc(sizeof *p);
-    if (!p)
-        return srv_reply_error(c, 500, "out of memory");
-    struct lg_err err = {0};
-    enum lg_status st =
-        srv_parse_openai_completions(body, n, srv_conn_config(c)->max_body_bytes, p, &err);
-    if (st != LG_OK) {
-        srv_parsed_free(p);
-        free(p);
-        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
-    }
-    return srv_generate(c, p);
+    return srv_route_generation(c, srv_parse_openai_completions);
 }

@@ -240,6 +240,122 @@ enum lg_status srv_get_model(const json_t *root, struct lg_gen_req *r, struct lg
     return LG_OK;
 }
 
+enum lg_status srv_parse_begin(const char *body, size_t n, size_t max_bytes, enum lg_api api,
+                               struct srv_parsed *out, json_t **root, struct lg_err *err)
+{
+    srv_parsed_init(out, api);
+    *root = NULL;
+    json_t *o;
+    enum lg_status st = lg_json_parse(body, n, max_bytes, LG_JSON_MAX_DEPTH, true, &o, err);
+    if (st != LG_OK)
+        return st;
+    if ((st = srv_get_model(o, &out->req, err)) != LG_OK) {
+        json_decref(o);
+        return st;
+    }
+    *root = o;
+    return LG_OK;
+}
+
+enum lg_status srv_get_messages(const json_t *root, bool ollama, struct lg_gen_req *r,
+                                struct lg_err *err)
+{
+    json_t *msgs;
+    enum lg_status st = lg_json_get_arr(root, "", "messages", SRV_MAX_MESSAGES, &msgs, err);
+    if (st == LG_ERR_NOT_FOUND && ollama)
+        msgs = NULL;
+    else if (st != LG_OK)
+        return st;
+    else if (!ollama && json_array_size(msgs) == 0)
+        return lg_err_set(err, LG_ERR_FORMAT, "messages: must not be empty");
+    r->messages = json_array();
+    if (!r->messages)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        char p[LG_JSON_PATH_MAX];
+        lg_json_path_index(p, "messages", i);
+        if ((st = srv_canon_message(m, p, ollama, r->messages, err)) != LG_OK)
+            return st;
+    }
+    return LG_OK;
+}
+
+enum lg_status srv_get_tool_choice(const json_t *root, bool ollama, struct lg_gen_req *r,
+                                   struct lg_err *err)
+{
+    const json_t *tc = json_object_get(root, "tool_choice");
+    if (!tc || json_is_null(tc))
+        return LG_OK;
+    if (json_is_string(tc)) {
+        const char *v = json_string_value(tc);
+        if (!strcmp(v, "none")) {
+            json_decref(r->tools);
+            r->tools = NULL;
+        } else if (!strcmp(v, "required")) {
+            r->tool_choice = LG_TOOL_CHOICE_REQUIRED;
+        } else if (ollama && strcmp(v, "auto") != 0) {
+            return lg_err_set(err, LG_ERR_FORMAT, "tool_choice: expected \"auto\", \"none\", "
+                              "\"required\" or an object");
+        }
+        return LG_OK;
+    }
+    if (!json_is_object(tc))
+        return lg_err_set(err, LG_ERR_FORMAT, "tool_choice: expected string or object, got %s",
+                          lg_json_type_name(tc));
+    /* {"type": "function", "function": {"name": "f"}}: f must be declared */
+    const char *nm = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+    bool declared = false;
+    size_t k;
+    json_t *t;
+    json_array_foreach(r->tools, k, t) {
+        const char *tn = json_string_value(json_object_get(t, "name"));
+        declared |= nm && tn && !strcmp(tn, nm);
+    }
+    if (!nm || !declared || strlen(nm) >= sizeof r->tool_choice_name)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "tool_choice.function.name: %s",
+                          nm ? "not one of the declared tools" : "missing");
+    r->tool_choice = LG_TOOL_CHOICE_NAMED;
+    snprintf(r->tool_choice_name, sizeof r->tool_choice_name, "%s", nm);
+    return LG_OK;
+}
+
+enum lg_status srv_get_logprobs(const json_t *root, struct lg_gen_req *r, struct lg_err *err)
+{
+    bool logprobs = false;
+    enum lg_status st = srv_opt_bool(root, "", "logprobs", &logprobs, err);
+    if (st != LG_OK)
+        return st;
+    int64_t top = 0;
+    if ((st = srv_opt_int(root, "", "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &top, NULL,
+                          err)) != LG_OK)
+        return st;
+    r->top_logprobs = logprobs ? (int32_t)top : -1;
+    return LG_OK;
+}
+
+enum lg_status srv_get_stream_options(const json_t *root, struct srv_parsed *out,
+                                      struct lg_err *err)
+{
+    json_t *so;
+    enum lg_status st = lg_json_get_obj(root, "", "stream_options", &so, err);
+    if (st == LG_OK)
+        st = srv_opt_bool(so, "stream_options", "include_usage", &out->include_usage, err);
+    return st == LG_ERR_NOT_FOUND ? LG_OK : st;
+}
+
+enum lg_status srv_get_reasoning_budget(const json_t *root, struct lg_gen_req *r,
+                                        struct lg_err *err)
+{
+    int64_t budget = -1;
+    enum lg_status st = srv_opt_int(root, "", "reasoning_budget", -1, INT32_MAX, &budget, NULL,
+                                    err);
+    if (st == LG_OK)
+        r->think_budget = (int32_t)budget;
+    return st;
+}
+
 static enum lg_status add_stop(struct lg_gen_req *r, const json_t *v, const char *path,
                                struct lg_err *err)
 {
@@ -865,5 +981,45 @@ bool srv_body_json(struct srv_conn *c, json_t **root, int *reply)
     if (st == LG_OK)
         return true;
     *reply = srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    return false;
+}
+
+bool srv_body_fields(struct srv_conn *c, const struct srv_field *f, size_t n_f, json_t **root,
+                     int *reply)
+{
+    if (!srv_body_json(c, root, reply))
+        return false;
+    struct lg_err err = {0};
+    enum lg_status st = LG_OK;
+    for (size_t i = 0; i < n_f && st == LG_OK; i++) {
+        const char *key = f[i].key;
+        for (int pass = 0; pass < 2; pass++) {
+            switch (f[i].type) {
+            case SRV_FIELD_STR:
+                st = lg_json_get_str(*root, "", key, f[i].max, f[i].out, f[i].n_out, &err);
+                break;
+            case SRV_FIELD_BOOL:
+                st = lg_json_get_bool(*root, "", key, f[i].out, &err);
+                break;
+            case SRV_FIELD_ARR:
+                st = lg_json_get_arr(*root, "", key, f[i].max, f[i].out, &err);
+                break;
+            }
+            if (st != LG_ERR_NOT_FOUND || !f[i].alt || pass == 1)
+                break;
+            key = f[i].alt; /* absent: try the older name */
+        }
+        if (st == LG_ERR_NOT_FOUND && !f[i].required)
+            st = LG_OK;
+        else if (st == LG_ERR_NOT_FOUND)
+            lg_err_set(&err, LG_ERR_NOT_FOUND, "%s: required", f[i].key);
+    }
+    if (st == LG_OK)
+        return true;
+    json_decref(*root);
+    *root = NULL;
+    /* a missing or malformed field is the client's error: 400, never 404 */
+    *reply = srv_reply_error(c, st == LG_ERR_NOT_FOUND ? 400 : srv_status_http(st), "%s",
+                             err.msg);
     return false;
 }

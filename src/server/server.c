@@ -13,16 +13,15 @@
  * the mutex, so exactly one resume follows each suspend, and a suspended connection cannot
  * be closed under us (MHD does not time out or close suspended connections).
  *
- * Guardrails (cfg.guard, src/guard/guard.h "Wiring"): authenticate() after the Host/CORS
- * checks (401/403; /, /health open); admission with rate limits for every other route when
- * its headers are in, for generations in srv_generate() once the model is known (403/429),
- * followed by the tool allow-list and the input policy (400 content_policy); the output
- * filter (gen_filter: redaction / output deny) between the engine's events and the writers,
- * for streamed and whole answers alike; at the end of every audited request the slot is
- * released and one audit record written — by on_completed() for plain requests, by the last
- * gen_release() for generations (which may run on the engine thread). */
+ * Guardrails (cfg.guard): guard_glue.c does the work; this file calls it at fixed points —
+ * authentication after the Host/CORS checks (401/403; /, /health open), admission with rate
+ * limits for every other route once its headers are in, for generations in srv_generate()
+ * once the model is known (403/429, then the tool allow-list and the input policy), the
+ * output filter on every engine event (srv_gen_filter, under gen->mu), and the audit record
+ * at the end: on_completed() for plain requests, the last gen_release() for generations. */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -36,111 +35,18 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "base/sha256.h"
-#include "guard/guard.h"
 #include "json/json.h"
-#include "server/server.h"
+#include "server/server_int.h"
 
 enum {
-    M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8, M_OPTIONS = 16,
     SRV_STREAM_BLOCK = 8 * 1024,
     SRV_MAX_HEADERS = 100,            /* header fields per request (hardening.md G9) */
     SRV_MAX_HEADER_BYTES = 16 * 1024, /* names + values (G9) */
-    SRV_MAX_URL_BYTES = 8 * 1024      /* request target (G9: 414) */
+    SRV_MAX_URL_BYTES = 8 * 1024,     /* request target (G9: 414) */
+    SRV_IDLE_TRIM_TICKS = 10          /* watchdog ticks (100 ms) idle before malloc_trim */
 };
 
-struct srv_gen {
-    pthread_mutex_t mu;
-    int refs;
-    struct srv_parsed *p;
-    struct MHD_Connection *mc;
-    int fd;          /* mc's socket, watched for hang-ups while suspended */
-    struct lg_server *srv;
-    bool suspended;  /* we suspended mc and nobody resumed it yet */
-    bool finished;   /* terminal event received (or forced at shutdown) */
-    bool first_seen; /* a first delta arrived (TTFT recorded) */
-    struct srv_buf out;  /* streaming: bytes not yet handed to MHD */
-    size_t out_pos;
-    struct srv_accum acc; /* non-streaming */
-    struct srv_sse sse;
-    struct srv_ndjson nd;
-    int64_t t_submit_ns;
-    struct srv_gen *next, *prev; /* server list, under srv->gens_mu */
-    /* guard: output filter, accounting and the audit record written at the last release */
-    struct lg_redactor *red;  /* NULL when the policy has no output rule */
-    int red_kind;             /* event kind whose text red holds back, -1 none */
-    int64_t red_count0;       /* redactions when the held-back logprobs began */
-    struct lg_gen_logprob *lp; /* logprobs of held-back text (deep copies) */
-    int32_t n_lp, cap_lp;
-    bool denied;              /* an output deny rule matched: generation stopped */
-    char deny_rule[LG_GUARD_RULE_MAX];
-    int32_t n_deltas;         /* text/tool events (token estimate when no usage arrives) */
-    struct lg_gen_usage usage;
-    const char *finish_name;  /* for the audit */
-    bool audit;               /* this srv_gen owns the request's audit record */
-    struct lg_identity id;
-    unsigned status;          /* HTTP status sent (copied from the connection) */
-    int64_t t0_ns;            /* request start */
-    char route[80];
-    char client[INET6_ADDRSTRLEN];
-    char decisions[256];
-    char *prompt_text;        /* audit_content only */
-    struct srv_buf answer;    /* audit_content only: the answer as sent (redacted) */
-};
-
-struct srv_route {
-    const char *path;
-    bool prefix;
-    unsigned methods;
-    srv_handler_fn fn;
-    enum srv_route_id id;
-};
-
-struct lg_server {
-    struct lg_server_config cfg;
-    struct MHD_Daemon *d;
-    uint16_t port;
-    char bind_host[INET6_ADDRSTRLEN];
-    bool bind_wildcard;
-    bool loopback; /* the bind address is a loopback address */
-    /* with a wildcard bind: the numeric addresses of this machine's interfaces, which are
-     * accepted as Host (an IP literal cannot be rebound by DNS) */
-    char local_addrs[16][INET6_ADDRSTRLEN];
-    int n_local_addrs;
-    atomic_bool draining;
-    pthread_mutex_t gens_mu;
-    struct srv_gen *gens;
-    int n_gens;
-    pthread_t watchdog;
-    atomic_bool watchdog_stop;
-};
-
-struct srv_conn {
-    struct lg_server *srv;
-    struct MHD_Connection *mc;
-    const struct srv_route *route;
-    enum srv_route_id rid;
-    enum srv_err_style style;
-    const char *url;
-    unsigned method;
-    const char *origin; /* allowed Origin to echo, or NULL */
-    struct srv_buf body;
-    bool too_large;
-    uint64_t n_received; /* body bytes seen, kept or not */
-    bool responded;
-    unsigned status;
-    struct srv_gen *gen;
-    int64_t t0_ns;
-    /* guard */
-    struct lg_identity id; /* set by authentication; id.admitted while holding a slot */
-    bool audit;            /* write an audit record when the request completes */
-    bool security;         /* 401/403/429/policy decision: the record is fsynced */
-    char decisions[256];
-    char model[LG_GEN_MODEL_NAME_MAX];
-    char *prompt_text;     /* audit_content only */
-};
-
-static int64_t mono_ns(void)
+int64_t srv_mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -179,16 +85,25 @@ static unsigned method_bit(const char *m)
     return 0;
 }
 
+static const char *const method_names[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS"};
+
+const char *srv_method_name(unsigned m)
+{
+    for (unsigned i = 0; i < 5; i++)
+        if (m == (1u << i))
+            return method_names[i];
+    return "?";
+}
+
 static void allow_header(unsigned methods, char *out, size_t n)
 {
-    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS"};
     out[0] = '\0';
     for (unsigned i = 0; i < 5; i++) {
         if (!(methods & (1u << i)))
             continue;
         if (out[0])
             strncat(out, ", ", n - strlen(out) - 1);
-        strncat(out, names[i], n - strlen(out) - 1);
+        strncat(out, method_names[i], n - strlen(out) - 1);
     }
 }
 
@@ -244,14 +159,9 @@ static void log_request(const struct srv_conn *c, unsigned status)
 {
     if (!c->srv->cfg.log_requests)
         return;
-    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS"};
-    const char *m = "?";
-    for (unsigned i = 0; i < 5; i++)
-        if (c->method == (1u << i))
-            m = names[i];
     /* path only: never bodies, queries or headers (no prompt text in logs) */
-    fprintf(stderr, "localgemma serve: %s %.200s %u %.1fms\n", m, c->url, status,
-            (double)(mono_ns() - c->t0_ns) / 1e6);
+    fprintf(stderr, "localgemma serve: %s %.200s %u %.1fms\n", srv_method_name(c->method),
+            c->url, status, (double)(srv_mono_ns() - c->t0_ns) / 1e6);
 }
 
 static int queue(struct srv_conn *c, unsigned status, struct MHD_Response *r)
@@ -282,8 +192,8 @@ int srv_reply_text(struct srv_conn *c, unsigned status, const char *content_type
     return queue(c, status, r);
 }
 
-static int reply_json_hdr(struct srv_conn *c, unsigned status, json_t *body,
-                          const char *hdr, const char *val)
+int srv_reply_json_hdr(struct srv_conn *c, unsigned status, json_t *body, const char *hdr,
+                       const char *val)
 {
     struct srv_buf b = {0};
     srv_buf_put_json(&b, body);
@@ -307,10 +217,10 @@ int srv_reply_json(struct srv_conn *c, unsigned status, json_t *body_steal)
 {
     if (!body_steal)
         return MHD_NO;
-    return reply_json_hdr(c, status, body_steal, NULL, NULL);
+    return srv_reply_json_hdr(c, status, body_steal, NULL, NULL);
 }
 
-static json_t *error_body(enum srv_err_style style, unsigned status, const char *msg)
+json_t *srv_error_body(enum srv_err_style style, unsigned status, const char *msg)
 {
     if (style == SRV_ERR_OPENAI)
         return srv_openai_error((int)status, msg);
@@ -320,7 +230,7 @@ static json_t *error_body(enum srv_err_style style, unsigned status, const char 
 static int reply_error_hdr(struct srv_conn *c, unsigned status, const char *hdr,
                            const char *val, const char *msg)
 {
-    return reply_json_hdr(c, status, error_body(c->style, status, msg), hdr, val);
+    return srv_reply_json_hdr(c, status, srv_error_body(c->style, status, msg), hdr, val);
 }
 
 int srv_reply_error(struct srv_conn *c, unsigned status, const char *fmt, ...)
@@ -350,151 +260,7 @@ bool srv_conn_draining(const struct srv_conn *c)
     return atomic_load(&c->srv->draining);
 }
 
-/* ---- guard: replies, decisions, audit records ---- */
-
-static const char *method_name(unsigned m)
-{
-    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS"};
-    for (unsigned i = 0; i < 5; i++)
-        if (m == (1u << i))
-            return names[i];
-    return "?";
-}
-
-static void add_decision(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void add_decision(char *buf, size_t cap, const char *fmt, ...)
-{
-    size_t n = strnlen(buf, cap);
-    if (n + 2 >= cap)
-        return;
-    if (n)
-        buf[n++] = ';';
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + n, cap - n, fmt, ap);
-    va_end(ap);
-}
-
-/* "POST /v1/chat/completions": the method and path only (no query, no body). */
-static void route_str(const struct srv_conn *c, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s %.70s", method_name(c->method), c->url);
-}
-
-static void client_addr(struct MHD_Connection *mc, char *out, size_t cap)
-{
-    out[0] = '\0';
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
-        return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-                  (socklen_t)cap);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-                  (socklen_t)cap);
-}
-
-/* A guard refusal: 401 (+ WWW-Authenticate), 403, 429 (+ Retry-After), 400 content_policy,
- * in the route's error style; OpenAI errors carry the guard's code. */
-static int reply_guard(struct srv_conn *c, const struct lg_guard_reply *r)
-{
-    c->security = true;
-    unsigned status = r->http_status >= 400 && r->http_status <= 599 ? (unsigned)r->http_status
-                                                                      : 500;
-    json_t *body = error_body(c->style, status, r->message);
-    if (!body)
-        return MHD_NO;
-    if (c->style == SRV_ERR_OPENAI) {
-        json_t *e = json_object_get(body, "error");
-        if (e && r->code[0])
-            json_object_set_new(e, "code", json_string(r->code));
-    }
-    if (status == 429) {
-        char retry[24];
-        snprintf(retry, sizeof retry, "%lld",
-                 (long long)(r->retry_after_s > 0 ? r->retry_after_s : 1));
-        return reply_json_hdr(c, status, body, "Retry-After", retry);
-    }
-    if (status == 401)
-        return reply_json_hdr(c, status, body, "WWW-Authenticate", "Bearer");
-    return reply_json_hdr(c, status, body, NULL, NULL);
-}
-
-static void audit_write(struct lg_server *s, const struct lg_audit_rec *rec)
-{
-    struct lg_err e = {0};
-    if (lg_guard_audit(s->cfg.guard, rec, &e) != LG_OK)
-        fprintf(stderr, "localgemma serve: audit log: %s\n", e.msg);
-}
-
-/* End of a request that did not start a generation (or whose submit failed): release the
- * admission slot and write its audit record. MHD thread. */
-static void conn_audit(struct srv_conn *c, bool completed_ok)
-{
-    struct lg_server *s = c->srv;
-    lg_guard_finish(s->cfg.guard, &c->id, 0);
-    char route[80], client[INET6_ADDRSTRLEN];
-    route_str(c, route, sizeof route);
-    client_addr(c->mc, client, sizeof client);
-    unsigned st = c->responded ? c->status : 0;
-    const char *fin = !completed_ok || !st ? "cancelled"
-                      : st == 401 || st == 403 || st == 429 || c->security ? "rejected"
-                      : st < 400 ? "ok" : "error";
-    struct lg_audit_rec rec = {
-        .key = c->id.key.name, .route = route, .model = c->model, .status = (int)st,
-        .latency_ms = (mono_ns() - c->t0_ns) / 1000000, .finish = fin,
-        .decisions = c->decisions, .client = client, .security = c->security,
-        .prompt_text = c->prompt_text};
-    audit_write(s, &rec);
-}
-
 /* ---- generations ---- */
-
-static void lp_clear(struct srv_gen *g)
-{
-    for (int32_t i = 0; i < g->n_lp; i++) {
-        struct lg_gen_logprob *l = &g->lp[i];
-        for (int32_t j = 0; j < l->n_top; j++)
-            free((void *)(uintptr_t)l->top[j].token);
-        free((void *)(uintptr_t)l->top);
-        free((void *)(uintptr_t)l->token);
-    }
-    g->n_lp = 0;
-}
-
-/* The audit record of a generation (any thread: the last reference may be the engine's). */
-static void gen_audit(struct srv_gen *g)
-{
-    struct lg_server *s = g->srv;
-    bool have_usage = g->usage.prompt_tokens || g->usage.completion_tokens;
-    int64_t n_prompt = g->usage.prompt_tokens;
-    /* no DONE (cancelled, error): each text/tool event carried at least one token */
-    int64_t n_completion = have_usage ? g->usage.completion_tokens : g->n_deltas;
-    lg_guard_finish(s->cfg.guard, &g->id, n_prompt + n_completion);
-    if (g->red) {
-        char sum[160];
-        lg_redactor_summary(g->red, sum, sizeof sum);
-        add_decision(g->decisions, sizeof g->decisions, "redact:%s", sum[0] ? sum : "none");
-    }
-    if (g->denied)
-        add_decision(g->decisions, sizeof g->decisions, "output:deny:%s", g->deny_rule);
-    if (g->answer.n)
-        srv_buf_put(&g->answer, "", 1);
-    unsigned st = g->status;
-    struct lg_audit_rec rec = {
-        .key = g->id.key.name, .route = g->route, .model = g->p->req.model, .status = (int)st,
-        .n_prompt = n_prompt, .n_completion = n_completion,
-        .latency_ms = (mono_ns() - g->t0_ns) / 1000000,
-        .finish = g->finish_name ? g->finish_name : "cancelled", .decisions = g->decisions,
-        .client = g->client, .security = g->denied || st == 401 || st == 403 || st == 429,
-        .prompt_text = g->prompt_text,
-        .answer_text = g->answer.n && !g->answer.oom ? g->answer.p : NULL};
-    audit_write(s, &rec);
-}
 
 static void gen_release(struct srv_gen *g)
 {
@@ -504,13 +270,7 @@ static void gen_release(struct srv_gen *g)
     if (left > 0)
         return;
     struct lg_server *s = g->srv;
-    if (g->audit)
-        gen_audit(g);
-    lg_redactor_destroy(g->red);
-    lp_clear(g);
-    free(g->lp);
-    free(g->prompt_text);
-    srv_buf_free(&g->answer);
+    srv_guard_gen_end(g);
     pthread_mutex_lock(&s->gens_mu);
     if (g->prev)
         g->prev->next = g->next;
@@ -535,8 +295,7 @@ static bool is_openai(const struct srv_gen *g)
     return g->p->req.api == LG_API_OPENAI_CHAT || g->p->req.api == LG_API_OPENAI_COMPLETIONS;
 }
 
-/* Under g->mu: the event into the accumulator or the stream buffer. */
-static void gen_format(struct srv_gen *g, const struct lg_gen_event *ev)
+void srv_gen_format(struct srv_gen *g, const struct lg_gen_event *ev)
 {
     if (!g->p->req.stream)
         srv_accum_event(&g->acc, ev);
@@ -544,164 +303,6 @@ static void gen_format(struct srv_gen *g, const struct lg_gen_event *ev)
         srv_sse_event(&g->sse, ev, &g->out);
     else
         srv_ndjson_event(&g->nd, ev, &g->out);
-}
-
-/* ---- the output filter (policy redaction / deny) between the engine and the writers ----
- * Text events go through one lg_redactor, which holds back up to lg_policy_holdback() bytes;
- * when the channel changes (reasoning → content → tool call → end) the held-back text is
- * flushed first, so the event order is kept. Logprobs of held-back text wait with it and
- * are sent with the flushed text only if no redaction happened meanwhile (a redacted
- * token's logprob entry would reveal it); otherwise they are dropped. All under g->mu. */
-
-static char *dupn(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p) {
-        if (n)
-            memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
-static bool lp_push(struct srv_gen *g, const struct lg_gen_event *ev)
-{
-    for (int32_t i = 0; i < ev->n_logprobs; i++) {
-        if (g->n_lp == g->cap_lp) {
-            int32_t cap = g->cap_lp ? g->cap_lp * 2 : 16;
-            struct lg_gen_logprob *np = realloc(g->lp, (size_t)cap * sizeof *np);
-            if (!np)
-                return false;
-            g->lp = np;
-            g->cap_lp = cap;
-        }
-        const struct lg_gen_logprob *src = &ev->logprobs[i];
-        struct lg_gen_logprob *d = &g->lp[g->n_lp++];
-        memset(d, 0, sizeof *d);
-        d->logprob = src->logprob;
-        d->n_token = src->n_token;
-        d->token = dupn(src->token, src->n_token);
-        struct lg_gen_top_logprob *top =
-            src->n_top > 0 ? calloc((size_t)src->n_top, sizeof *top) : NULL;
-        d->top = top;
-        if (!d->token || (src->n_top > 0 && !top))
-            return false;
-        for (int32_t j = 0; j < src->n_top; j++) {
-            top[j].logprob = src->top[j].logprob;
-            top[j].n_token = src->top[j].n_token;
-            top[j].token = dupn(src->top[j].token, src->top[j].n_token);
-            d->n_top = j + 1;
-            if (!top[j].token)
-                return false;
-        }
-    }
-    return true;
-}
-
-/* A text event as the client gets it. */
-static void gen_text(struct srv_gen *g, enum lg_gen_event_kind kind, const char *text, size_t n,
-                     bool with_lp)
-{
-    struct lg_gen_event e = {.kind = kind, .text = text, .n_text = n};
-    if (with_lp && g->n_lp > 0) {
-        e.logprobs = g->lp;
-        e.n_logprobs = g->n_lp;
-    }
-    if (n == 0 && e.n_logprobs == 0)
-        return;
-    if (kind == LG_GEN_EV_CONTENT && g->srv->cfg.audit_content)
-        srv_buf_put(&g->answer, text, n);
-    gen_format(g, &e);
-}
-
-/* Stops the generation: an output deny rule matched (or the filter failed: fail closed). */
-static void gen_deny(struct srv_gen *g)
-{
-    struct lg_decision d = {0};
-    lg_redactor_denied(g->red, &d);
-    g->denied = true;
-    snprintf(g->deny_rule, sizeof g->deny_rule, "%s", d.rule[0] ? d.rule : "filter-error");
-    atomic_store(&g->p->req.cancel, true);
-}
-
-static void red_flush(struct srv_gen *g)
-{
-    if (!g->red || g->red_kind < 0 || g->denied) {
-        lp_clear(g);
-        g->red_kind = -1;
-        return;
-    }
-    const char *o = "";
-    size_t n = 0;
-    struct lg_err e = {0};
-    bool ok = lg_redactor_flush(g->red, &o, &n, &e) == LG_OK;
-    bool denied = !ok || lg_redactor_denied(g->red, NULL);
-    gen_text(g, (enum lg_gen_event_kind)g->red_kind, o, n,
-             !denied && lg_redactor_count(g->red) == g->red_count0);
-    if (denied)
-        gen_deny(g);
-    lp_clear(g);
-    g->red_count0 = lg_redactor_count(g->red);
-    g->red_kind = -1;
-}
-
-/* One engine event through the filter to the writer. */
-static void gen_filter(struct srv_gen *g, const struct lg_gen_event *ev)
-{
-    bool text = ev->kind == LG_GEN_EV_CONTENT || ev->kind == LG_GEN_EV_REASONING;
-    bool terminal = ev->kind == LG_GEN_EV_DONE || ev->kind == LG_GEN_EV_ERROR;
-    if (!terminal)
-        g->n_deltas++;
-    if (!(text && g->red) || g->red_kind != (int)ev->kind)
-        red_flush(g); /* the channel changes or ends */
-    if (g->denied) {
-        if (terminal) { /* end the answer as filtered, whatever the engine says next */
-            struct lg_gen_event d = {.kind = LG_GEN_EV_DONE,
-                                     .finish = SRV_FINISH_CONTENT_FILTER};
-            if (ev->kind == LG_GEN_EV_DONE) {
-                d.usage = ev->usage;
-                d.timings = ev->timings;
-            } else {
-                d.usage.completion_tokens = g->n_deltas;
-            }
-            g->usage = d.usage;
-            gen_format(g, &d);
-        }
-        return;
-    }
-    if (text && g->red) {
-        g->red_kind = (int)ev->kind;
-        const char *o = "";
-        size_t n = 0;
-        struct lg_err e = {0};
-        if (!lp_push(g, ev) ||
-            lg_redactor_feed(g->red, ev->text ? ev->text : "", ev->n_text, &o, &n, &e) !=
-                LG_OK) {
-            gen_deny(g);
-            return;
-        }
-        gen_text(g, ev->kind, o, n, false);
-        if (lg_redactor_denied(g->red, NULL)) {
-            gen_deny(g);
-            lp_clear(g);
-        }
-        return;
-    }
-    if (ev->kind == LG_GEN_EV_CONTENT && g->srv->cfg.audit_content)
-        srv_buf_put(&g->answer, ev->text, ev->n_text);
-    gen_format(g, ev);
-}
-
-static const char *finish_name(enum lg_finish f)
-{
-    switch (f) {
-    case LG_FINISH_STOP: return "stop";
-    case LG_FINISH_LENGTH: return "length";
-    case LG_FINISH_TOOL_CALLS: return "tool_calls";
-    case LG_FINISH_LOAD: return "load";
-    case LG_FINISH_UNLOAD: return "unload";
-    default: return "content_filter";
-    }
 }
 
 /* Engine thread. Formats the event, wakes the connection, drops the engine's reference
@@ -714,7 +315,7 @@ static void on_emit(void *ctx, const struct lg_gen_event *ev)
     if (!g->finished) {
         if (!g->first_seen && ev->kind <= LG_GEN_EV_TOOL_CALL) {
             g->first_seen = true;
-            srv_metrics_ttft((double)(mono_ns() - g->t_submit_ns) / 1e9);
+            srv_metrics_ttft((double)(srv_mono_ns() - g->t_submit_ns) / 1e9);
         }
         if (ev->kind == LG_GEN_EV_DONE) {
             srv_metrics_tokens(ev->usage.prompt_tokens, ev->usage.completion_tokens);
@@ -722,10 +323,10 @@ static void on_emit(void *ctx, const struct lg_gen_event *ev)
                 srv_metrics_tps((double)ev->usage.completion_tokens * 1e9 /
                                 (double)ev->timings.eval_ns);
         }
-        gen_filter(g, ev);
+        srv_gen_filter(g, ev);
         if (ev->kind == LG_GEN_EV_DONE && !g->denied) {
             g->usage = ev->usage;
-            g->finish_name = finish_name(ev->finish);
+            g->finish_name = srv_finish_name(ev->finish);
         } else if (terminal) {
             g->finish_name = g->denied ? "content_filter"
                              : ev->status == LG_ERR_CANCELLED ? "cancelled" : "error";
@@ -778,7 +379,7 @@ static void stream_free(void *cls)
 static void random_hex(char *out, size_t n_hex)
 {
     static atomic_uint_fast64_t counter;
-    uint64_t x = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32) ^
+    uint64_t x = (uint64_t)srv_mono_ns() ^ ((uint64_t)getpid() << 32) ^
                  (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
     for (size_t i = 0; i < n_hex; i++) {
         x ^= x >> 12;
@@ -801,98 +402,13 @@ static int reply_gen_result(struct srv_conn *c, struct srv_gen *g)
     return srv_reply_json(c, 200, body);
 }
 
-/* One piece of client text through the input policy; true (reply queued) when denied. */
-static bool input_denied(struct srv_conn *c, const char *t, size_t n, struct srv_buf *all,
-                         int *ret)
-{
-    if (!t || !n)
-        return false;
-    if (all) {
-        if (all->n)
-            srv_buf_put(all, "\n", 1);
-        srv_buf_put(all, t, n);
-    }
-    struct lg_decision d = {0};
-    struct lg_guard_reply r;
-    if (lg_guard_check_input(c->srv->cfg.guard, &c->id, t, n, &d, &r) == LG_OK)
-        return false;
-    add_decision(c->decisions, sizeof c->decisions, "input:deny:%s",
-                 d.rule[0] ? d.rule : r.code);
-    *ret = reply_guard(c, &r);
-    return true;
-}
-
-/* guard.h steps 2 and 3 for a parsed generation request: admission with the model name,
- * the tool allow-list for every declared tool, the input policy over every piece of text
- * the client sent. false = refused (reply queued in *ret). */
-static bool guard_generation(struct srv_conn *c, const struct srv_parsed *p, int *ret)
-{
-    struct lg_server *s = c->srv;
-    struct lg_guard *gd = s->cfg.guard;
-    const struct lg_gen_req *q = &p->req;
-    struct lg_guard_reply r;
-    snprintf(c->model, sizeof c->model, "%s", q->model);
-    if (lg_guard_admit(gd, &c->id, q->model, &r) != LG_OK) {
-        add_decision(c->decisions, sizeof c->decisions, "admit:%s", r.code);
-        *ret = reply_guard(c, &r);
-        return false;
-    }
-    size_t i;
-    json_t *t;
-    if (q->tools) {
-        json_array_foreach(q->tools, i, t) {
-            const char *name = json_string_value(json_object_get(t, "name"));
-            if (name && !lg_guard_tool_allowed(gd, &c->id, q->model, name)) {
-                add_decision(c->decisions, sizeof c->decisions, "tool:deny");
-                memset(&r, 0, sizeof r);
-                r.http_status = 403;
-                snprintf(r.code, sizeof r.code, "tool_not_allowed");
-                snprintf(r.message, sizeof r.message, "tool '%.64s' is not allowed for this "
-                         "key or model by the server's policy", name);
-                *ret = reply_guard(c, &r);
-                return false;
-            }
-        }
-        add_decision(c->decisions, sizeof c->decisions, "tools:allow");
-    }
-    struct srv_buf all = {0};
-    struct srv_buf *keep = s->cfg.audit_content ? &all : NULL;
-    bool denied = false;
-    if (q->kind == LG_PROMPT_CHAT && q->messages) {
-        json_array_foreach(q->messages, i, t) {
-            const char *keys[] = {"content", "thinking"};
-            for (size_t k = 0; k < 2 && !denied; k++) {
-                json_t *v = json_object_get(t, keys[k]);
-                if (json_is_string(v))
-                    denied = input_denied(c, json_string_value(v), json_string_length(v), keep,
-                                          ret);
-            }
-            if (denied)
-                break;
-        }
-    } else {
-        const char *texts[] = {q->system, q->prompt, q->suffix};
-        for (size_t k = 0; k < 3 && !denied; k++)
-            denied = texts[k] && input_denied(c, texts[k], strlen(texts[k]), keep, ret);
-    }
-    if (all.n && !all.oom) {
-        srv_buf_put(&all, "", 1);
-        c->prompt_text = all.p;
-    } else {
-        srv_buf_free(&all);
-    }
-    if (!denied)
-        add_decision(c->decisions, sizeof c->decisions, "input:allow");
-    return !denied;
-}
-
 int srv_generate(struct srv_conn *c, struct srv_parsed *p)
 {
     struct lg_server *s = c->srv;
     const struct lg_engine_ops *eng = s->cfg.engine;
     if (s->cfg.guard && eng && !atomic_load(&s->draining)) {
         int ret = MHD_NO;
-        if (!guard_generation(c, p, &ret)) {
+        if (!srv_guard_generation(c, p, &ret)) {
             srv_parsed_free(p);
             free(p);
             return ret;
@@ -919,21 +435,12 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
     g->fd = ci ? (int)ci->connect_fd : -1;
     g->srv = s;
     g->refs = 2; /* connection + engine */
-    g->red_kind = -1;
-    if (s->cfg.guard) {
-        const struct lg_policy *pol = lg_guard_policy(s->cfg.guard);
-        if (lg_policy_holdback(pol) > 0 && !(g->red = lg_redactor_create(pol))) {
-            pthread_mutex_destroy(&g->mu);
-            free(g);
-            srv_parsed_free(p);
-            free(p);
-            return srv_reply_error(c, 503, "out of memory");
-        }
-        g->id = c->id;
-        g->t0_ns = c->t0_ns;
-        route_str(c, g->route, sizeof g->route);
-        client_addr(c->mc, g->client, sizeof g->client);
-        snprintf(g->decisions, sizeof g->decisions, "%s", c->decisions);
+    if (!srv_guard_gen_init(g, c)) {
+        pthread_mutex_destroy(&g->mu);
+        free(g);
+        srv_parsed_free(p);
+        free(p);
+        return srv_reply_error(c, 503, "out of memory");
     }
     bool openai = is_openai(g);
     p->reasoning_as_reasoning = s->cfg.reasoning_key_reasoning;
@@ -955,9 +462,10 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
         s->gens->prev = g;
     s->gens = g;
     s->n_gens++;
+    s->gen_since_trim = true;
     pthread_mutex_unlock(&s->gens_mu);
     srv_metrics_inflight(1);
-    g->t_submit_ns = mono_ns();
+    g->t_submit_ns = srv_mono_ns();
 
     struct lg_err err = {0};
     enum lg_status st = eng->submit(s->cfg.engine_self, &p->req, NULL, &err);
@@ -970,14 +478,7 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
         return srv_reply_error(c, srv_status_http(st), "%s", err.msg[0] ? err.msg : "failed");
     }
     c->gen = g;
-    if (s->cfg.guard) { /* from here the srv_gen owns the slot and the audit record */
-        pthread_mutex_lock(&g->mu);
-        g->audit = true;
-        g->prompt_text = c->prompt_text;
-        c->prompt_text = NULL;
-        pthread_mutex_unlock(&g->mu);
-        c->id.admitted = false;
-    }
+    srv_guard_gen_adopt(g, c); /* from here the srv_gen owns the slot and the audit record */
     if (!p->req.stream) {
         pthread_mutex_lock(&g->mu);
         bool done = g->finished;
@@ -1004,19 +505,48 @@ int srv_generate(struct srv_conn *c, struct srv_parsed *p)
     return queue(c, 200, r);
 }
 
+int srv_route_generation(struct srv_conn *c, srv_parse_fn parse)
+{
+    size_t n;
+    const char *body = srv_conn_body(c, &n);
+    struct srv_parsed *p = malloc(sizeof *p);
+    if (!p)
+        return srv_reply_error(c, 500, "out of memory");
+    struct lg_err err = {0};
+    enum lg_status st = parse(body, n, c->srv->cfg.max_body_bytes, p, &err);
+    if (st != LG_OK) {
+        srv_parsed_free(p);
+        free(p);
+        return srv_reply_error(c, srv_status_http(st), "%s", err.msg);
+    }
+    return srv_generate(c, p);
+}
+
 /* While a connection is suspended MHD does not notice that the client hung up, and a
  * non-streamed request (or a stream during a long prefill) sends nothing that could fail.
  * This thread polls the sockets of suspended connections every 100 ms and sets the cancel
  * flag of any whose peer closed, so the engine stops within a step (hardening.md §6). The
  * fd stays valid while gen->suspended is true: MHD cannot close a suspended connection, and
- * the flag is cleared (under gen->mu, which we hold) before anyone resumes it. */
+ * the flag is cleared (under gen->mu, which we hold) before anyone resumes it.
+ *
+ * The same thread hands memory back after a burst: glibc keeps what a thread frees in that
+ * thread's arena, resident (with parallel slots, megabytes after a burst of requests: RSS
+ * stays up with nothing leaked). Once no generation has run for a second it calls
+ * malloc_trim(0), once per burst: a pass over every arena's free lists, milliseconds for a
+ * heap this size (60 ms for a pathological 130 MiB of small fragments), each arena locked in
+ * turn, so at worst a request arriving just then waits that long for one malloc. */
 static void *watchdog_main(void *arg)
 {
     struct lg_server *s = arg;
+    int idle_ticks = 0;
     while (!atomic_load(&s->watchdog_stop)) {
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&s->gens_mu);
+        idle_ticks = s->n_gens > 0 ? 0 : idle_ticks + 1;
+        bool trim = s->gen_since_trim && idle_ticks >= SRV_IDLE_TRIM_TICKS;
+        if (trim)
+            s->gen_since_trim = false;
         for (struct srv_gen *g = s->gens; g; g = g->next) {
             pthread_mutex_lock(&g->mu);
             if (g->suspended && !g->finished && g->fd >= 0 &&
@@ -1027,7 +557,11 @@ static void *watchdog_main(void *arg)
             }
             pthread_mutex_unlock(&g->mu);
         }
+        bool pending = s->gen_since_trim;
         pthread_mutex_unlock(&s->gens_mu);
+        if (trim)
+            malloc_trim(0);
+        srv_metrics_heap_trim(pending, trim); /* after the trim: a test may measure then */
     }
     return NULL;
 }
@@ -1081,69 +615,6 @@ static const char *origin_allowed(const struct lg_server *s, const char *origin)
             return origin;
     }
     return NULL;
-}
-
-static bool key_ok(const struct lg_server *s, const char *auth)
-{
-    if (s->cfg.n_keys == 0)
-        return true;
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-        return false;
-    const char *key = auth + 7;
-    while (*key == ' ')
-        key++;
-    uint8_t d[LG_SHA256_BYTES];
-    lg_sha256(key, strlen(key), d);
-    /* constant time over every key: no early exit on the first match or byte */
-    unsigned match = 0;
-    for (size_t i = 0; i < s->cfg.n_keys; i++) {
-        unsigned diff = 0;
-        for (size_t j = 0; j < LG_SHA256_BYTES; j++)
-            diff |= (unsigned)(d[j] ^ s->cfg.key_digests[i][j]);
-        match |= (unsigned)(diff == 0);
-    }
-    return match != 0;
-}
-
-/* Authentication (guard.h step 1). Returns true when a response was queued (refused). */
-static bool authenticate(struct srv_conn *c, int *ret)
-{
-    struct lg_server *s = c->srv;
-    const char *auth = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Authorization");
-    if (!s->cfg.guard) {
-        if (key_ok(s, auth))
-            return false;
-        *ret = reply_error_hdr(c, 401, "WWW-Authenticate", "Bearer",
-                               "missing or invalid API key (Authorization: Bearer KEY)");
-        return true;
-    }
-    c->audit = true;
-    if (s->cfg.no_auth) { /* loopback only (checked at start) */
-        memset(&c->id, 0, sizeof c->id);
-        c->id.anonymous = true;
-        c->id.key.scope = LG_SCOPE_ADMIN;
-        add_decision(c->decisions, sizeof c->decisions, "auth:none");
-        return false;
-    }
-    struct lg_guard_reply r;
-    if (lg_guard_authenticate(s->cfg.guard, auth, c->url, &c->id, &r) != LG_OK) {
-        add_decision(c->decisions, sizeof c->decisions, "auth:%s", r.code);
-        *ret = reply_guard(c, &r);
-        return true;
-    }
-    if (c->id.anonymous && !s->loopback) {
-        /* every key was revoked while serving a non-loopback address: closed, not open */
-        memset(&r, 0, sizeof r);
-        r.http_status = 401;
-        snprintf(r.code, sizeof r.code, "invalid_api_key");
-        snprintf(r.message, sizeof r.message, "no active API key: this server listens on a "
-                 "non-loopback address and refuses anonymous requests");
-        add_decision(c->decisions, sizeof c->decisions, "auth:no_active_key");
-        *ret = reply_guard(c, &r);
-        return true;
-    }
-    add_decision(c->decisions, sizeof c->decisions, "auth:%s", c->id.anonymous ? "open" : "key");
-    return false;
 }
 
 static bool is_generation(enum srv_route_id r)
@@ -1237,7 +708,7 @@ static bool admit(struct srv_conn *c, const char *method, int *ret)
         return true;
     }
     bool open_route = c->route && (c->rid == SRV_R_ROOT || c->rid == SRV_R_HEALTH);
-    if (!open_route && authenticate(c, ret))
+    if (!open_route && srv_guard_authenticate(c, ret))
         return true;
     if (!c->route) {
         char msg[300];
@@ -1271,14 +742,8 @@ static bool admit(struct srv_conn *c, const char *method, int *ret)
     }
     /* rate limits for the other authenticated routes (generations: in srv_generate, once
      * the model is known); the slot is released when the request completes */
-    if (s->cfg.guard && c->audit && !is_generation(c->rid)) {
-        struct lg_guard_reply r;
-        if (lg_guard_admit(s->cfg.guard, &c->id, NULL, &r) != LG_OK) {
-            add_decision(c->decisions, sizeof c->decisions, "admit:%s", r.code);
-            *ret = reply_guard(c, &r);
-            return true;
-        }
-    }
+    if (!is_generation(c->rid) && srv_guard_admit_route(c, ret))
+        return true;
     return false;
 }
 
@@ -1299,7 +764,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->mc = mc;
         c->url = url;
         c->rid = SRV_R_OTHER;
-        c->t0_ns = mono_ns();
+        c->t0_ns = srv_mono_ns();
         c->style = !strncmp(url, "/v1/", 4) ? SRV_ERR_OPENAI : SRV_ERR_OLLAMA;
         int ret = MHD_YES;
         if (admit(c, method, &ret))
@@ -1361,8 +826,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
             atomic_store(&g->p->req.cancel, true);
         gen_release(g);
     } else if (c->audit) {
-        conn_audit(c, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+        srv_guard_conn_end(c, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     }
+    if (c->rid == SRV_R_OLLAMA_PULL)
+        srv_task_conn_gone(c);
     free(c->prompt_text);
     srv_buf_free(&c->body);
     free(c);
@@ -1594,7 +1061,7 @@ void lg_server_stop(struct lg_server *s, int drain_ms)
         if (!g->finished) {
             struct lg_gen_event ev = {.kind = LG_GEN_EV_ERROR, .status = LG_ERR_BUSY,
                                       .message = "server shutting down"};
-            gen_format(g, &ev);
+            srv_gen_format(g, &ev);
             g->finished = true;
         }
         bool wake = g->suspended;

@@ -157,8 +157,36 @@ enum lg_status srv_parse_ollama_chat(const char *body, size_t n, size_t max_byte
 enum lg_status srv_parse_ollama_generate(const char *body, size_t n, size_t max_bytes,
                                          struct srv_parsed *out, struct lg_err *err);
 
+/* The signature of the four parsers above. */
+typedef enum lg_status (*srv_parse_fn)(const char *body, size_t n, size_t max_bytes,
+                                       struct srv_parsed *out, struct lg_err *err);
+
 /* Shared field parsers (request.c). ctx is the path of obj. */
+/* How every generation parser starts: out initialised for api, the body parsed (within
+ * max_bytes and the depth limit, an object) and "model" read. On success the caller owns
+ * *root; on error *root is NULL. */
+enum lg_status srv_parse_begin(const char *body, size_t n, size_t max_bytes, enum lg_api api,
+                               struct srv_parsed *out, json_t **root, struct lg_err *err);
 enum lg_status srv_get_model(const json_t *root, struct lg_gen_req *r, struct lg_err *err);
+/* "messages" → canonical messages in r->messages. OpenAI (ollama false): required, not
+ * empty; Ollama: optional (no messages only loads the model). */
+enum lg_status srv_get_messages(const json_t *root, bool ollama, struct lg_gen_req *r,
+                                struct lg_err *err);
+/* "tool_choice" (after srv_get_tools): "auto", "none" (drops the tools), "required", or
+ * {"type": "function", "function": {"name": f}} with f declared. Another string is an error
+ * on Ollama routes (our extension: nothing to stay compatible with) and ignored on OpenAI
+ * routes (clients written for other providers send values such as "any"). */
+enum lg_status srv_get_tool_choice(const json_t *root, bool ollama, struct lg_gen_req *r,
+                                   struct lg_err *err);
+/* "logprobs" (bool) and "top_logprobs" (0..SRV_MAX_TOP_LOGPROBS) → r->top_logprobs, -1 off. */
+enum lg_status srv_get_logprobs(const json_t *root, struct lg_gen_req *r, struct lg_err *err);
+/* OpenAI "stream_options": {"include_usage": bool}. */
+enum lg_status srv_get_stream_options(const json_t *root, struct srv_parsed *out,
+                                      struct lg_err *err);
+/* Extension on both chat routes: "reasoning_budget", max thought tokens (-1 = the server's
+ * --reasoning-budget). */
+enum lg_status srv_get_reasoning_budget(const json_t *root, struct lg_gen_req *r,
+                                        struct lg_err *err);
 enum lg_status srv_get_stop(const json_t *v, const char *path, struct lg_gen_req *r,
                             struct lg_err *err);
 enum lg_status srv_get_tools(const json_t *root, struct lg_gen_req *r, struct lg_err *err);
@@ -277,6 +305,22 @@ const char *srv_conn_body(const struct srv_conn *c, size_t *n);
 /* The body parsed as JSON within the server's size and depth limits. On failure the error
  * reply is queued, *reply holds what the route returns, and false comes back. */
 bool srv_body_json(struct srv_conn *c, json_t **root, int *reply);
+/* One top-level body field for srv_body_fields(). */
+enum srv_field_type { SRV_FIELD_STR, SRV_FIELD_BOOL, SRV_FIELD_ARR };
+struct srv_field {
+    const char *key;
+    const char *alt;   /* older name tried when key is absent (Ollama's "name"), or NULL */
+    enum srv_field_type type;
+    bool required;     /* absent or null: 400 "key: required" */
+    size_t max;        /* STR: bytes; ARR: elements (LG_ERR_RANGE beyond) */
+    void *out;         /* const char ** | bool * | json_t ** (borrowed); unchanged if absent */
+    size_t *n_out;     /* STR: length, or NULL */
+};
+/* srv_body_json() and then the fields f[0..n_f), in order. On failure a 400 naming the
+ * field is queued, *reply holds what the route returns, and false comes back. On success
+ * the caller owns *root; strings and arrays point into it. */
+bool srv_body_fields(struct srv_conn *c, const struct srv_field *f, size_t n_f, json_t **root,
+                     int *reply);
 const struct lg_server_config *srv_conn_config(const struct srv_conn *c);
 const char *srv_conn_url(const struct srv_conn *c);
 bool srv_conn_is_head(const struct srv_conn *c);
@@ -293,6 +337,9 @@ unsigned srv_status_http(enum lg_status st);
 /* Starts a generation: submits to the engine (503 without one, 503 + Retry-After when busy)
  * and streams or waits. Takes ownership of p (heap-allocated) in every case. */
 int srv_generate(struct srv_conn *c, struct srv_parsed *p);
+/* A generation route: the body through parse (400/413 naming the field), then
+ * srv_generate(). */
+int srv_route_generation(struct srv_conn *c, srv_parse_fn parse);
 
 /* Route handlers (one file per family). */
 int srv_route_openai_chat(struct srv_conn *c);
@@ -332,12 +379,16 @@ int srv_task_start(struct srv_conn *c, bool stream, const char *content_type,
 /* For a route that started a deferred task on c: replies (or waits again) and sets
  * *had_task; otherwise does nothing (*had_task = false). MHD thread. */
 int srv_task_resume(struct srv_conn *c, bool *had_task);
+/* MHD thread, when c completes: a deferred task still waiting to reply on c lets go of it
+ * (MHD may end a request without calling the route again, e.g. when the client is gone). */
+void srv_task_conn_gone(const struct srv_conn *c);
 /* Worker thread: appends body bytes (dropped once the body ended or the client left). */
 void srv_task_write(struct srv_task *t, const void *data, size_t n);
 /* Worker thread: the deferred reply (ignored in stream mode). Steals result_steal. */
 void srv_task_set_result(struct srv_task *t, unsigned status, json_t *result_steal);
-/* True once the server is stopping: the reply is already complete; wind down. */
-bool srv_task_stopping(struct srv_task *t);
+/* Worker thread: true once the work is no longer wanted — the server is stopping or the
+ * client hung up (see stream.c). Cheap enough to poll several times a second. */
+bool srv_task_cancelled(struct srv_task *t);
 /* Called by lg_server_stop() after it stops accepting: ends every task's reply and resumes
  * its connection, so MHD_stop_daemon never meets a suspended one. Main thread. */
 void srv_streams_stop(const struct lg_server_config *cfg);
@@ -389,6 +440,9 @@ void srv_metrics_tokens(int64_t prompt, int64_t completion);
 void srv_metrics_ttft(double seconds);
 void srv_metrics_tps(double tokens_per_second);
 void srv_metrics_inflight(int delta);
+/* The watchdog's idle trim (server.c): pending = generations ran since the last trim;
+ * trimmed = one was done now. */
+void srv_metrics_heap_trim(bool pending, bool trimmed);
 /* Prometheus text exposition (format 0.0.4) into out. */
 void srv_metrics_render(struct srv_buf *out, const struct lg_engine_stats *es);
 void srv_metrics_reset(void); /* tests */

@@ -19,9 +19,15 @@
  * worker (a download) may not finish for minutes. lg_server_stop therefore calls
  * srv_streams_stop() right after it stops accepting: every stream gets its stop line (an
  * NDJSON error) and ends, every deferred request gets 503, and all are resumed. The workers
- * keep running detached; their later writes are dropped (srv_task_stopping() tells them).
- * A client that goes away only makes later writes no-ops: the work itself goes on. */
+ * keep running detached; their later writes are dropped, and srv_task_cancelled() tells
+ * them to wind down.
+ * Hang-ups: a client that goes away makes later writes no-ops, and srv_task_cancelled()
+ * reports it so the work can stop: in stream mode once MHD lets go of the response, and in
+ * either mode, while the connection is suspended (MHD then watches nothing), by polling its
+ * socket for the peer's close. The fd is valid while t->suspended is true, by the invariant
+ * above. */
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,10 +45,11 @@ struct srv_task {
     const struct lg_server_config *key; /* the server it belongs to: compared, not read */
     const struct srv_conn *conn;        /* deferred: the waiting connection, until replied */
     struct MHD_Connection *mc;
+    int fd;         /* mc's socket, polled for a hang-up while suspended; -1 unknown */
     bool stream;
     bool suspended; /* we suspended mc and nobody resumed it yet */
     bool ended;     /* stream: the body is complete; deferred: the result is set */
-    bool closed;    /* stream: MHD let go of the response (client gone or done) */
+    bool closed;    /* MHD let go: of the response (stream), of the connection (deferred) */
     bool stopping;  /* the server is stopping */
     struct srv_buf out; /* stream: bytes not yet handed to MHD */
     size_t out_pos;
@@ -123,12 +130,16 @@ void srv_task_set_result(struct srv_task *t, unsigned status, json_t *result_ste
     pthread_mutex_unlock(&t->mu);
 }
 
-bool srv_task_stopping(struct srv_task *t)
+bool srv_task_cancelled(struct srv_task *t)
 {
     pthread_mutex_lock(&t->mu);
-    bool r = t->stopping;
+    bool gone = t->stopping || t->closed;
+    if (!gone && t->suspended && t->fd >= 0) {
+        struct pollfd pfd = {.fd = t->fd, .events = POLLRDHUP};
+        gone = poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    }
     pthread_mutex_unlock(&t->mu);
-    return r;
+    return gone;
 }
 
 static void *task_main(void *arg)
@@ -212,6 +223,9 @@ int srv_task_start(struct srv_conn *c, bool stream, const char *content_type,
     t->refs = 2; /* worker + connection side */
     t->key = srv_conn_config(c);
     t->mc = srv_conn_mhd(c);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(t->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    t->fd = ci ? (int)ci->connect_fd : -1;
     t->stream = stream;
     t->fn = fn;
     t->user = user;
@@ -302,6 +316,26 @@ int srv_task_resume(struct srv_conn *c, bool *had_task)
     if (!body)
         return srv_reply_error(c, 503, "out of memory");
     return srv_reply_json(c, status, body);
+}
+
+void srv_task_conn_gone(const struct srv_conn *c)
+{
+    struct srv_task *t;
+    pthread_mutex_lock(&reg_mu);
+    for (t = reg_head; t; t = t->next)
+        if (!t->stream && t->conn == c)
+            break;
+    if (t) {
+        pthread_mutex_lock(&t->mu);
+        t->conn = NULL;
+        t->closed = true; /* the worker's srv_task_cancelled() now says so */
+        t->suspended = false;
+        t->fd = -1;
+        pthread_mutex_unlock(&t->mu);
+    }
+    pthread_mutex_unlock(&reg_mu);
+    if (t)
+        task_release(t); /* the connection side's reference, never collected by a reply */
 }
 
 void srv_streams_stop(const struct lg_server_config *cfg)

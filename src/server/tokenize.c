@@ -234,41 +234,41 @@ static json_t *piece_json(const struct lg_vocab *v, int32_t id)
     return r;
 }
 
-static int reply_status(struct srv_conn *c, unsigned http, const struct lg_err *err)
+/* What both routes start with: the body's fields f[0..n_f) (400 naming a bad one), then the
+ * vocabulary of the model (404 unknown, ...). false: the reply is queued in *reply. */
+static bool tokz_begin(struct srv_conn *c, const struct srv_field *f, size_t n_f,
+                       json_t **root, const struct lg_vocab **v, int *reply)
 {
-    return srv_reply_error(c, http, "%s", err->msg[0] ? err->msg : "failed");
+    if (!srv_body_fields(c, f, n_f, root, reply))
+        return false;
+    struct lg_err err = {0};
+    unsigned http;
+    if (model_vocab(c, *root, v, &http, &err) == LG_OK)
+        return true;
+    json_decref(*root);
+    *root = NULL;
+    *reply = srv_reply_error(c, http, "%s", err.msg[0] ? err.msg : "failed");
+    return false;
 }
 
 int srv_route_tokenize(struct srv_conn *c)
 {
-    json_t *root;
-    int reply;
-    if (!srv_body_json(c, &root, &reply))
-        return reply;
-    struct lg_err err = {0};
-    enum lg_status st;
     const char *text;
     size_t len;
     bool add_special = false, parse_special = true, with_pieces = false;
-    st = lg_json_get_str(root, "", "content", LG_TOK_MAX_TEXT_BYTES, &text, &len, &err);
-    if (st == LG_OK)
-        st = srv_opt_bool(root, "", "add_special", &add_special, &err);
-    if (st == LG_OK)
-        st = srv_opt_bool(root, "", "parse_special", &parse_special, &err);
-    if (st == LG_OK)
-        st = srv_opt_bool(root, "", "with_pieces", &with_pieces, &err);
-    if (st != LG_OK) {
-        json_decref(root);
-        return srv_reply_error(c, st == LG_ERR_NOT_FOUND ? 400 : srv_status_http(st), "%s",
-                               err.msg);
-    }
+    const struct srv_field fields[] = {
+        {"content", NULL, SRV_FIELD_STR, true, LG_TOK_MAX_TEXT_BYTES, &text, &len},
+        {"add_special", NULL, SRV_FIELD_BOOL, false, 0, &add_special, NULL},
+        {"parse_special", NULL, SRV_FIELD_BOOL, false, 0, &parse_special, NULL},
+        {"with_pieces", NULL, SRV_FIELD_BOOL, false, 0, &with_pieces, NULL},
+    };
+    json_t *root;
     const struct lg_vocab *v;
-    unsigned http;
-    st = model_vocab(c, root, &v, &http, &err);
-    if (st != LG_OK) {
-        json_decref(root);
-        return reply_status(c, http, &err);
-    }
+    int reply;
+    if (!tokz_begin(c, fields, sizeof fields / sizeof fields[0], &root, &v, &reply))
+        return reply;
+    struct lg_err err = {0};
+    enum lg_status st;
     unsigned flags = (add_special ? LG_TOK_ADD_BOS : 0u) |
                      (parse_special ? LG_TOK_PARSE_SPECIAL : 0u);
     int32_t *ids = NULL;
@@ -295,29 +295,19 @@ int srv_route_tokenize(struct srv_conn *c)
 
 int srv_route_detokenize(struct srv_conn *c)
 {
+    json_t *arr;
+    bool special = true;
+    const struct srv_field fields[] = {
+        {"tokens", NULL, SRV_FIELD_ARR, true, TOKZ_MAX_IDS, &arr, NULL},
+        {"special", NULL, SRV_FIELD_BOOL, false, 0, &special, NULL},
+    };
     json_t *root;
+    const struct lg_vocab *v;
     int reply;
-    if (!srv_body_json(c, &root, &reply))
+    if (!tokz_begin(c, fields, sizeof fields / sizeof fields[0], &root, &v, &reply))
         return reply;
     struct lg_err err = {0};
     enum lg_status st;
-    json_t *arr;
-    bool special = true;
-    st = lg_json_get_arr(root, "", "tokens", TOKZ_MAX_IDS, &arr, &err);
-    if (st == LG_OK)
-        st = srv_opt_bool(root, "", "special", &special, &err);
-    if (st != LG_OK) {
-        json_decref(root);
-        return srv_reply_error(c, st == LG_ERR_NOT_FOUND ? 400 : srv_status_http(st), "%s",
-                               err.msg);
-    }
-    const struct lg_vocab *v;
-    unsigned http;
-    st = model_vocab(c, root, &v, &http, &err);
-    if (st != LG_OK) {
-        json_decref(root);
-        return reply_status(c, http, &err);
-    }
     size_t n_ids = json_array_size(arr);
     int32_t *ids = malloc((n_ids ? n_ids : 1) * sizeof *ids);
     if (!ids) {

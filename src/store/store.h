@@ -212,6 +212,13 @@ struct lg_store_pull_opts {
     void *user;
     lg_store_inspect_fn inspect; /* may be NULL */
     void *inspect_user;
+    /* Polled on the pulling thread while the transfer runs (libcurl's progress callback:
+     * many times a second while bytes flow, about once a second while none do) and once
+     * more before publishing. true stops the pull: LG_ERR_CANCELLED, nothing published, the
+     * partial kept for a later resume when it can be resumed safely (as for an interrupted
+     * transfer). NULL = never cancelled. */
+    bool (*cancel)(void *user);
+    void *cancel_user;
 };
 
 /* Downloads url into tmp/<random>.partial with a sidecar <x>.partial.json (URL, expected
@@ -224,8 +231,9 @@ struct lg_store_pull_opts {
  * the next pull of the same URL. *resumed_from (may be NULL) gets the offset resumed from.
  * Errors: LG_ERR_NOT_FOUND (HTTP 404), LG_ERR_BUSY (the same URL is being pulled by another
  * process), LG_ERR_IO (connection refused, timeouts, HTTP errors, interrupted, disk full —
- * the message says which), LG_ERR_FORMAT (bad hash, not GGUF), LG_ERR_INVALID_ARG (URL).
- * Blocking (runs until done or failed): a server must call it off its I/O threads. Any
+ * the message says which), LG_ERR_FORMAT (bad hash, not GGUF), LG_ERR_INVALID_ARG (URL),
+ * LG_ERR_CANCELLED (o->cancel said so).
+ * Blocking (runs until done, failed or cancelled): a server must call it off its I/O threads. Any
  * thread; concurrent pulls of the same URL in one store: the second gets LG_ERR_BUSY once
  * the first has received its first bytes. */
 enum lg_status lg_store_pull(struct lg_store *s, const struct lg_store_pull_opts *o,

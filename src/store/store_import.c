@@ -52,34 +52,6 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Hashes fd from offset 0 to EOF; *n_read gets the byte count. */
-static enum lg_status hash_fd(int fd, const char *path, uint8_t *buf, uint64_t total,
-                              char hex[LG_SHA256_HEX_LEN + 1], uint64_t *n_read,
-                              lg_store_progress_fn progress, void *user, struct lg_err *err)
-{
-    struct lg_sha256 c;
-    lg_sha256_init(&c);
-    uint64_t done = 0;
-    for (;;) {
-        ssize_t r = pread(fd, buf, COPY_BUF_BYTES, (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return lg_err_set(err, LG_ERR_IO, "read %s: %s", path, strerror(errno));
-        if (r == 0)
-            break;
-        lg_sha256_update(&c, buf, (size_t)r);
-        done += (uint64_t)r;
-        if (progress)
-            progress(user, done, total);
-    }
-    uint8_t d[LG_SHA256_BYTES];
-    lg_sha256_final(&c, d);
-    lg_sha256_hex(d, hex);
-    *n_read = done;
-    return LG_OK;
-}
-
 /* Hard-links src to a fresh tmp/<x>.partial. Returns the locked fd (read-only) or -1 with
  * errno (EXDEV, EPERM... mean "copy instead"). */
 static int link_into_tmp(struct lg_store *s, const char *src, char *out, size_t cap)
@@ -114,16 +86,18 @@ static int link_into_tmp(struct lg_store *s, const char *src, char *out, size_t 
     return -1;
 }
 
-static enum lg_status copy_hashing(int in, const char *src, int out, const char *dst,
-                                   uint8_t *buf, uint64_t total,
-                                   char hex[LG_SHA256_HEX_LEN + 1], uint64_t *n_copied,
-                                   lg_store_progress_fn progress, void *user, struct lg_err *err)
+/* Hashes in (a regular file) from offset 0 to EOF and, when out >= 0, writes the bytes to
+ * out as well; *n_done gets the byte count. */
+static enum lg_status hash_copy(int in, const char *src, int out, const char *dst,
+                                uint8_t *buf, uint64_t total, char hex[LG_SHA256_HEX_LEN + 1],
+                                uint64_t *n_done, lg_store_progress_fn progress, void *user,
+                                struct lg_err *err)
 {
     struct lg_sha256 c;
     lg_sha256_init(&c);
     uint64_t done = 0;
     for (;;) {
-        ssize_t r = read(in, buf, COPY_BUF_BYTES);
+        ssize_t r = pread(in, buf, COPY_BUF_BYTES, (off_t)done);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -131,8 +105,7 @@ static enum lg_status copy_hashing(int in, const char *src, int out, const char 
         if (r == 0)
             break;
         lg_sha256_update(&c, buf, (size_t)r);
-        size_t off = 0;
-        while (off < (size_t)r) {
+        for (size_t off = 0; out >= 0 && off < (size_t)r;) {
             ssize_t w = write(out, buf + off, (size_t)r - off);
             if (w < 0 && errno == EINTR)
                 continue;
@@ -148,7 +121,7 @@ static enum lg_status copy_hashing(int in, const char *src, int out, const char 
     uint8_t d[LG_SHA256_BYTES];
     lg_sha256_final(&c, d);
     lg_sha256_hex(d, hex);
-    *n_copied = done;
+    *n_done = done;
     return LG_OK;
 }
 
@@ -183,7 +156,8 @@ enum lg_status lg_store_import(struct lg_store *s, const char *path,
             tmp[0] = '\0';
     }
     if (did_link) {
-        st = hash_fd(fd, tmp, buf, (uint64_t)sb.st_size, m->hex, &n, progress, user, err);
+        st = hash_copy(fd, tmp, -1, NULL, buf, (uint64_t)sb.st_size, m->hex, &n, progress,
+                       user, err);
     } else {
         in = open(path, O_RDONLY | O_CLOEXEC);
         if (in < 0) {
@@ -202,8 +176,8 @@ enum lg_status lg_store_import(struct lg_store *s, const char *path,
                             (unsigned long long)sb.st_size, lg_store_root(s));
             goto fail;
         }
-        st = copy_hashing(in, path, fd, tmp, buf, (uint64_t)sb.st_size, m->hex, &n, progress,
-                          user, err);
+        st = hash_copy(in, path, fd, tmp, buf, (uint64_t)sb.st_size, m->hex, &n, progress,
+                       user, err);
     }
     if (st != LG_OK)
         goto fail;

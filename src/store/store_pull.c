@@ -8,7 +8,8 @@
  * two versions of a file). Only a complete, verified file is published (lg_store_publish).
  *
  * Error policy: a transfer that broke after some bytes keeps partial + sidecar (resumable);
- * anything else (404, hash mismatch, not a GGUF, disk full, no ETag) deletes them.
+ * anything else (404, hash mismatch, not a GGUF, disk full, no ETag) deletes them. A
+ * cancelled pull (o->cancel, polled from libcurl's progress callback) counts as broken.
  */
 #include <ctype.h>
 #include <curl/curl.h>
@@ -62,6 +63,9 @@ struct xfer {
     bool drop;             /* delete partial + sidecar on failure */
     lg_store_progress_fn progress;
     void *user;
+    bool (*cancel)(void *user);
+    void *cancel_user;
+    bool cancelled;        /* cancel() said so: libcurl was told to stop */
 };
 
 static void trim(char *s)
@@ -205,6 +209,17 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *user)
     if (x->progress)
         x->progress(x->user, x->written, x->total > 0 ? (uint64_t)x->total : 0);
     return n;
+}
+
+/* libcurl's progress callback, here only to ask whether the caller still wants the file:
+ * non-zero makes curl_easy_perform stop with CURLE_ABORTED_BY_CALLBACK. */
+static int on_xferinfo(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct xfer *x = user;
+    if (x->cancel && x->cancel(x->cancel_user))
+        x->cancelled = true;
+    return x->cancelled;
 }
 
 /* Looks for a sidecar of the same URL. On success *fd is the locked partial (O_RDWR),
@@ -367,6 +382,11 @@ static enum lg_status transfer(struct xfer *x, const struct lg_store_pull_opts *
     curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+    if (x->cancel) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     /* the stored bytes are the file's bytes: no transparent decompression */
     curl_easy_setopt(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     if (x->resuming) {
@@ -398,6 +418,12 @@ static enum lg_status transfer(struct xfer *x, const struct lg_store_pull_opts *
         if (err)
             *err = x->ferr;
         return x->fail;
+    }
+    if (x->cancelled) {
+        x->drop = x->written == 0 || !etag_strong(x->etag);
+        return lg_err_set(err, LG_ERR_CANCELLED, "pull of %s cancelled after %llu bytes%s",
+                          x->url, (unsigned long long)x->written,
+                          x->drop ? "" : "; the same pull resumes from there");
     }
     if (x->status >= 400 || (x->status != 200 && x->status != 206 && rc == CURLE_OK)) {
         if (x->status == 416)
@@ -470,6 +496,8 @@ enum lg_status lg_store_pull(struct lg_store *s, const struct lg_store_pull_opts
     x.max_bytes = o->max_bytes;
     x.progress = o->progress;
     x.user = o->user;
+    x.cancel = o->cancel;
+    x.cancel_user = o->cancel_user;
     lg_sha256_init(&x.sha);
 
     enum lg_status st = find_resumable(s, o->url, &x.fd, tmp, x.sidecar, etag, &x.total, err);
@@ -527,6 +555,12 @@ enum lg_status lg_store_pull(struct lg_store *s, const struct lg_store_pull_opts
     }
     if (x.restarted && resumed_from)
         *resumed_from = 0;
+    if (st == LG_OK && x.cancel && x.cancel(x.cancel_user)) {
+        /* all bytes are in, nothing is published yet: still the caller's to stop */
+        x.drop = !etag_strong(x.etag);
+        st = lg_err_set(err, LG_ERR_CANCELLED, "pull of %s cancelled before publishing",
+                        o->url);
+    }
     if (st != LG_OK)
         goto fail;
 

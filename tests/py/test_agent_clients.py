@@ -36,13 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
 GEN = os.path.join(ROOT, "tools", "make-agent-model.py")
 NAME = "test_agent_clients"
-from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
+from lgtest import T, check, free_port, stop, wait_up  # noqa: E402  (tests/py is on sys.path)
 
 MARKUP = ["<|tool_call>", "<tool_call|>", "<|channel>", "<channel|>", '<|"|>', "<|turn>",
           "<turn|>", "<|tool_response>", "<tool_response|>", "call:get_weather",
@@ -508,16 +507,7 @@ def main():
         port = free_port()
         proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--model", model,
                                  "--ctx", "2048"], env=env, stderr=subprocess.PIPE, text=True)
-        up = False
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/health" % port,
-                                            timeout=2) as r:
-                    up = r.status == 200
-                    break
-            except OSError:
-                time.sleep(0.05)
-        check(up, "server up")
+        check(wait_up(port, proc, secs=10.0), "server up")
         c = openai.OpenAI(base_url="http://127.0.0.1:%d/v1" % port, api_key="none",
                           max_retries=0, timeout=300)
         o = ollama.Client(host="http://127.0.0.1:%d" % port, timeout=300)
@@ -541,12 +531,7 @@ def main():
                 check(False, "%s raised %r" % (label, e))
             print("%s: %s %.1f s" % (NAME, label, time.time() - t), file=sys.stderr)
         print("%s: total %.1f s" % (NAME, time.time() - t0), file=sys.stderr)
-        proc.terminate()
-        try:
-            rc = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        rc = stop(proc, 30.0)
         check(rc == 0, "serve exit on SIGTERM: %r" % rc)
         if T.failed:
             print(proc.stderr.read()[-2000:], file=sys.stderr)

@@ -51,7 +51,7 @@ MODEL = "gemma3:270m"
 CANARY = "CANARY-4410-quokka-prompt"
 EMAIL_PROMPT = "Contact: alice@example.com\nContact: alice@example.com\nContact:"
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}")
-from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
+from lgtest import T, check, free_port, http, stop, wait_up  # noqa: E402  (tests/py is on sys.path)
 
 
 def lg(env, *args, timeout=120):
@@ -66,40 +66,8 @@ def add_key(env, name, *opts):
     return m.group(0) if m else "none"
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-
-def req(port, method, path, body=None, key=None, timeout=120, tls_ctx=None):
-    if tls_ctx:
-        c = hclient.HTTPSConnection("localhost", port, timeout=timeout, context=tls_ctx)
-    else:
-        c = hclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    h = {}
-    if key:
-        h["Authorization"] = "Bearer " + key
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
-        h["Content-Type"] = "application/json"
-    try:
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        return Resp(r.status, {k.lower(): v for k, v in r.getheaders()},
-                    r.read().decode("utf-8", "replace"))
-    finally:
-        c.close()
-
-
 def metric(port, name, key):
-    r = req(port, "GET", "/metrics", key=key, timeout=10)
+    r = http(port, "GET", "/metrics", key=key, timeout=10)
     for line in r.body.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
@@ -116,25 +84,10 @@ class Server:
                                      stderr=self.errf)
 
     def ready(self, secs=20.0, tls_ctx=None):
-        t0 = time.time()
-        while time.time() - t0 < secs:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                if req(self.port, "GET", "/health", timeout=2, tls_ctx=tls_ctx).status == 200:
-                    return True
-            except (OSError, hclient.HTTPException):
-                pass
-            time.sleep(0.05)
-        return False
+        return wait_up(self.port, self.proc, secs=secs, tls_ctx=tls_ctx)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
+        rc = stop(self.proc, 30.0)
         self.errf.close()
         with open(self.log, encoding="utf-8", errors="replace") as f:
             self.stderr = f.read()
@@ -177,34 +130,34 @@ def chat(content, **kw):
 # ---- auth, scopes, limits, policy, audit, canary ------------------------------------------
 
 def test_auth(port, keys, env):
-    r = req(port, "GET", "/v1/models")
+    r = http(port, "GET", "/v1/models")
     check(r.status == 401 and r.headers.get("www-authenticate") == "Bearer" and
           (r.json() or {}).get("error", {}).get("code") == "invalid_api_key",
           "no key -> %d %r %r" % (r.status, r.headers, r.body))
-    r = req(port, "GET", "/v1/models", key="lg-" + "A" * 43)
+    r = http(port, "GET", "/v1/models", key="lg-" + "A" * 43)
     check(r.status == 401, "wrong key -> %d" % r.status)
-    r = req(port, "POST", "/v1/chat/completions", chat("hi"), key="sk-nonsense")
+    r = http(port, "POST", "/v1/chat/completions", chat("hi"), key="sk-nonsense")
     check(r.status == 401, "wrong key on a generation route -> %d" % r.status)
-    r = req(port, "GET", "/api/tags", key=keys["gen"])
+    r = http(port, "GET", "/api/tags", key=keys["gen"])
     check(r.status == 200 and MODEL in r.body, "generate key on /api/tags -> %d" % r.status)
-    r = req(port, "DELETE", "/api/delete", {"model": MODEL}, key=keys["gen"])
+    r = http(port, "DELETE", "/api/delete", {"model": MODEL}, key=keys["gen"])
     check(r.status == 403 and "admin" in r.body, "generate key on /api/delete -> %d %r" %
           (r.status, r.body))
-    r = req(port, "POST", "/api/pull", {"model": "x"}, key=keys["gen"])
+    r = http(port, "POST", "/api/pull", {"model": "x"}, key=keys["gen"])
     check(r.status == 403, "generate key on /api/pull -> %d" % r.status)
-    r = req(port, "DELETE", "/api/delete", {"model": "nope:latest"}, key=keys["admin"])
+    r = http(port, "DELETE", "/api/delete", {"model": "nope:latest"}, key=keys["admin"])
     check(r.status == 404, "admin key on /api/delete passes auth (404 unknown) -> %d" % r.status)
-    check(req(port, "GET", "/v1/models", key=keys["rev"]).status == 200, "key before revoke")
+    check(http(port, "GET", "/v1/models", key=keys["rev"]).status == 200, "key before revoke")
     rr = lg(env, "keys", "revoke", "rev")
     check(rr.returncode == 0, "keys revoke: %r" % rr.stderr)
-    r = req(port, "GET", "/v1/models", key=keys["rev"])
+    r = http(port, "GET", "/v1/models", key=keys["rev"])
     check(r.status == 401, "revoked key refused without a restart -> %d" % r.status)
-    r = req(port, "GET", "/health")
+    r = http(port, "GET", "/health")
     check(r.status == 200, "/health needs no key -> %d" % r.status)
 
 
 def test_rpm(port, keys):
-    sts = [req(port, "GET", "/v1/models", key=keys["rpm"]) for _ in range(3)]
+    sts = [http(port, "GET", "/v1/models", key=keys["rpm"]) for _ in range(3)]
     check([r.status for r in sts[:2]] == [200, 200], "rpm 2: first two %r" %
           [r.status for r in sts])
     r = sts[2]
@@ -213,34 +166,34 @@ def test_rpm(port, keys):
           (r.json() or {}).get("error", {}).get("code") == "rate_limit_exceeded",
           "rpm 2: third -> %d Retry-After %r %r" % (r.status, ra, r.body))
     # the limit is per key: another key is not affected
-    check(req(port, "GET", "/v1/models", key=keys["gen"]).status == 200, "other key still 200")
+    check(http(port, "GET", "/v1/models", key=keys["gen"]).status == 200, "other key still 200")
     # a generation route is limited the same way (429 before the engine sees it)
-    r = req(port, "POST", "/v1/chat/completions", chat("hi"), key=keys["rpm"])
+    r = http(port, "POST", "/v1/chat/completions", chat("hi"), key=keys["rpm"])
     check(r.status == 429 and "retry-after" in r.headers, "rpm on chat -> %d" % r.status)
 
 
 def test_policy(port, keys):
-    r = req(port, "POST", "/v1/chat/completions",
+    r = http(port, "POST", "/v1/chat/completions",
              chat("please explain the Forbidden-Topic-XYZ to me " + CANARY), key=keys["gen"])
     err = (r.json() or {}).get("error", {})
     check(r.status == 400 and err.get("code") == "content_policy" and
           err.get("message") == "Refused by test policy." and CANARY not in r.body,
           "input deny (openai) -> %d %r" % (r.status, r.body))
-    r = req(port, "POST", "/api/generate", {"model": MODEL, "prompt": "FORBIDDEN-topic-xyz",
+    r = http(port, "POST", "/api/generate", {"model": MODEL, "prompt": "FORBIDDEN-topic-xyz",
                                             "stream": False}, key=keys["gen"])
     check(r.status == 400 and (r.json() or {}).get("error") == "Refused by test policy.",
           "input deny (ollama) -> %d %r" % (r.status, r.body))
     # the system text is checked too
-    r = req(port, "POST", "/api/generate", {"model": MODEL, "prompt": "hello", "stream": False,
+    r = http(port, "POST", "/api/generate", {"model": MODEL, "prompt": "hello", "stream": False,
                                             "system": "forbidden-topic-xyz"}, key=keys["gen"])
     check(r.status == 400, "input deny in system -> %d" % r.status)
     tool = {"type": "function", "function": {"name": "delete_files", "parameters":
                                              {"type": "object", "properties": {}}}}
-    r = req(port, "POST", "/v1/chat/completions", chat("hi", tools=[tool]), key=keys["gen"])
+    r = http(port, "POST", "/v1/chat/completions", chat("hi", tools=[tool]), key=keys["gen"])
     check(r.status == 403 and (r.json() or {}).get("error", {}).get("code") ==
           "tool_not_allowed", "tool outside the allow-list -> %d %r" % (r.status, r.body))
     tool["function"]["name"] = "get_weather"
-    r = req(port, "POST", "/v1/chat/completions", chat("hi", tools=[tool]), key=keys["gen"])
+    r = http(port, "POST", "/v1/chat/completions", chat("hi", tools=[tool]), key=keys["gen"])
     check(r.status == 200, "allowed tool -> %d %r" % (r.status, r.body[:300]))
 
 
@@ -263,17 +216,17 @@ def test_redaction(port, keys, env):
     want = EMAIL_RE.sub("[EMAIL]", raw)
     body = {"model": MODEL, "prompt": EMAIL_PROMPT, "stream": False,
             "options": {"temperature": 0, "num_predict": n}}
-    r = req(port, "POST", "/api/generate", body, key=keys["gen"])
+    r = http(port, "POST", "/api/generate", body, key=keys["gen"])
     got = (r.json() or {}).get("response")
     check(r.status == 200 and got == want and not EMAIL_RE.search(got),
           "redacted non-streamed answer %r, want %r" % (got, want))
     body["stream"] = True
-    r = req(port, "POST", "/api/generate", body, key=keys["gen"])
+    r = http(port, "POST", "/api/generate", body, key=keys["gen"])
     got = ndjson_text(r.body)
     check(r.status == 200 and got == want and "alice@example.com" not in r.body,
           "redacted streamed answer %r, want %r" % (got, want))
     # OpenAI streaming: the content deltas put together carry no e-mail either
-    r = req(port, "POST", "/v1/chat/completions",
+    r = http(port, "POST", "/v1/chat/completions",
              chat(EMAIL_PROMPT, stream=True, max_tokens=n), key=keys["gen"])
     text = ""
     for line in r.body.splitlines():
@@ -290,14 +243,14 @@ def test_output_deny(port, keys, raw):
     answer ends before it (the e-mail before it still redacted)."""
     body = {"model": MODEL, "prompt": EMAIL_PROMPT, "stream": False,
             "options": {"temperature": 0, "num_predict": 12}}
-    r = req(port, "POST", "/api/generate", body, key=keys["gen"])
+    r = http(port, "POST", "/api/generate", body, key=keys["gen"])
     got = (r.json() or {}).get("response")
     cut = raw.find("\nContact")
     check(r.status == 200 and cut > 0 and got == EMAIL_RE.sub("[EMAIL]", raw[:cut]),
           "output deny stops before the match: %r (raw %r)" % (got, raw))
     check((r.json() or {}).get("done_reason") == "content_filter",
           "ollama done_reason content_filter: %r" % (r.json() or {}).get("done_reason"))
-    r = req(port, "POST", "/v1/completions", {"model": MODEL, "prompt": EMAIL_PROMPT,
+    r = http(port, "POST", "/v1/completions", {"model": MODEL, "prompt": EMAIL_PROMPT,
                                                "temperature": 0, "max_tokens": 12},
             key=keys["gen"])
     fr = ((r.json() or {}).get("choices") or [{}])[0].get("finish_reason")
@@ -305,13 +258,13 @@ def test_output_deny(port, keys, raw):
 
 
 def test_canary_requests(port, keys):
-    r = req(port, "POST", "/v1/chat/completions", chat("say " + CANARY, max_tokens=3),
+    r = http(port, "POST", "/v1/chat/completions", chat("say " + CANARY, max_tokens=3),
              key=keys["gen"])
     check(r.status == 200, "canary chat -> %d" % r.status)
-    r = req(port, "POST", "/api/generate", {"model": MODEL, "prompt": CANARY, "stream": True,
+    r = http(port, "POST", "/api/generate", {"model": MODEL, "prompt": CANARY, "stream": True,
                                             "options": {"num_predict": 3}}, key=keys["gen"])
     check(r.status == 200, "canary generate -> %d" % r.status)
-    r = req(port, "POST", "/v1/chat/completions", chat("x", model="nope:1", foo=CANARY),
+    r = http(port, "POST", "/v1/chat/completions", chat("x", model="nope:1", foo=CANARY),
              key=keys["gen"])
     check(r.status == 404, "canary unknown model -> %d" % r.status)
 
@@ -377,6 +330,22 @@ def proc_rss_kb(pid):
     return -1
 
 
+def heap_kb(port, key):
+    """KiB of the server's C heap in use (glibc mallinfo2, from /metrics), -1 if absent."""
+    inuse = metric(port, "localgemma_heap_inuse_bytes", key)
+    return int(inuse) // 1024 if inuse is not None else -1
+
+
+def trimmed(port, key, secs=10.0):
+    """Waits for the server's idle trim after the last generation (/metrics)."""
+    t = time.time()
+    while time.time() - t < secs:
+        if metric(port, "localgemma_heap_trim_pending", key) == 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_slow_headers(port, key):
     """300 connections send a request's headers one byte at a time."""
     head = ("GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n"
@@ -409,7 +378,7 @@ def test_slow_headers(port, key):
     gen = {}
 
     def real_request():
-        r = req(port, "POST", "/v1/chat/completions", chat("hi", max_tokens=2), key=key,
+        r = http(port, "POST", "/v1/chat/completions", chat("hi", max_tokens=2), key=key,
                 timeout=60)
         gen["ok"] = r.status == 200 and bool((r.json() or {}).get("choices"))
         gen["what"] = "%d %r" % (r.status, r.body[:200])
@@ -420,7 +389,7 @@ def test_slow_headers(port, key):
     t_end = time.time() + 3.0
     while time.time() < t_end or (gt.is_alive() and time.time() < t_end + 60):
         t0 = time.time()
-        r = req(port, "GET", "/health", timeout=10)
+        r = http(port, "GET", "/health", timeout=10)
         times.append(time.time() - t0)
         check(r.status == 200, "health during slow clients -> %d" % r.status)
         time.sleep(0.05)
@@ -501,7 +470,9 @@ def test_disconnects(srv, key, env):
     # their steady state
     hangups(port, key, 150, 50)
     check(settle(port, key), "idle after the warm-up")
-    fd0, rss0 = proc_fds(pid), proc_rss_kb(pid)
+    check(trimmed(port, key), "idle trim after the warm-up")
+    fd0, rss0, heap0 = proc_fds(pid), proc_rss_kb(pid), heap_kb(port, key)
+    check(heap0 > 0, "/metrics has localgemma_heap_inuse_bytes (%d KiB)" % heap0)
     rounds = []
     for rnd in range(2):
         n_audit0 = len(audit_records(env))
@@ -512,10 +483,12 @@ def test_disconnects(srv, key, env):
         check(all(res), "200 streams opened (%d ok)" % sum(1 for x in res if x))
         idle = settle(port, key)
         check(idle, "no active sequence, queue or inflight request after 200 hang-ups")
-        fd1, rss1 = wait_fds(pid, fd0), proc_rss_kb(pid)
-        rounds.append((fd1, rss1))
+        check(trimmed(port, key), "idle trim after 200 hang-ups")
+        fd1, rss1, heap1 = wait_fds(pid, fd0), proc_rss_kb(pid), heap_kb(port, key)
+        rounds.append((fd1, rss1, heap1))
         print("test_guard_server: 200 mid-stream hang-ups in %.1f s; fds %d -> %d, RSS %d -> "
-              "%d KiB" % (time.time() - t0, fd0, fd1, rss0, rss1), file=sys.stderr)
+              "%d KiB, heap in use %d -> %d KiB" %
+              (time.time() - t0, fd0, fd1, rss0, rss1, heap0, heap1), file=sys.stderr)
         check(fd1 <= fd0, "fds after hang-ups %d > before %d: %r" % (fd1, fd0, fd_targets(pid)))
         recs = audit_records(env)[n_audit0:]
         mine = [x for x in recs if x.get("route") == "POST /v1/chat/completions"]
@@ -530,12 +503,21 @@ def test_disconnects(srv, key, env):
         print("test_guard_server: %d of them cancelled while generating" % mid,
               file=sys.stderr)
         check(mid >= 15, "hang-ups cancelled mid-generation (%d)" % mid)
-    # no growth in steady state: a leak of even 20 KiB per request would add 4 MiB a round
+    # No growth in steady state. Both figures are taken after the server's idle trim: glibc
+    # keeps what a thread frees resident in that thread's arena, and without the trim RSS
+    # moved by up to 9 MiB between rounds with 40 KiB more live heap (after malloc_trim it
+    # moved by less than 100 KiB a round). Live heap bytes grow only with a leak (or a
+    # bounded cache: SQLite's page cache for the audit table, ~40 KiB a round, capped at
+    # 2 MiB): a leak of 5 KiB per request adds 1 MiB a round. RSS also sees leaks outside
+    # malloc (mmap, thread stacks): one of 15 KiB per request adds 3 MiB.
+    grow_heap = rounds[1][2] - rounds[0][2]
+    check(grow_heap < 1024, "heap in use grew %d KiB in the second round of 200 hang-ups"
+          % grow_heap)
     grow = rounds[1][1] - rounds[0][1]
     check(grow < 3 * 1024, "RSS grew %d KiB in the second round of 200 hang-ups" % grow)
     check(rounds[1][1] - rss0 < 32 * 1024, "RSS grew %d KiB over 400 hang-ups" %
           (rounds[1][1] - rss0))
-    r = req(port, "POST", "/v1/chat/completions", chat("hi", max_tokens=2), key=key)
+    r = http(port, "POST", "/v1/chat/completions", chat("hi", max_tokens=2), key=key)
     check(r.status == 200, "a real request after the hang-ups -> %d" % r.status)
 
 
@@ -552,7 +534,7 @@ def test_concurrency_slot(port, key_conc, key_admin):
         ok = False
         t = time.time()
         while time.time() - t < 20:
-            r = req(port, "GET", "/v1/models", key=key_conc)
+            r = http(port, "GET", "/v1/models", key=key_conc)
             if r.status == 200:
                 ok = True
                 break
@@ -701,7 +683,7 @@ def test_bind(tmp, env_keys):
     srv = Server(env_keys, "--host", "0.0.0.0", logdir=tmp)
     try:
         check(srv.ready(), "non-loopback bind with keys starts")
-        check(req(srv.port, "GET", "/v1/models").status == 401, "... and wants a key")
+        check(http(srv.port, "GET", "/v1/models").status == 401, "... and wants a key")
     finally:
         srv.stop()
 
@@ -710,7 +692,7 @@ def test_no_auth(env, tmp):
     srv = Server(env, "--no-auth", logdir=tmp)
     try:
         check(srv.ready(), "--no-auth server up")
-        r = req(srv.port, "GET", "/v1/models")
+        r = http(srv.port, "GET", "/v1/models")
         check(r.status == 200, "--no-auth on loopback: no key needed -> %d" % r.status)
     finally:
         srv.stop()
@@ -730,16 +712,16 @@ def test_tls(env, tmp, key):
     srv = Server(env, "--tls-cert", crt, "--tls-key", pem, logdir=tmp)
     try:
         check(srv.ready(tls_ctx=ctx), "HTTPS server up")
-        r = req(srv.port, "GET", "/health", tls_ctx=ctx)
+        r = http(srv.port, "GET", "/health", tls_ctx=ctx)
         check(r.status == 200, "HTTPS /health -> %d" % r.status)
-        r = req(srv.port, "GET", "/v1/models", key=key, tls_ctx=ctx)
+        r = http(srv.port, "GET", "/v1/models", key=key, tls_ctx=ctx)
         check(r.status == 200 and MODEL in r.body, "HTTPS authenticated request -> %d" %
               r.status)
-        check(req(srv.port, "GET", "/v1/models", tls_ctx=ctx).status == 401,
+        check(http(srv.port, "GET", "/v1/models", tls_ctx=ctx).status == 401,
               "HTTPS without a key -> 401")
         plain_ok = True
         try:
-            plain_ok = req(srv.port, "GET", "/health", timeout=5).status == 200
+            plain_ok = http(srv.port, "GET", "/health", timeout=5).status == 200
         except (OSError, hclient.HTTPException):
             plain_ok = False
         check(not plain_ok, "plain HTTP on the TLS port does not work")
@@ -842,7 +824,7 @@ def main():
     srv = Server(env, "--audit-content", logdir=tmp)
     try:
         check(srv.ready(), "server C up")
-        r = req(srv.port, "POST", "/v1/chat/completions", chat("say " + CANARY),
+        r = http(srv.port, "POST", "/v1/chat/completions", chat("say " + CANARY),
                  key=keys["gen"])
         check(r.status == 200, "audit-content chat -> %d" % r.status)
     finally:

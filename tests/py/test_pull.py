@@ -6,13 +6,19 @@ between the two (restart from zero), redirects (followed, and a bounded loop), a
 body, and refused URLs/names. Every case also checks the store afterwards: no half model in
 `list`, no stray partials.
 
+The same transfer started by `localgemma serve` (POST /api/pull, streamed and stream:false):
+a client that hangs up mid-download stops it within about a second (the origin sees its
+connection closed long before the file is through), no model appears in /api/tags, the
+partial stays, and the next pull of the URL resumes it with Range.
+
 Binary: build/localgemma (LG_BIN overrides). Run from the repo root.
 """
 import hashlib
-import http.server
+import http.server as hserver
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,18 +27,9 @@ import time
 
 import numpy as np
 
+from lgtest import T, check, free_port, http, stop, wait_up  # noqa: E402  (tests/py is on sys.path)
+
 BIN = os.environ.get("LG_BIN", "build/localgemma")
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
 
 
 def make_gguf(path, basename, seed):
@@ -56,9 +53,13 @@ class State:
     cut = {}          # path -> close the connection after this many body bytes (once)
     log = []          # (path, range header, if-range header, status)
     slow = set()      # paths served slowly
+    pace = {}         # path -> seconds between 64 KiB chunks when slow (default 0.05)
+    sent = {}         # path -> body bytes written by the last slow response
+    aborted = {}      # path -> time.time() when a slow response found the client gone
+    finished = {}     # path -> time.time() when a slow response was written whole
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(hserver.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
@@ -114,13 +115,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         cut = State.cut.pop(path, None)
         if path in State.slow:
             # trickle: 64 KiB every 50 ms, so a client can be killed mid-transfer
+            State.sent[path] = 0
             try:
                 for i in range(0, len(body), 65536):
                     self.wfile.write(body[i:i + 65536])
                     self.wfile.flush()
-                    time.sleep(0.05)
+                    State.sent[path] += len(body[i:i + 65536])
+                    time.sleep(State.pace.get(path, 0.05))
+                State.finished[path] = time.time()
             except (BrokenPipeError, ConnectionResetError):
-                pass
+                State.aborted[path] = time.time()
             return
         if cut is not None:
             self.wfile.write(body[:cut])
@@ -153,13 +157,110 @@ def blobs(home):
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
+def hangup_pull(port, base, path, stream):
+    """Starts POST /api/pull of base+path on a raw socket, waits until the download is under
+    way, hangs up. Returns the time of the hang-up, or None if it never got going."""
+    body = {"model": "hang", "url": base + path}
+    if not stream:
+        body["stream"] = False
+    data = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /api/pull HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+              b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (port, len(data), data))
+    got = b""
+    t_end = time.time() + 15
+    while time.time() < t_end:
+        if stream:  # the progress lines say the transfer has begun
+            s.settimeout(max(0.1, t_end - time.time()))
+            try:
+                d = s.recv(65536)
+            except OSError:
+                break
+            if not d:
+                break
+            got += d
+            if got.count(b'"completed"') >= 2:
+                break
+        else:  # nothing comes back before the end: watch the origin instead
+            if State.sent.get(path, 0) >= 3 * 65536:
+                break
+            time.sleep(0.02)
+    else:
+        s.close()
+        return None
+    t = time.time()
+    s.close()
+    return t
+
+
+def test_serve_hangup(work, base, data, digest):
+    home = os.path.join(work, "h9")
+    env = dict(os.environ, LOCALGEMMA_HOME=home, LG_PULL_LOW_SPEED_TIME="10")
+    port = free_port()
+    log = open(os.path.join(work, "serve.log"), "w")
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        check(wait_up(port, proc), "serve up for /api/pull")
+        for stream in (True, False):
+            label = "stream" if stream else "stream:false"
+            path = "/hang-%s.gguf" % ("s" if stream else "d")
+            # 0.25 s a 64 KiB chunk: the whole file would take several seconds
+            State.files[path] = (data, '"hang"')
+            State.slow.add(path)
+            State.pace[path] = 0.25
+            t_close = hangup_pull(port, base, path, stream)
+            check(t_close is not None, "%s: the pull got under way" % label)
+            t_end = time.time() + 5
+            while path not in State.aborted and path not in State.finished and \
+                    time.time() < t_end:
+                time.sleep(0.02)
+            t_stop = State.aborted.get(path)
+            check(t_stop is not None and t_close is not None and t_stop - t_close < 2.0,
+                  "%s: hang-up stopped the transfer (origin saw the close %s s after it; "
+                  "%d of %d bytes sent)" % (label, "%.2f" % (t_stop - t_close)
+                                            if t_stop and t_close else "never",
+                                            State.sent.get(path, 0), len(data)))
+            check(path not in State.finished, "%s: the file was not sent whole" % label)
+            time.sleep(0.5)  # the worker winds down
+            tags = (http(port, "GET", "/api/tags").json() or {}).get("models", [])
+            check(tags == [], "%s: no model after the hang-up: %r" % (label, tags))
+            tf = tmp_files(home)
+            check(len(tf) == 2 and tf[1].endswith(".partial.json"),
+                  "%s: the partial stays for a resume: %r" % (label, tf))
+            check(blobs(home) == [], "%s: no blob: %r" % (label, blobs(home)))
+            # the same URL again, at full speed: resumed from the partial, then listed
+            State.slow.discard(path)
+            State.log.clear()
+            r = http(port, "POST", "/api/pull", {"model": "hang", "url": base + path,
+                                                 "stream": False, "sha256": digest})
+            check(r.status == 200 and (r.json() or {}).get("status") == "success",
+                  "%s: pull after the hang-up: %d %s" % (label, r.status, r.body[:200]))
+            check(any(l[0] == path and l[1] and l[1] != "bytes=0-" and l[3] == 206
+                      for l in State.log), "%s: resumed with Range: %r" % (label, State.log))
+            tags = (http(port, "GET", "/api/tags").json() or {}).get("models", [])
+            check([m.get("name") for m in tags] == ["hang:latest"] and
+                  tags[0].get("digest") == digest, "%s: listed after the resume: %r"
+                  % (label, tags))
+            check(tmp_files(home) == [], "%s: tmp empty: %r" % (label, tmp_files(home)))
+            r = http(port, "DELETE", "/api/delete", {"model": "hang"})
+            check(r.status == 200, "delete hang: %d %s" % (r.status, r.body))
+    finally:
+        rc = stop(proc)
+        log.close()
+        check(rc == 0, "serve exit %d after SIGTERM" % rc)
+        if T.failed:
+            with open(os.path.join(work, "serve.log")) as f:
+                print(f.read()[-2000:], file=sys.stderr)
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         print("test_pull: binary %s missing" % BIN, file=sys.stderr)
         print("test_pull: 0 passed, 1 failed")
         return 1
     work = tempfile.mkdtemp(prefix="lg_test_pull_")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = "http://127.0.0.1:%d" % port
@@ -205,7 +306,6 @@ def main():
         rc, out, err = run(home, "pull", base + "/missing.gguf", "m")
         check(rc == 1 and "404" in err, "404: rc %d %r" % (rc, err))
         check(tmp_files(home) == [], "no partial after 404: %r" % tmp_files(home))
-        import socket
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
@@ -334,11 +434,14 @@ def main():
         check(listing(home) == ["redir:latest"], "store unchanged by refused pulls")
         rc, out, err = run(home, "pull")
         check(rc == 2, "usage error without URL")
+
+        # 9. the server's /api/pull: a client that hangs up stops the transfer
+        test_serve_hangup(work, base, v1, h1)
     finally:
         server.shutdown()
         shutil.rmtree(work, ignore_errors=True)
-    print("test_pull: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("test_pull: %d passed, %d failed" % (T.passed, T.failed))
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 NAME = "test_serve_models"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,18 +33,7 @@ G3 = "gemma3:270m"
 AG = "agent:tiny"
 HEADROOM = 256 << 20  # LG_PLAN_HEADROOM_BYTES (model/plan.h)
 BASELINE = 12 << 20   # LG_PLAN_BASELINE_BYTES
-from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
-
-
-def http(port, method, path, body=None, timeout=300):
-    data = None if body is None else json.dumps(body).encode()
-    r = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data,
-                               method=method)
-    try:
-        with urllib.request.urlopen(r, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+from lgtest import T, check, free_port, http, stop, wait_up  # noqa: E402  (tests/py is on sys.path)
 
 
 def generate(port, model, prompt, n=8, keep_alive=None, extra=None):
@@ -55,7 +43,8 @@ def generate(port, model, prompt, n=8, keep_alive=None, extra=None):
         body["keep_alive"] = keep_alive
     if extra:
         body["options"].update(extra)
-    st, text = http(port, "POST", "/api/generate", body)
+    r = http(port, "POST", "/api/generate", body, timeout=300)
+    st, text = r.status, r.body
     try:
         return st, json.loads(text)
     except ValueError:
@@ -68,7 +57,8 @@ def ok_gen(r):
 
 
 def ps(port):
-    st, text = http(port, "GET", "/api/ps")
+    r = http(port, "GET", "/api/ps")
+    st, text = r.status, r.body
     if st != 200:
         return None
     return sorted(m["name"] for m in json.loads(text).get("models", []))
@@ -92,24 +82,8 @@ def start(env, log, extra=()):
                              "--ctx", "512"] + list(extra), env=env, stderr=f,
                             stdout=subprocess.DEVNULL)
     f.close()
-    for _ in range(200):
-        try:
-            if http(port, "GET", "/api/version", timeout=2)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.05)
+    wait_up(port, proc, path="/api/version", secs=10.0)
     return proc, port
-
-
-def stop(proc):
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode if proc else None
 
 
 def concurrent(port, jobs):
@@ -149,7 +123,8 @@ def phase_resident(env, log):
                   "gemma3 request %d" % i)
             check(ok_gen(generate(port, AG, "hello there", 8)), "agent request %d" % i)
         check(ps(port) == sorted([G3, AG]), "/api/ps lists both: %r" % ps(port))
-        st, text = http(port, "GET", "/api/ps")
+        r = http(port, "GET", "/api/ps")
+        st, text = r.status, r.body
         models = json.loads(text)["models"] if st == 200 else []
         check(all(m.get("size", 0) > 0 and m.get("context_length") == 512 for m in models),
               "ps sizes and contexts: %r" % models)
@@ -166,8 +141,9 @@ def phase_resident(env, log):
         check(wait_ps(port, [G3]) == [G3], "agent unloaded, gemma3 stays: %r" % ps(port))
         # per-model keep-alive: gemma3 expires after 2 s, agent (loaded by an empty prompt)
         # stays
-        st, d = http(port, "POST", "/api/generate", {"model": AG, "prompt": "",
-                                                      "keep_alive": -1, "stream": False})
+        r = http(port, "POST", "/api/generate", {"model": AG, "prompt": "", "keep_alive": -1,
+                                                 "stream": False}, timeout=300)
+        st, d = r.status, r.body
         check(st == 200 and json.loads(d).get("done_reason") == "load", "empty prompt loads: %s"
               % d[:200])
         check(ok_gen(generate(port, G3, "Hello", 4, keep_alive="2s")), "gemma3 keep_alive 2s")
@@ -175,12 +151,13 @@ def phase_resident(env, log):
         check(wait_ps(port, [AG], timeout=8) == [AG],
               "gemma3 expired on its own keep-alive, agent stays: %r" % ps(port))
         # an empty prompt with keep_alive 0 unloads that model
-        st, d = http(port, "POST", "/api/generate", {"model": AG, "prompt": "",
-                                                      "keep_alive": 0, "stream": False})
+        r = http(port, "POST", "/api/generate", {"model": AG, "prompt": "", "keep_alive": 0,
+                                                 "stream": False}, timeout=300)
+        st, d = r.status, r.body
         check(st == 200, "unload request: %s" % d[:200])
         check(wait_ps(port, []) == [], "nothing loaded: %r" % ps(port))
     finally:
-        rc = stop(proc)
+        rc = stop(proc, 30.0)
     check(rc == 0, "server exit %r on SIGTERM" % rc)
     return plans(log)
 
@@ -213,7 +190,7 @@ def phase_budget(env, log, p):
         log_text = open(log).read()
         check("to make room for" in log_text, "budget: the log says why a model was unloaded")
     finally:
-        rc = stop(proc)
+        rc = stop(proc, 30.0)
     check(rc == 0, "budget: server exit %r on SIGTERM" % rc)
 
 
@@ -228,7 +205,7 @@ def phase_max_models(env, log):
         check(ok_gen(generate(port, AG, "hello", 4)), "max-models 1: agent")
         check(ps(port) == [AG], "max-models 1: one model: %r" % ps(port))
     finally:
-        rc = stop(proc)
+        rc = stop(proc, 30.0)
     check(rc == 0, "max-models: server exit %r on SIGTERM" % rc)
 
 

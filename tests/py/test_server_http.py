@@ -22,23 +22,12 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
-from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
+from lgtest import Resp, T, check, free_port, stop, wait_up  # noqa: E402  (tests/py is on sys.path)
 
 
 def run(args, env, timeout=10):
     return subprocess.run([BIN] + args, env=env, capture_output=True, text=True,
                           timeout=timeout)
-
-
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
 
 
 def raw(port, data, timeout=5.0):
@@ -69,7 +58,7 @@ def raw(port, data, timeout=5.0):
                 break
             body += d
     except OSError:
-        return Resp(0, {}, b"")
+        return Resp(0, {}, "")
     finally:
         s.close()
     return Resp(status, headers, body.decode("utf-8", "replace"))
@@ -87,20 +76,6 @@ def req(port, method, path, body=None, headers=None):
     msg = "%s %s HTTP/1.1\r\n" % (method, path)
     msg += "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
     return raw(port, msg.encode() + data)
-
-
-def wait_ready(port, proc, secs=10.0):
-    t0 = time.time()
-    while time.time() - t0 < secs:
-        if proc.poll() is not None:
-            return False
-        try:
-            if req(port, "GET", "/health").status == 200:
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 CANARY = "CANARY-7781-prompt-text"
@@ -150,6 +125,16 @@ def test_routes(port):
     r = req(port, "POST", "/api/show", {"model": "nope:latest"})
     check(r.status == 404 and "not found" in (r.json() or {}).get("error", ""),
           "show unknown %d %r" % (r.status, r.body))
+    # malformed fields are the client's error (400 naming the field), not an unknown model
+    for method, path, body, needle in [
+            ("POST", "/api/show", {}, "model: required"),
+            ("POST", "/api/show", {"model": 5}, "model"),
+            ("POST", "/api/show", {"name": "x", "verbose": "yes"}, "verbose"),
+            ("DELETE", "/api/delete", {}, "model: required"),
+            ("DELETE", "/api/delete", {"name": []}, "name")]:
+        r = req(port, method, path, body)
+        check(r.status == 400 and needle in (r.json() or {}).get("error", ""),
+              "%s %s %r -> %d %r" % (method, path, body, r.status, r.body))
     r = req(port, "POST", "/api/pull", {"model": "x"})
     check(r.status == 501 and "error" in (r.json() or {}), "pull 501 %d" % r.status)
     r = req(port, "GET", "/v1/models/nope")
@@ -406,7 +391,7 @@ def test_store(env):
                              "--model", path], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        check(wait_ready(port, proc), "server with --model did not come up")
+        check(wait_up(port, proc, secs=10.0), "server with --model did not come up")
         tags = (req(port, "GET", "/api/tags").json() or {}).get("models", [])
         names = [m.get("name") for m in tags]
         check(names == ["gemma3:270m", path], "tags names %r" % names)
@@ -458,7 +443,7 @@ def main():
     proc = subprocess.Popen([BIN, "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        check(wait_ready(port, proc), "server did not come up")
+        check(wait_up(port, proc, secs=10.0), "server did not come up")
         test_routes(port)
         test_bad_requests(port)
         test_limits(port)
@@ -470,12 +455,7 @@ def main():
               (r.returncode, r.stdout, r.stderr))
         check(proc.poll() is None, "server still running after all checks")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = -9
+        rc = stop(proc, 10.0)
         err = proc.stderr.read()
     check(rc == 0, "SIGTERM exit code %d" % rc)
     check("listening on http://127.0.0.1:%d" % port in err, "startup line: %r" % err[:300])

@@ -18,8 +18,7 @@ POST /api/pull over real HTTP on 127.0.0.1 (never the internet).
 Binary: $BUILD/localgemma (BUILD defaults to build). Run from the repo root.
 Prints "test_server_routes: N passed, N failed"."""
 import hashlib
-import http.client
-import http.server
+import http.server as hserver
 import json
 import os
 import shutil
@@ -36,31 +35,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.join(ROOT, os.environ.get("BUILD", "build"), "localgemma")
 VOCAB = os.path.join(ROOT, "tests", "golden", "tok", "gemma4-mini-vocab.gguf")
 TINY = os.path.join(ROOT, "tests", "golden", "model", "gemma3.q8_0.gguf")
-from lgtest import T, check, free_port  # noqa: E402  (tests/py is on sys.path)
+from lgtest import T, check, free_port, http, stop, wait_up  # noqa: E402  (tests/py is on sys.path)
 
 
 def post(port, path, body, timeout=30):
     """POST JSON (dict or raw str); returns (status, parsed JSON or None, raw text)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    c.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    raw = r.read().decode("utf-8", "replace")
-    c.close()
-    try:
-        j = json.loads(raw)
-    except ValueError:
-        j = None
-    return r.status, j, raw
+    r = http(port, "POST", path, body, timeout=timeout)
+    return r.status, r.json(), r.body
 
 
 def get(port, path):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", path)
-    r = c.getresponse()
-    raw = r.read().decode("utf-8", "replace")
-    c.close()
-    return r.status, raw
+    r = http(port, "GET", path, timeout=10)
+    return r.status, r.body
 
 
 def ndjson(raw):
@@ -92,27 +78,14 @@ def start_server(env, args):
     port = free_port()
     proc = subprocess.Popen([BIN, "serve", "--port", str(port)] + args, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    t0 = time.time()
-    while time.time() - t0 < 15:
-        if proc.poll() is not None:
-            break
-        try:
-            if get(port, "/health")[0] in (200, 503):
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.05)
+    if wait_up(port, proc, secs=15.0, ok=(200, 503)):
+        return proc, port
     proc.kill()
     raise RuntimeError("serve did not start: %s" % proc.stderr.read().decode())
 
 
 def stop_server(proc, what):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = -1
+    rc = stop(proc)
     check(rc == 0, "%s: exit code %d after SIGTERM" % (what, rc))
 
 
@@ -123,7 +96,7 @@ class Origin:
     slow_stop = threading.Event()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(hserver.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *a):
@@ -163,7 +136,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class ThreadedHTTP(socketserver.ThreadingMixIn, http.server.HTTPServer):
+class ThreadedHTTP(socketserver.ThreadingMixIn, hserver.HTTPServer):
     daemon_threads = True
 
 

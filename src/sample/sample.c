@@ -5,9 +5,14 @@
  * s->counts [n_vocab] (left all-zero between calls) and s->mask_bits. Candidates are ordered
  * by (logit desc, id asc), a total order, so top-k and greedy break ties by the lower id and
  * a seed always gives the same tokens.
- * Top-k keeps a k-entry heap while scanning (most entries cost one comparison), never a
- * sort of the whole vocabulary; top-p without top-k selects and sorts a growing best prefix
- * (256, 2048, ...) until it holds the nucleus.
+ * Top-k keeps a k-entry heap while scanning (blocks of entries that cannot enter it cost one
+ * vectorised comparison each), never a sort of the whole vocabulary. Top-p without top-k
+ * buckets the probability mass by logit (one pass, fused with the softmax sum), gathers the
+ * entries of the buckets that hold the nucleus (a best prefix of the order) and sorts only
+ * those, with a radix sort when there are many; the cut inside them is then made exactly as
+ * over a full sort. Greedy is a vectorisable max and a scan for its first occurrence.
+ * Every path picks the same token for a seed as a full sort of the vocabulary would
+ * (tests/unit/test_sample.c checks it against one).
  */
 #include "sample/sample.h"
 
@@ -26,11 +31,18 @@ struct cand {
     int32_t id;
 };
 
+/* Top-p buckets: mass by (m - l) / T in steps of 1 / NUC_SCALE up to NUC_BUCKETS / NUC_SCALE
+ * (= 32: e^-32 per entry), everything further in one last bucket. Radix digits of 11 bits. */
+enum { NUC_BUCKETS = 1024, NUC_SCALE = 32, RADIX_BITS = 11, RADIX_N = 1 << RADIX_BITS };
+
 struct lg_sampler {
     struct lg_sample_params p;
     int32_t n_vocab;
     float *work;          /* [n_vocab] logits after penalties, bias and mask */
     struct cand *cand;    /* [n_vocab] candidates */
+    struct cand *cand2;   /* [n_vocab] radix-sort scratch */
+    double nuc_mass[NUC_BUCKETS + 1];
+    int32_t radix_cnt[RADIX_N];
     int32_t *counts;      /* [n_vocab] occurrences in the window; all zero between calls */
     uint32_t *mask_bits;  /* [(n_vocab + 31) / 32] */
     int32_t *hist;        /* [hist_cap] ring of recent tokens */
@@ -201,9 +213,10 @@ enum lg_status lg_sampler_create(const struct lg_sample_params *p, int32_t n_voc
     s->n_vocab = n_vocab;
     s->work = malloc((size_t)n_vocab * sizeof *s->work);
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    s->cand2 = malloc((size_t)n_vocab * sizeof *s->cand2);
     s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
     s->mask_bits = malloc(((size_t)n_vocab + 31) / 32 * sizeof *s->mask_bits);
-    if (!s->work || !s->cand || !s->counts || !s->mask_bits) {
+    if (!s->work || !s->cand || !s->cand2 || !s->counts || !s->mask_bits) {
         lg_sampler_destroy(s);
         return lg_err_set(err, LG_ERR_NOMEM, "sampler: out of memory for %d-token scratch",
                           (int)n_vocab);
@@ -223,6 +236,7 @@ void lg_sampler_destroy(struct lg_sampler *s)
         return;
     free(s->work);
     free(s->cand);
+    free(s->cand2);
     free(s->counts);
     free(s->mask_bits);
     free(s->hist);
@@ -350,6 +364,18 @@ static inline float scaled(float d, float inv_t)
     return isnan(v) ? 0.0f : v; /* inf - inf (two +inf logits) or 0 * inf: equal to the max */
 }
 
+/* Whether any of l[0..32) is above thr (NaN is not). Its own function, not inlined: the
+ * compiler vectorises the loop with 256-bit registers and clears their upper halves on return
+ * (vzeroupper); inlined into the sampler, the dirty upper state slowed libm's exp() in a
+ * later path of the same call twentyfold. */
+static __attribute__((noinline)) bool any_above(const float *restrict l, float thr)
+{
+    int hit = 0;
+    for (int32_t j = 0; j < 32; j++)
+        hit |= l[j] > thr;
+    return hit != 0;
+}
+
 /* Puts the best k finite entries of l[0..n) into out (heap order) and returns how many.
  * A min-heap of size k (worst at the root) rejects most entries with one comparison:
  * O(n + k log k log n) on logit-like data, O(n log k) at worst; no allocation. */
@@ -376,13 +402,11 @@ static int32_t heap_top(const float *restrict l, int32_t n, int32_t k,
     /* ids only grow from here, so a tie with the root never wins: compare logits alone */
     float thr = out[0].l;
     for (; i < n; i++) {
-        /* blocks of 16 whose max does not beat the root are skipped (the common case) */
-        if ((i & 15) == 0 && i + 16 <= n) {
-            float bm = l[i];
-            for (int32_t j = 1; j < 16; j++)
-                bm = l[i + j] > bm ? l[i + j] : bm;
-            if (!(bm > thr)) {
-                i += 15;
+        /* blocks of 32 where nothing beats the root are skipped (the common case); the test
+         * is a compare-and-or the compiler vectorises, and NaN never beats anything */
+        if ((i & 31) == 0 && i + 32 <= n) {
+            if (!any_above(l + i, thr)) {
+                i += 31;
                 continue;
             }
         }
@@ -394,6 +418,55 @@ static int32_t heap_top(const float *restrict l, int32_t n, int32_t k,
         }
     }
     return cnt;
+}
+
+/* The sort key of a logit: unsigned order = (logit desc); -0 and +0 share one key (they tie
+ * under cand_better). Only finite or infinite logits get here, never NaN. */
+static inline uint32_t desc_key(float f)
+{
+    uint32_t u;
+    if (f == 0.0f)
+        f = 0.0f;
+    memcpy(&u, &f, sizeof u);
+    u = (u & 0x80000000u) ? ~u : u | 0x80000000u; /* ascending in f */
+    return ~u;
+}
+
+/* Sorts c[0..n) best first: an LSD radix sort on desc_key (3 passes of 11 bits), stable, so
+ * candidates in id order keep ties by lower id first (only for input in id order). tmp holds
+ * n entries, cnt RADIX_N. */
+static void radix_best_first(struct cand *c, struct cand *tmp, int32_t *cnt, int32_t n)
+{
+    enum { NB = RADIX_N };
+    struct cand *src = c, *dst = tmp;
+    for (int pass = 0; pass < 3; pass++) {
+        int shift = pass * RADIX_BITS;
+        memset(cnt, 0, NB * sizeof *cnt);
+        for (int32_t i = 0; i < n; i++)
+            cnt[(desc_key(src[i].l) >> shift) & (NB - 1)]++;
+        int32_t sum = 0;
+        for (int b = 0; b < NB; b++) {
+            int32_t k = cnt[b];
+            cnt[b] = sum;
+            sum += k;
+        }
+        for (int32_t i = 0; i < n; i++)
+            dst[cnt[(desc_key(src[i].l) >> shift) & (NB - 1)]++] = src[i];
+        struct cand *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != c) /* an odd number of passes: the result is in tmp */
+        memcpy(c, src, (size_t)n * sizeof *c);
+}
+
+/* Sorts candidates gathered in id order best first: heapsort when few, else radix. */
+static void sort_gathered(struct lg_sampler *s, struct cand *c, int32_t n)
+{
+    if (n > 4096)
+        radix_best_first(c, s->cand2, s->radix_cnt, n);
+    else
+        sort_best_first(c, n);
 }
 
 /* On candidates sorted best first: the shortest prefix whose softmax mass (at 1/inv_t) is at
@@ -490,6 +563,94 @@ static void fill_info(const struct lg_sampler *s, const float *logits, int32_t t
     }
 }
 
+static inline int32_t nuc_bucket(float l, float m, float inv_t)
+{
+    float d = -scaled(l - m, inv_t) * (float)NUC_SCALE; /* >= 0, monotone in l */
+    return d < (float)NUC_BUCKETS ? (int32_t)d : NUC_BUCKETS;
+}
+
+/* Top-p without top-k: the shortest best-first prefix of the vocabulary whose mass is at least
+ * top_p, sorted best first into c; returns its length (all finite entries when rounding
+ * keeps the sum below top_p; 0 when none is finite). The same set and order as a full sort:
+ * the buckets (monotone in the logit) taken are a best prefix of the order holding at least
+ * top_p of the mass with a margin for summation order, and the cut inside them is made over
+ * the sorted entries exactly as over a full sort. */
+static int32_t nucleus(struct lg_sampler *s, const float *l, float inv_t, struct cand *c)
+{
+    const int32_t nv = s->n_vocab;
+    double *mass = s->nuc_mass;
+    float m = -INFINITY;
+    for (int32_t i = 0; i < nv; i++)
+        if (l[i] > m)
+            m = l[i];
+    if (!(m > -INFINITY))
+        return 0;
+    memset(mass, 0, sizeof s->nuc_mass);
+    double z = 0.0;
+    for (int32_t i = 0; i < nv; i++)
+        if (l[i] > -INFINITY) {
+            float w = expf(scaled(l[i] - m, inv_t));
+            z += (double)w;
+            mass[nuc_bucket(l[i], m, inv_t)] += (double)w;
+        }
+    const double target = (double)s->p.top_p * z;
+    /* the last bucket needed, with a relative margin far above the rounding of two orders
+     * of summation; NUC_BUCKETS (everything) when the margin is not reached before it */
+    int32_t last = NUC_BUCKETS;
+    double cum_b = 0.0;
+    for (int32_t b = 0; b < NUC_BUCKETS; b++) {
+        cum_b += mass[b];
+        if (cum_b >= target * (1.0 + 1e-9) + 1e-300) {
+            last = b;
+            break;
+        }
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        int32_t n = 0;
+        for (int32_t i = 0; i < nv; i++)
+            if (l[i] > -INFINITY && nuc_bucket(l[i], m, inv_t) <= last) {
+                c[n].l = l[i];
+                c[n].id = i;
+                n++;
+            }
+        sort_gathered(s, c, n);
+        double cum = 0.0;
+        for (int32_t i = 0; i < n; i++) {
+            cum += (double)expf(scaled(c[i].l - m, inv_t));
+            if (cum >= target)
+                return i + 1;
+        }
+        if (last == NUC_BUCKETS)
+            return n; /* rounding kept the whole sum below top_p: everything */
+        last = NUC_BUCKETS; /* cannot happen with the margin; stay exact anyway */
+    }
+    return 0;
+}
+
+/* The first index of the largest value (NaN never counts), or -1 when none beats -inf.
+ * The max runs on 8 independent lanes so the compiler can vectorise it. */
+static int32_t argmax_first(const float *l, int32_t n)
+{
+    float lane[8];
+    for (int j = 0; j < 8; j++)
+        lane[j] = -INFINITY;
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
+    float best = -INFINITY;
+    for (int j = 0; j < 8; j++)
+        best = lane[j] > best ? lane[j] : best;
+    for (; i < n; i++)
+        best = l[i] > best ? l[i] : best;
+    if (!(best > -INFINITY))
+        return -1;
+    for (i = 0; i < n; i++)
+        if (l[i] == best)
+            return i;
+    return -1;
+}
+
 enum lg_status lg_sampler_sample(struct lg_sampler *s, const float *logits, int32_t *token,
                                  struct lg_sample_info *info, struct lg_err *err)
 {
@@ -520,12 +681,7 @@ enum lg_status lg_sampler_sample(struct lg_sampler *s, const float *logits, int3
 
     int32_t chosen = -1;
     if (p->temperature <= 0.0f) {
-        float best = -INFINITY;
-        for (int32_t i = 0; i < nv; i++)
-            if (l[i] > best) { /* strict: ties keep the lower id */
-                best = l[i];
-                chosen = i;
-            }
+        chosen = argmax_first(l, nv); /* ties keep the lower id */
     } else {
         const float inv_t = 1.0f / p->temperature;
         struct cand *c = s->cand;
@@ -535,31 +691,7 @@ enum lg_status lg_sampler_sample(struct lg_sampler *s, const float *logits, int3
             sort_best_first(c, n);
             n = top_p_cut(c, n, inv_t, p->top_p);
         } else if (p->top_p < 1.0f) {
-            /* nucleus without top-k: select a growing best prefix until it holds top_p */
-            float m = -INFINITY;
-            for (int32_t i = 0; i < nv; i++)
-                if (l[i] > m)
-                    m = l[i];
-            double z = 0.0;
-            for (int32_t i = 0; i < nv; i++)
-                if (l[i] > -INFINITY)
-                    z += (double)expf(scaled(l[i] - m, inv_t));
-            for (int32_t k = 256;; k = k > nv / 8 ? nv : k * 8) {
-                n = heap_top(l, nv, k, c);
-                sort_best_first(c, n);
-                double cum = 0.0, target = (double)p->top_p * z;
-                int32_t keep = -1;
-                for (int32_t i = 0; i < n && keep < 0; i++) {
-                    cum += (double)expf(scaled(c[i].l - m, inv_t));
-                    if (cum >= target)
-                        keep = i + 1;
-                }
-                if (keep > 0 || n < k || k >= nv) {
-                    if (keep > 0)
-                        n = keep;
-                    break;
-                }
-            }
+            n = nucleus(s, l, inv_t, c);
         } else {
             n = 0;
             for (int32_t i = 0; i < nv; i++)

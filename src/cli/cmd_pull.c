@@ -1,5 +1,12 @@
 /* cmd_pull.c: `localgemma pull URL [NAME] [--sha256 HEX]` — download a GGUF over HTTP(S)
- * into the store (resumable, verified; see store_pull.c). */
+ * into the store (resumable, verified; see store_pull.c).
+ *
+ * SIGINT / SIGTERM / SIGHUP stop the pull through lg_store_pull's cancel hook (polled many
+ * times a second while bytes flow, about once a second while none do): nothing is published,
+ * the partial and its sidecar stay for a resume when the origin gave a strong ETag, and the
+ * exit status is 128 + the signal. The handler is one-shot (SA_RESETHAND): a second Ctrl-C
+ * kills at once, which is still safe (a killed pull resumes like an interrupted one). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +14,31 @@
 #include "base/err.h"
 #include "cli/cli.h"
 #include "store/store.h"
+
+static volatile sig_atomic_t g_stop_sig; /* the signal that asked us to stop, or 0 */
+
+static void on_stop_signal(int sig)
+{
+    g_stop_sig = sig;
+}
+
+static bool pull_cancelled(void *user)
+{
+    (void)user;
+    return g_stop_sig != 0;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
 
 struct pull_ctx {
     const char *url;
@@ -89,6 +121,8 @@ int lg_cmd_pull(int argc, char **argv)
     o.user = &p;
     o.inspect = pull_inspect;
     o.inspect_user = &ctx;
+    o.cancel = pull_cancelled;
+    catch_stop_signals();
     const char *lst = getenv("LG_PULL_LOW_SPEED_TIME"); /* tests shorten the stall timeout */
     if (lst)
         o.low_speed_time_s = atol(lst);
@@ -96,6 +130,12 @@ int lg_cmd_pull(int argc, char **argv)
     enum lg_status st = lg_store_pull(s, &o, &m, &resumed, &err);
     lg_progress_finish(&p);
     lg_store_close(s);
+    if (st == LG_ERR_CANCELLED && g_stop_sig) {
+        fprintf(stderr, "localgemma pull: interrupted by %s: %s\n",
+                g_stop_sig == SIGINT ? "SIGINT" : g_stop_sig == SIGTERM ? "SIGTERM" : "SIGHUP",
+                err.msg);
+        return 128 + (int)g_stop_sig;
+    }
     if (st != LG_OK) {
         fprintf(stderr, "localgemma pull: %s\n", err.msg);
         return 1;

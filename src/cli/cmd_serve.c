@@ -30,6 +30,7 @@
     "                        [--ctx N] [--max-queue N] [--keep-alive DUR]\n"                  \
     "                        [--cors-origin ORIGIN]... [--allow-host NAME]...\n"               \
     "                        [--max-body BYTES] [--max-connections N] [--timeout SECONDS]\n"  \
+    "                        [--header-timeout SECONDS]\n"                                 \
     "                        [--log-requests] [--reasoning-key reasoning_content|reasoning]\n" \
     "                        [--reasoning-budget N] [--policy FILE] [--no-redact]\n"          \
     "                        [--audit-content] [--no-auth] [--tls-cert FILE --tls-key FILE]\n" \
@@ -52,6 +53,8 @@
     "  --max-body BYTES    request body limit (1024..1073741824, default 8388608)\n"         \
     "  --max-connections N open connections (1..65536, default 1024)\n"                      \
     "  --timeout SECONDS   idle connection timeout (1..3600, default 30)\n"                  \
+    "  --header-timeout S  a new connection must send its headers within S seconds, else 408\n" \
+    "                      (1..3600, default 10)\n"                                        \
     "  --log-requests      one stderr line per request (method, path, status, time)\n"      \
     "  --reasoning-key K   OpenAI routes send thinking as K (default reasoning_content)\n"  \
     "  --reasoning-budget N  close the thought channel after N tokens (default -1: no limit)\n" \
@@ -156,7 +159,8 @@ int lg_cmd_serve(int argc, char **argv)
         static const char *const known[] = {
             "--host", "--port", "--model", "--parallel", "--ctx", "--max-queue",
             "--keep-alive", "--cors-origin", "--allow-host", "--max-body",
-            "--max-connections", "--timeout", "--reasoning-key", "--reasoning-budget",
+            "--max-connections", "--timeout", "--header-timeout", "--reasoning-key",
+            "--reasoning-budget",
             "--policy", "--tls-cert", "--tls-key", "--batch", "--kv-type", "--kv-type-k",
             "--kv-type-v", "--max-models"};
         size_t name_len = strcspn(arg, "=");
@@ -268,6 +272,10 @@ int lg_cmd_serve(int argc, char **argv)
             if (!parse_int(val, 1, 3600, &v))
                 return usage_error("--timeout '%s': expected 1..3600%s", val, "");
             cfg.idle_timeout_s = (unsigned)v;
+        } else if (!strcmp(name, "--header-timeout")) {
+            if (!parse_int(val, 1, 3600, &v))
+                return usage_error("--header-timeout '%s': expected 1..3600%s", val, "");
+            cfg.header_timeout_s = (unsigned)v;
         } else {
             return usage_error("unknown option '%s'%s", name, "");
         }

@@ -25,6 +25,8 @@ static atomic_llong tokens_prompt, tokens_completion;
 static atomic_int inflight;
 static atomic_bool trim_pending;
 static atomic_llong trims;
+static atomic_int conns_open;
+static atomic_llong conns_rejected, header_timeouts;
 
 /* Histograms: cumulative buckets computed at render time from per-bucket counts. */
 static const double ttft_le[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
@@ -100,6 +102,21 @@ void srv_metrics_heap_trim(bool pending, bool trimmed)
         atomic_fetch_add(&trims, 1);
 }
 
+void srv_metrics_conn_open(int delta)
+{
+    atomic_fetch_add(&conns_open, delta);
+}
+
+void srv_metrics_rejected_conn(void)
+{
+    atomic_fetch_add(&conns_rejected, 1);
+}
+
+void srv_metrics_header_timeout(void)
+{
+    atomic_fetch_add(&header_timeouts, 1);
+}
+
 void srv_metrics_reset(void)
 {
     for (int r = 0; r < SRV_R_COUNT; r++)
@@ -110,6 +127,9 @@ void srv_metrics_reset(void)
     atomic_store(&inflight, 0);
     atomic_store(&trim_pending, false);
     atomic_store(&trims, 0);
+    atomic_store(&conns_open, 0);
+    atomic_store(&conns_rejected, 0);
+    atomic_store(&header_timeouts, 0);
     struct hist *hs[2] = {&ttft_hist, &tps_hist};
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i <= N_BUCKETS; i++)
@@ -186,6 +206,18 @@ void srv_metrics_render(struct srv_buf *o, const struct lg_engine_stats *es)
                 "# TYPE localgemma_kv_total_bytes gauge\n"
                 "localgemma_kv_total_bytes %llu\n", (unsigned long long)es->kv_total_bytes);
     }
+    putf(o, "# HELP localgemma_connections_open TCP connections open now.\n"
+            "# TYPE localgemma_connections_open gauge\n"
+            "localgemma_connections_open %d\n", atomic_load(&conns_open));
+    putf(o, "# HELP localgemma_connections_rejected_total Connections over --max-connections, "
+            "answered 503 and closed.\n"
+            "# TYPE localgemma_connections_rejected_total counter\n"
+            "localgemma_connections_rejected_total %lld\n",
+         (long long)atomic_load(&conns_rejected));
+    putf(o, "# HELP localgemma_header_timeouts_total Connections closed because the request "
+            "line and headers did not arrive in time (408).\n"
+            "# TYPE localgemma_header_timeouts_total counter\n"
+            "localgemma_header_timeouts_total %lld\n", (long long)atomic_load(&header_timeouts));
     struct mallinfo2 mi = mallinfo2(); /* all arenas, each locked in turn: a few µs */
     putf(o, "# HELP localgemma_heap_inuse_bytes C heap bytes allocated and not freed (malloc "
             "arenas and mmapped chunks).\n"

@@ -522,6 +522,108 @@ int srv_route_generation(struct srv_conn *c, srv_parse_fn parse)
     return srv_generate(c, p);
 }
 
+/* ---- connection tracking: header deadline (G9) and connection cap (G10) ----
+ *
+ * MHD's own timeout is an idle timeout: a client that trickles one header byte every few
+ * seconds would hold its connection for ever, and at MHD's connection limit new clients
+ * wait in the listen backlog (a hang, not an answer). So every connection is tracked here
+ * (MHD's socket context): a new one must deliver its request line and headers within
+ * header_timeout_s, a keep-alive one its next request within idle_timeout_s of the last
+ * response; past that the watchdog writes a 408 (plain HTTP, first request only: under TLS
+ * the bytes would have to be encrypted, and an idle keep-alive client could take a late 408
+ * for the answer to its next request) and shuts the socket down; MHD then closes it as a
+ * client hang-up. A connection over max_connections gets a 503 with Retry-After at once and
+ * is closed a second later at the latest; MHD's own limit sits SRV_REJECT_HEADROOM above
+ * ours so those rejects have room. */
+
+enum { SRV_REJECT_HEADROOM = 256 };
+
+static const char resp_408[] =
+    "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    "Content-Length: 42\r\n\r\n{\"error\":\"request headers took too long\"}\n";
+static const char resp_503_conns[] =
+    "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
+    "Content-Type: application/json\r\nContent-Length: 33\r\n\r\n"
+    "{\"error\":\"too many connections\"}\n";
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct lg_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct srv_sock *k = ci ? calloc(1, sizeof *k) : NULL;
+        *socket_context = k;
+        if (!k)
+            return; /* untracked: MHD's idle timeout still applies */
+        k->fd = ci->connect_fd;
+        int64_t now = srv_mono_ns();
+        pthread_mutex_lock(&s->socks_mu);
+        k->next = s->socks;
+        if (s->socks)
+            s->socks->prev = k;
+        s->socks = k;
+        s->n_socks++;
+        srv_metrics_conn_open(1);
+        if (s->n_socks > s->cfg.max_connections) {
+            k->rejected = true;
+            k->deadline_ns = now + 1000000000LL;
+            if (!s->tls)
+                (void)!send(k->fd, resp_503_conns, sizeof resp_503_conns - 1,
+                            MSG_NOSIGNAL | MSG_DONTWAIT);
+        } else {
+            k->deadline_ns = now + (int64_t)s->cfg.header_timeout_s * 1000000000LL;
+        }
+        pthread_mutex_unlock(&s->socks_mu);
+        if (k->rejected)
+            srv_metrics_rejected_conn();
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct srv_sock *k = *socket_context;
+        if (!k)
+            return;
+        pthread_mutex_lock(&s->socks_mu);
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            s->socks = k->next;
+        if (k->next)
+            k->next->prev = k->prev;
+        s->n_socks--;
+        srv_metrics_conn_open(-1);
+        pthread_mutex_unlock(&s->socks_mu);
+        free(k);
+        *socket_context = NULL;
+    }
+}
+
+static struct srv_sock *conn_sock(struct MHD_Connection *mc)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The watchdog's pass: shut down every connection past its deadline. */
+static void socks_expire(struct lg_server *s)
+{
+    int64_t now = srv_mono_ns();
+    unsigned n = 0;
+    pthread_mutex_lock(&s->socks_mu);
+    for (struct srv_sock *k = s->socks; k; k = k->next) {
+        if (k->killed || !k->deadline_ns || now < k->deadline_ns)
+            continue;
+        if (!s->tls && !k->rejected && !k->served)
+            (void)!send(k->fd, resp_408, sizeof resp_408 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(k->fd, SHUT_RDWR);
+        k->killed = true;
+        n += !k->rejected && !k->served;
+    }
+    pthread_mutex_unlock(&s->socks_mu);
+    for (unsigned i = 0; i < n; i++)
+        srv_metrics_header_timeout();
+}
+
 /* While a connection is suspended MHD does not notice that the client hung up, and a
  * non-streamed request (or a stream during a long prefill) sends nothing that could fail.
  * This thread polls the sockets of suspended connections every 100 ms and sets the cancel
@@ -534,7 +636,9 @@ int srv_route_generation(struct srv_conn *c, srv_parse_fn parse)
  * stays up with nothing leaked). Once no generation has run for a second it calls
  * malloc_trim(0), once per burst: a pass over every arena's free lists, milliseconds for a
  * heap this size (60 ms for a pathological 130 MiB of small fragments), each arena locked in
- * turn, so at worst a request arriving just then waits that long for one malloc. */
+ * turn, so at worst a request arriving just then waits that long for one malloc.
+ *
+ * Each tick it also closes the connections past their header deadline (socks_expire). */
 static void *watchdog_main(void *arg)
 {
     struct lg_server *s = arg;
@@ -559,6 +663,7 @@ static void *watchdog_main(void *arg)
         }
         bool pending = s->gen_since_trim;
         pthread_mutex_unlock(&s->gens_mu);
+        socks_expire(s);
         if (trim)
             malloc_trim(0);
         srv_metrics_heap_trim(pending, trim); /* after the trim: a test may measure then */
@@ -756,6 +861,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     struct lg_server *s = cls;
     struct srv_conn *c = *con_cls;
     if (!c) {
+        struct srv_sock *k = conn_sock(mc);
+        if (k) {
+            pthread_mutex_lock(&s->socks_mu);
+            bool rejected = k->rejected;
+            k->deadline_ns = 0; /* headers in: from here MHD's idle timeout rules */
+            pthread_mutex_unlock(&s->socks_mu);
+            if (rejected)
+                return MHD_NO; /* the 503 went out when it connected */
+        }
         c = calloc(1, sizeof *c);
         if (!c)
             return MHD_NO;
@@ -809,8 +923,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)mc;
+    struct lg_server *s = cls;
+    struct srv_sock *k = conn_sock(mc);
+    if (k) { /* keep-alive: the next request is due within the idle timeout */
+        pthread_mutex_lock(&s->socks_mu);
+        k->deadline_ns = srv_mono_ns() + (int64_t)s->cfg.idle_timeout_s * 1000000000LL;
+        k->served = true;
+        pthread_mutex_unlock(&s->socks_mu);
+    }
     struct srv_conn *c = *con_cls;
     if (!c)
         return;
@@ -847,6 +967,7 @@ void lg_server_config_default(struct lg_server_config *cfg)
     cfg->max_connections = 1024;
     cfg->conn_memory_bytes = 32 * 1024; /* request line + headers ~16 KiB (G9) */
     cfg->idle_timeout_s = 30;
+    cfg->header_timeout_s = 10;
     cfg->keep_alive_ms = 5 * 60 * 1000;
     cfg->n_parallel = 1;
     cfg->max_queue = 512;
@@ -949,7 +1070,15 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
     s->loopback = loopback;
     if (!s->cfg.max_body_bytes)
         s->cfg.max_body_bytes = LG_JSON_MAX_BODY;
+    if (!s->cfg.header_timeout_s)
+        s->cfg.header_timeout_s = 10;
+    if (!s->cfg.idle_timeout_s)
+        s->cfg.idle_timeout_s = 30;
+    if (!s->cfg.max_connections)
+        s->cfg.max_connections = 1024;
+    s->tls = tls;
     pthread_mutex_init(&s->gens_mu, NULL);
+    pthread_mutex_init(&s->socks_mu, NULL);
     atomic_init(&s->draining, false);
     const void *addr = ss.ss_family == AF_INET
                            ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
@@ -988,15 +1117,17 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
         flags, cfg->port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections + (unsigned)SRV_REJECT_HEADROOM,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->conn_memory_bytes,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->gens_mu);
+        pthread_mutex_destroy(&s->socks_mu);
         free(s);
         return lg_err_set(err, LG_ERR_IO, "cannot listen on %s port %u (address in use, or "
                           "not permitted%s)", host, (unsigned)cfg->port,
@@ -1008,6 +1139,7 @@ enum lg_status lg_server_start(const struct lg_server_config *cfg, struct lg_ser
     if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0) {
         MHD_stop_daemon(s->d);
         pthread_mutex_destroy(&s->gens_mu);
+        pthread_mutex_destroy(&s->socks_mu);
         free(s);
         return lg_err_set(err, LG_ERR_NOMEM, "cannot start the watchdog thread");
     }
@@ -1081,5 +1213,6 @@ void lg_server_stop(struct lg_server *s, int drain_ms)
     if (n_gens(s) > 0)
         return;
     pthread_mutex_destroy(&s->gens_mu);
+    pthread_mutex_destroy(&s->socks_mu);
     free(s);
 }

@@ -45,9 +45,14 @@ struct lg_server_config {
     const char *host;       /* bind address (numeric or name); default "127.0.0.1" */
     uint16_t port;          /* 0 = pick a free port (tests); see lg_server_port() */
     size_t max_body_bytes;  /* 413 beyond; default LG_JSON_MAX_BODY */
-    unsigned max_connections;   /* default 1024; over the cap MHD refuses the connection */
+    unsigned max_connections;   /* default 1024; a connection over the cap gets 503 +
+                                 * Retry-After and is closed at once (hardening.md G10) */
     size_t conn_memory_bytes;   /* per-connection pool: bounds request line + headers (431) */
-    unsigned idle_timeout_s;    /* idle connection timeout; default 30 */
+    unsigned idle_timeout_s;    /* idle connection timeout; default 30; also the most a
+                                 * keep-alive connection may take to send its next request */
+    unsigned header_timeout_s;  /* a new connection's request line + headers must be in
+                                 * within this, however slowly they trickle (slowloris):
+                                 * else 408 and close (G9); default 10, 0 = default */
     const char *const *cors_origins; /* allowed Origin values; none → every Origin refused */
     size_t n_cors_origins;
     const char *const *allow_hosts; /* extra Host names accepted besides the defaults */
@@ -443,6 +448,10 @@ void srv_metrics_inflight(int delta);
 /* The watchdog's idle trim (server.c): pending = generations ran since the last trim;
  * trimmed = one was done now. */
 void srv_metrics_heap_trim(bool pending, bool trimmed);
+/* connections: open (delta), refused over the cap (503), closed at the header deadline */
+void srv_metrics_conn_open(int delta);
+void srv_metrics_rejected_conn(void);
+void srv_metrics_header_timeout(void);
 /* Prometheus text exposition (format 0.0.4) into out. */
 void srv_metrics_render(struct srv_buf *out, const struct lg_engine_stats *es);
 void srv_metrics_reset(void); /* tests */

@@ -89,6 +89,23 @@ struct lg_server {
     pthread_t watchdog;
     atomic_bool watchdog_stop;
     bool gen_since_trim; /* under gens_mu: a generation started since the last idle trim */
+    bool tls;
+    /* every open connection (MHD's socket context), for the header deadline and the
+     * connection cap; under socks_mu */
+    pthread_mutex_t socks_mu;
+    struct srv_sock *socks;
+    unsigned n_socks;
+};
+
+/* One TCP connection, from MHD's "started" notification to its "closed" one (MHD closes the
+ * fd only after that, so under socks_mu the fd is always this connection's). */
+struct srv_sock {
+    struct srv_sock *prev, *next;
+    int fd;
+    int64_t deadline_ns; /* the request line + headers must be in by then; 0 = none */
+    bool rejected;       /* over the connection cap: 503 sent, closing */
+    bool killed;         /* shut down by the watchdog */
+    bool served;         /* a request completed on it (keep-alive) */
 };
 
 struct srv_conn {

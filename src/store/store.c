@@ -178,6 +178,17 @@ enum lg_status lg_store_blob_path(const struct lg_store *s, const char *hex, cha
 enum lg_status lg_store_manifest_path(const struct lg_store *s, const struct lg_store_name *n,
                                       char *out, size_t cap, struct lg_err *err)
 {
+    /* The family directory must be a real directory: a symlink planted in manifests/ would
+     * otherwise carry reads, writes and unlinks outside the store (hardening.md G18). A
+     * missing one is fine (manifest_write creates it; mkdir never follows a symlink). */
+    enum lg_status st = path_join(out, cap, err, "%s/%s%s", s->manifests, n->family, "");
+    struct stat sb;
+    if (st == LG_OK && lstat(out, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return lg_err_set(err, LG_ERR_FORMAT, "model store: manifests/%s is %s, not a "
+                          "directory; not followed", n->family,
+                          S_ISLNK(sb.st_mode) ? "a symbolic link" : "a file");
+    if (st != LG_OK)
+        return st;
     return path_join(out, cap, err, "%s/%s/%s", s->manifests, n->family, n->tag);
 }
 

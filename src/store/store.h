@@ -72,7 +72,9 @@ const char *lg_store_root(const struct lg_store *s);
  * NULL. Called by lg_store_open. */
 enum lg_status lg_store_scan_tmp(struct lg_store *s, int *n_removed, struct lg_err *err);
 
-/* Paths built only from validated parts. LG_ERR_RANGE when cap is too small. */
+/* Paths built only from validated parts. LG_ERR_RANGE when cap is too small.
+ * lg_store_manifest_path also refuses (LG_ERR_FORMAT) a manifests/<family> that exists but
+ * is not a directory, e.g. a planted symlink: it is never followed. */
 enum lg_status lg_store_blob_path(const struct lg_store *s, const char *hex, char *out,
                                   size_t cap, struct lg_err *err);
 enum lg_status lg_store_manifest_path(const struct lg_store *s, const struct lg_store_name *n,

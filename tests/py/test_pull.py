@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """test_pull.py: `localgemma pull` against a local HTTP server on 127.0.0.1 (never the
 internet): a normal pull with --sha256, a wrong hash, 404, connection refused, an interrupted
-transfer (the server closes mid-body) then a resume with Range + If-Range, an ETag change
+transfer (the server closes mid-body) then a resume with Range + If-Range, a pull stopped by
+SIGINT/SIGTERM (exits within a second, partial kept, resumed), injected fsync/rename/link
+failures while publishing (strace; the store stays consistent), an ETag change
 between the two (restart from zero), redirects (followed, and a bounded loop), a non-GGUF
 body, and refused URLs/names. Every case also checks the store afterwards: no half model in
 `list`, no stray partials.
@@ -157,6 +159,26 @@ def blobs(home):
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
+def store_problems(home):
+    """Manifests whose blob is missing or fails its sha256."""
+    bad = []
+    mroot = os.path.join(home, "manifests")
+    for dirpath, _, files in os.walk(mroot):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            try:
+                d = json.load(open(path)).get("digest", "")
+            except (OSError, ValueError):
+                bad.append((path, "unreadable"))
+                continue
+            blob = os.path.join(home, "blobs", "sha256-" + d[7:])
+            if not d.startswith("sha256:") or not os.path.isfile(blob):
+                bad.append((path, "no blob"))
+            elif hashlib.sha256(open(blob, "rb").read()).hexdigest() != d[7:]:
+                bad.append((path, "sha256 mismatch"))
+    return bad
+
+
 def hangup_pull(port, base, path, stream):
     """Starts POST /api/pull of base+path on a raw socket, waits until the download is under
     way, hangs up. Returns the time of the hang-up, or None if it never got going."""
@@ -191,6 +213,63 @@ def hangup_pull(port, base, path, stream):
     t = time.time()
     s.close()
     return t
+
+
+def test_cli_signal(work, base, data, digest):
+    """`localgemma pull` stopped by SIGINT (Ctrl-C) or SIGTERM mid-transfer: exits 128+sig
+    within about a second, says so, lists nothing, keeps partial + sidecar, and the next pull
+    of the URL resumes with Range."""
+    import signal
+    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        home = os.path.join(work, "hsig-" + name)
+        path = "/sig-%s.gguf" % name
+        State.files[path] = (data, '"sig"')
+        State.slow.add(path)
+        State.pace[path] = 0.25  # the whole file would take several seconds
+        State.aborted.pop(path, None)
+        State.finished.pop(path, None)
+        env = dict(os.environ, LOCALGEMMA_HOME=home, LG_PULL_LOW_SPEED_TIME="10")
+        proc = subprocess.Popen([BIN, "pull", base + path, "sig"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        partial = None
+        for _ in range(500):
+            tf = [f for f in tmp_files(home) if f.endswith(".partial.json")]
+            if tf:
+                partial = os.path.join(home, "tmp", tf[0][:-5])
+                if os.path.exists(partial) and os.path.getsize(partial) >= 2 * 65536:
+                    break
+            time.sleep(0.02)
+        check(partial is not None and proc.poll() is None, "%s: pull under way" % name)
+        t_sig = time.time()
+        proc.send_signal(sig)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        t_exit = time.time() - t_sig
+        print("test_pull: %s stopped the pull in %.2f s" % (name, t_exit))
+        check(t_exit < 1.5, "%s: pull exited %.2f s after the signal" % (name, t_exit))
+        check(proc.returncode == 128 + sig, "%s: exit %d (want %d) %r"
+              % (name, proc.returncode, 128 + sig, err))
+        check("interrupted by " + name in err and "resume" in err,
+              "%s: message %r" % (name, err))
+        check(path not in State.finished, "%s: the file was not sent whole" % name)
+        check(listing(home) == [] and blobs(home) == [],
+              "%s: nothing published: %r %r" % (name, listing(home), blobs(home)))
+        tf = tmp_files(home)
+        have = os.path.getsize(partial) if partial and os.path.exists(partial) else 0
+        check(len(tf) == 2 and tf[1].endswith(".partial.json") and 0 < have < len(data),
+              "%s: partial (%d bytes) + sidecar kept: %r" % (name, have, tf))
+        State.slow.discard(path)
+        State.log.clear()
+        rc, out, err = run(home, "pull", base + path, "sig", "--sha256", digest)
+        check(rc == 0 and "resumed at byte" in out, "%s: resumed: %r %r" % (name, out, err))
+        check(any(l[0] == path and l[1] and l[1] != "bytes=0-" and l[3] == 206
+                  for l in State.log), "%s: Range sent: %r" % (name, State.log))
+        check(listing(home) == ["sig:latest"] and blobs(home) == ["sha256-" + digest] and
+              tmp_files(home) == [], "%s: store after resume: %r %r %r"
+              % (name, listing(home), blobs(home), tmp_files(home)))
 
 
 def test_serve_hangup(work, base, data, digest):
@@ -390,6 +469,9 @@ def main():
         check(rc == 0 and "resumed at byte" in out, "resume after kill -9: %r %r" % (out, err))
         check(blobs(home) == ["sha256-" + h1] and tmp_files(home) == [], "resumed blob intact")
 
+        # 5c0. Ctrl-C / SIGTERM: clean stop within a second, partial kept, resumed
+        test_cli_signal(work, base, v1, h1)
+
         # 5c. disk full while downloading (write fails with ENOSPC, injected with strace)
         if shutil.which("strace"):
             home = os.path.join(work, "h5c")
@@ -403,6 +485,45 @@ def main():
                       "ENOSPC #%d: rc %d %r" % (when, p.returncode, p.stderr))
                 check(listing(home) == [] and tmp_files(home) == [] and blobs(home) == [],
                       "ENOSPC #%d leaves nothing: %r %r" % (when, tmp_files(home), blobs(home)))
+
+        # 5d. injected failures of fsync / rename / link while publishing a pull (hardening.md
+        #     G15): a failed pull lists nothing; afterwards no manifest dangles, every listed
+        #     blob has its sha256, tmp/ holds nothing but a resumable pair; a clean pull then
+        #     works. At least some injections must hit (else the test proves nothing).
+        if shutil.which("strace"):
+            home = os.path.join(work, "h5d")
+            hit = 0
+            for spec in ("fsync:error=EIO", "rename,renameat,renameat2:error=EIO",
+                         "link,linkat:error=EIO", "fdatasync,fsync:error=ENOSPC"):
+                for when in range(1, 6):
+                    env = dict(os.environ, LOCALGEMMA_HOME=home, ASAN_OPTIONS="detect_leaks=0")
+                    p = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e",
+                                        "inject=%s:when=%d" % (spec, when), BIN, "pull",
+                                        base + "/model.gguf", "inj"],
+                                       capture_output=True, text=True, env=env, timeout=120)
+                    what = "%s #%d" % (spec, when)
+                    names = listing(home)
+                    if p.returncode != 0:
+                        hit += 1
+                        check(p.returncode == 1 and p.stderr.startswith("localgemma pull: "),
+                              "%s: clean error: rc %d %r" % (what, p.returncode, p.stderr))
+                        check(names == [], "%s failed but listed %r" % (what, names))
+                    else:
+                        check(names == ["inj:latest"], "%s: rc 0 but list %r" % (what, names))
+                    problems = store_problems(home)
+                    check(problems == [], "%s: store inconsistent: %r" % (what, problems))
+                    tf = tmp_files(home)
+                    check(tf == [] or (len(tf) == 2 and tf[1] == tf[0] + ".json"),
+                          "%s: tmp leftovers %r" % (what, tf))
+                    run(home, "rm", "inj")
+                    run(home, "list")  # startup scan
+                    check(blobs(home) == [], "%s: blob left after rm %r" % (what, blobs(home)))
+                    # whatever is left must not spoil the next pull
+                    rc, out, err = run(home, "pull", base + "/model.gguf", "inj", "--sha256", h1)
+                    check(rc == 0 and blobs(home) == ["sha256-" + h1] and tmp_files(home) == [],
+                          "%s: clean pull afterwards: %r %r" % (what, err, tmp_files(home)))
+                    run(home, "rm", "inj")
+            check(hit >= 8, "injected failures made only %d pulls fail" % hit)
 
         # 6. no ETag: an interrupted download is not kept (cannot be resumed safely)
         home = os.path.join(work, "h6")

@@ -5,7 +5,9 @@ Starts build/localgemma serve on a free port (store in a temp LOCALGEMMA_HOME) a
 flag range checks and the non-loopback refusal; routes, status codes (404 405 400 413 414
 421 431 503), both error shapes; 400 naming the field for a boundary matrix of numeric
 fields (hardening.md G8); /health, /api/version, /metrics (Prometheus text); slow-header
-clients do not block /health (G10, small scale); `localgemma ps`; SIGTERM → exit 0; and,
+clients do not block /health (G10, small scale); the 10 s header deadline (G9: a client
+trickling its headers gets 408 and is closed, a keep-alive one is not); --max-connections:
+over the cap 503 + Retry-After at once (G10); `localgemma ps`; SIGTERM → exit 0; and,
 when the packages are importable, the official `openai` and `ollama` clients get a clean
 API error (not a crash) for a model that does not exist (404 from the engine's submit).
 Prints "test_server_http: N passed, N failed"."""
@@ -334,6 +336,133 @@ def test_slow_headers(port):
         s.close()
 
 
+def metric_value(port, name):
+    r = req(port, "GET", "/metrics")
+    m = re.search(r"^%s (\d+)$" % re.escape(name), r.body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def read_until_close(s, secs):
+    """Reads until the peer closes (or secs pass); returns (bytes, seconds, closed)."""
+    t0 = time.time()
+    got = b""
+    while time.time() - t0 < secs:
+        s.settimeout(max(0.05, secs - (time.time() - t0)))
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return got, time.time() - t0, True
+        if not d:
+            return got, time.time() - t0, True
+        got += d
+    return got, time.time() - t0, False
+
+
+def test_header_deadline(port):
+    # G9: request line + headers must be in within 10 s however slowly they trickle (MHD's
+    # own timeout is only an idle one: a byte every few seconds would hold the connection
+    # for ever). 40 stalled clients and one trickling a byte every 0.5 s: each gets a 408
+    # and is closed at about 10 s; /health keeps answering meanwhile; a client that already
+    # had an answer on a keep-alive connection is not cut at 10 s.
+    before = metric_value(port, "localgemma_header_timeouts_total") or 0
+    t0 = time.time()
+    stalled = []
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: loc")
+        stalled.append(s)
+    ka = socket.create_connection(("127.0.0.1", port))
+    ka.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    first, _, _ = read_until_close(ka, 1.0)
+    check(first.startswith(b"HTTP/1.1 200"), "keep-alive first answer %r" % first[:40])
+    trick = socket.create_connection(("127.0.0.1", port))
+    line = b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100
+    closed_at = None
+    health_ok = 0
+    i = 0
+    while time.time() - t0 < 13 and closed_at is None:
+        try:
+            trick.sendall(line[i % len(line):i % len(line) + 1])
+        except OSError:
+            closed_at = time.time() - t0
+            break
+        i += 1
+        trick.settimeout(0.5)
+        try:
+            d = trick.recv(4096)
+            if d.startswith(b"HTTP/1.1 408"):
+                closed_at = time.time() - t0
+        except socket.timeout:
+            pass
+        except OSError:
+            closed_at = time.time() - t0
+        if i % 4 == 0:
+            health_ok += req(port, "GET", "/health").status == 200
+    check(closed_at is not None and 9.0 <= closed_at <= 12.0,
+          "trickling client cut at the header deadline: %s s" % closed_at)
+    check(health_ok >= 4, "health answered while clients stalled (%d)" % health_ok)
+    # keep-alive: past 10 s from its connect, but well inside the 30 s idle timeout
+    try:
+        ka.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        second, _, _ = read_until_close(ka, 2.0)
+    except OSError as e:
+        second = repr(e).encode()
+    check(second.startswith(b"HTTP/1.1 200"), "keep-alive connection survives the header "
+          "deadline: %r" % second[:60])
+    ka.close()
+    n408 = 0
+    for s in stalled:
+        got, _, closed = read_until_close(s, max(0.1, 12.5 - (time.time() - t0)))
+        head, _, body = got.partition(b"\r\n\r\n")
+        m = re.search(rb"Content-Length: (\d+)", head)
+        n408 += (got.startswith(b"HTTP/1.1 408") and closed and m is not None and
+                 int(m.group(1)) == len(body) and b"took too long" in body)
+        s.close()
+    trick.close()
+    check(n408 == 40, "stalled clients answered 408 and closed: %d of 40" % n408)
+    after = metric_value(port, "localgemma_header_timeouts_total")
+    check(after is not None and after - before >= 41,
+          "header timeouts counted: %s -> %s" % (before, after))
+
+
+def test_max_connections(env):
+    # G10: a connection over --max-connections is answered 503 + Retry-After at once (not
+    # left in the listen backlog), and the server serves again when the others go.
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--max-connections", "8"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        check(wait_up(port, proc, secs=10.0), "server with --max-connections 8 up")
+        held = []
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /health HTTP/1.1\r\nHo")
+            held.append(s)
+        time.sleep(0.2)
+        times, ok = [], 0
+        for _ in range(5):
+            t = time.time()
+            r = raw(port, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout=3)
+            times.append(time.time() - t)
+            ok += (r.status == 503 and r.headers.get("retry-after") == "1" and
+                   int(r.headers.get("content-length", "-1")) == len(r.body.encode()) and
+                   (json.loads(r.body or "{}").get("error") == "too many connections"))
+        check(ok == 5, "over-cap connections get 503 + Retry-After: %d of 5" % ok)
+        check(max(times) < 0.5, "over-cap answer is immediate: max %.0f ms" % (max(times) * 1e3))
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        r = req(port, "GET", "/health")
+        check(r.status == 200, "served again after the others closed: %d" % r.status)
+        check((metric_value(port, "localgemma_connections_rejected_total") or 0) >= 5,
+              "rejections counted")
+    finally:
+        rc = stop(proc, 10.0)
+    check(rc == 0, "--max-connections server exit %d" % rc)
+
+
 def test_clients(port):
     try:
         import openai
@@ -449,6 +578,7 @@ def main():
         test_limits(port)
         test_metrics(port)
         test_slow_headers(port)
+        test_header_deadline(port)
         test_clients(port)
         r = run(["ps", "--port", str(port)], env)
         check(r.returncode == 0 and r.stdout.startswith("NAME"), "ps: %d %r %r" %
@@ -464,6 +594,7 @@ def main():
     check(r.returncode == 1 and "cannot reach" in r.stderr, "ps with no server: %d %r" %
           (r.returncode, r.stderr))
     test_store(env)
+    test_max_connections(env)
     print("test_server_http: %d passed, %d failed" % (T.passed, T.failed))
     return 1 if T.failed else 0
 

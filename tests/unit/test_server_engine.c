@@ -1,10 +1,19 @@
 /* test_server_engine.c: the real HTTP server (libmicrohttpd, loopback, port 0) with the
  * scripted engine double plugged in: non-streamed and streamed answers byte-compared with
  * the writers, Ollama NDJSON, queue-full 503 + Retry-After, cancellation when a client
- * disconnects mid-stream, concurrent streams, shutdown with a stream in flight, API keys,
- * CORS, and the refusal to bind a non-loopback address without keys. */
+ * disconnects mid-stream, concurrent streams, shutdown with a stream in flight (cut by a
+ * short drain; finished normally within a long one while new requests are refused), API keys,
+ * CORS, the refusal to bind a non-loopback address without keys, and the connection guards
+ * (hardening.md G9/G10): the header deadline (408 + close for a client trickling its
+ * headers, none for a served keep-alive connection) and the connection cap (503 at once). */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +320,139 @@ static void test_admission(void)
     resp_free(&r);
 }
 
+/* ---- connection guards, on raw sockets ---- */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int raw_connect(uint16_t p)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(p)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void raw_send(int fd, const char *s)
+{
+    (void)!send(fd, s, strlen(s), MSG_NOSIGNAL);
+}
+
+/* Reads what arrives within ms; *closed = the peer closed. Returns bytes read. */
+static size_t raw_read(int fd, char *buf, size_t cap, int ms, bool *closed)
+{
+    size_t n = 0;
+    *closed = false;
+    int64_t end = mono_ns() + (int64_t)ms * 1000000;
+    while (n + 1 < cap) {
+        int left = (int)((end - mono_ns()) / 1000000);
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, left) <= 0)
+            break;
+        ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
+        if (k <= 0) {
+            *closed = true;
+            break;
+        }
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* The body after the blank line is exactly Content-Length bytes. */
+static bool length_matches(const char *resp)
+{
+    const char *cl = strstr(resp, "Content-Length: ");
+    const char *body = strstr(resp, "\r\n\r\n");
+    return cl && body && (size_t)atol(cl + 16) == strlen(body + 4);
+}
+
+static void test_conn_guards(struct engine_double *e)
+{
+    struct lg_server_config cfg;
+    lg_server_config_default(&cfg);
+    cfg.port = 0;
+    cfg.engine = &ed_ops;
+    cfg.engine_self = e;
+    cfg.header_timeout_s = 1;
+    cfg.idle_timeout_s = 4;
+    cfg.max_connections = 3;
+    struct lg_server *s;
+    struct lg_err err = {0};
+    CHECK_EQ_INT(lg_server_start(&cfg, &s, &err), LG_OK);
+    uint16_t p = lg_server_port(s);
+    char buf[4096];
+    bool closed;
+
+    /* a client trickling a header byte every 200 ms: cut at about 1 s with a 408 */
+    int t = raw_connect(p);
+    CHECK(t >= 0);
+    int64_t t0 = mono_ns();
+    const char *line = "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaa";
+    size_t n = 0;
+    closed = false;
+    for (size_t i = 0; i < strlen(line) && !closed && n == 0; i++) {
+        (void)!send(t, line + i, 1, MSG_NOSIGNAL);
+        n = raw_read(t, buf, sizeof buf, 200, &closed);
+    }
+    if (n && !closed)
+        raw_read(t, buf + n, sizeof buf - n, 1000, &closed);
+    double secs = (double)(mono_ns() - t0) / 1e9;
+    CHECK_MSG(closed && secs > 0.9 && secs < 2.5, "trickler closed %d after %.2f s", closed,
+              secs);
+    CHECK_MSG(!strncmp(buf, "HTTP/1.1 408 ", 13) && length_matches(buf), "408: %s", buf);
+    close(t);
+
+    /* a served keep-alive connection is not cut at the header deadline */
+    int k = raw_connect(p);
+    raw_send(k, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    raw_read(k, buf, sizeof buf, 1800, &closed);
+    CHECK_MSG(!strncmp(buf, "HTTP/1.1 200 ", 13) && !closed, "keep-alive 1: %s", buf);
+    raw_send(k, "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    raw_read(k, buf, sizeof buf, 1000, &closed);
+    CHECK_MSG(!strncmp(buf, "HTTP/1.1 200 ", 13), "keep-alive 2 after 1.8 s: %s", buf);
+    close(k);
+    ed_sleep_ms(100);
+
+    /* three connections held open (the cap): a fourth is answered 503 at once */
+    int held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = raw_connect(p);
+        raw_send(held[i], "GET /he");
+    }
+    ed_sleep_ms(100);
+    int x = raw_connect(p);
+    t0 = mono_ns();
+    raw_send(x, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    raw_read(x, buf, sizeof buf, 1500, &closed);
+    secs = (double)(mono_ns() - t0) / 1e9;
+    CHECK_MSG(!strncmp(buf, "HTTP/1.1 503 ", 13) && strstr(buf, "Retry-After: 1\r\n") &&
+                  strstr(buf, "too many connections") && length_matches(buf) && closed,
+              "over the cap: %s", buf);
+    CHECK_MSG(secs < 1.5, "over-cap close after %.2f s", secs);
+    close(x);
+    for (int i = 0; i < 3; i++)
+        close(held[i]);
+    ed_sleep_ms(200);
+    int y = raw_connect(p);
+    raw_send(y, "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    raw_read(y, buf, sizeof buf, 1000, &closed);
+    CHECK_MSG(!strncmp(buf, "HTTP/1.1 200 ", 13), "after the cap cleared: %s", buf);
+    close(y);
+    lg_server_stop(s, 0);
+}
+
 static void test_keys_cors(struct engine_double *e)
 {
     struct lg_server_config cfg;
@@ -397,6 +539,52 @@ static void test_shutdown_inflight(struct engine_double *e, struct lg_server *s)
     resp_free(&r);
 }
 
+struct stop_arg {
+    struct lg_server *s;
+    int drain_ms;
+};
+
+static void *stop_thread(void *arg)
+{
+    struct stop_arg *a = arg;
+    lg_server_stop(a->s, a->drain_ms);
+    return NULL;
+}
+
+/* SIGTERM's path (hardening.md G14): lg_server_stop with a drain window longer than the
+ * stream in flight. A new request during the drain is refused (connection refused, or 503
+ * "shutting down") within 100 ms; the stream in flight finishes normally, with no error
+ * event. */
+static void test_drain(struct engine_double *e, struct lg_server *s)
+{
+    pthread_t th, st;
+    struct resp r = {0};
+    int before = atomic_load(&e->n_submitted);
+    pthread_create(&th, NULL, stream_thread, &r);
+    wait_for(&e->n_submitted, before + 1, 2000);
+    ed_sleep_ms(50);
+    struct stop_arg a = {s, 5000};
+    pthread_create(&st, NULL, stop_thread, &a);
+    ed_sleep_ms(50);
+    struct resp n = {0};
+    int64_t t0 = mono_ns();
+    CURLcode cr = http("POST", "/v1/chat/completions", CHAT_BODY(""), NULL, &n);
+    double ms = (double)(mono_ns() - t0) / 1e6;
+    CHECK_MSG(cr == CURLE_COULDNT_CONNECT || (cr == CURLE_OK && n.status == 503),
+              "new request while draining: curl %d, HTTP %ld", (int)cr, n.status);
+    CHECK_MSG(ms < 100, "new request while draining answered after %.1f ms", ms);
+    resp_free(&n);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_MSG(r.body.p && !strstr(r.body.p, "\"error\"") && r.body.n >= 14 &&
+                  !strcmp(r.body.p + r.body.n - 14, "data: [DONE]\n\n") &&
+                  strstr(r.body.p, "\"finish_reason\":\"stop\""),
+              "stream in flight did not finish normally within the drain: %s",
+              r.body.p ? r.body.p + (r.body.n > 300 ? r.body.n - 300 : 0) : "(empty)");
+    resp_free(&r);
+    pthread_join(st, NULL);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -423,6 +611,7 @@ int main(void)
     test_concurrent();
     test_admission();
     test_keys_cors(&e);
+    test_conn_guards(&e);
 
     /* slow engine from here: 20 ms per event, 200 events */
     static struct ed_step long_script[200];
@@ -437,6 +626,13 @@ int main(void)
     test_disconnect(&e);
     test_disconnect_waiting(&e);
     test_shutdown_inflight(&e, s);
+    ed_stop(&e);
+    /* a stream of 40 events x 20 ms (0.8 s), drained within 5 s */
+    ed_start(&e, long_script, 40, 20, 64);
+    cfg.engine_self = &e;
+    CHECK_EQ_INT(lg_server_start(&cfg, &s, &err), LG_OK);
+    port = lg_server_port(s);
+    test_drain(&e, s);
     ed_stop(&e);
     curl_global_cleanup();
     return lg_test_done("test_server_engine");

@@ -1,7 +1,8 @@
 /* test_store.c: the model store below the CLI — the name validator against a traversal
  * corpus, digests, paths, atomic writes, the startup scan of tmp/, publish/list/copy/remove
- * with shared blobs, resolution (file, name, missing blob, size mismatch, sha256 verify) and
- * the display helpers. Runs in a fresh temp directory. */
+ * with shared blobs, resolution (file, name, missing blob, size mismatch, sha256 verify), a
+ * symlinked family directory never followed (hardening.md G18), and the display helpers.
+ * Runs in a fresh temp directory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -370,6 +371,34 @@ static void test_store_ops(void)
     CHECK_EQ_INT(n, 1); /* alpha:1 (its blob is gone, its manifest is still valid) */
     CHECK_EQ_INT(n_bad, 3);
     free(v);
+
+    /* a family directory that is a symlink out of the store is never followed: read,
+     * remove, copy onto it and write through it all fail, and nothing outside changes */
+    char outside[LG_STORE_PATH_MAX], om[LG_STORE_PATH_MAX + 16];
+    snprintf(outside, sizeof outside, "%s/outside-fam", root);
+    mkdir(outside, 0755);
+    snprintf(om, sizeof om, "%s/latest", outside);
+    write_file(om, "{\"schema\":1,\"name\":\"lnk:latest\",\"digest\":\"sha256:"
+                   "0000000000000000000000000000000000000000000000000000000000000000\","
+                   "\"size\":1}");
+    snprintf(mp, sizeof mp, "%s/manifests/lnk", lg_store_root(s));
+    CHECK_EQ_INT(symlink(outside, mp), 0);
+    struct lg_store_name lnk, lnk_new;
+    lg_store_parse_name("lnk", 3, &lnk, &err);
+    lg_store_parse_name("lnk:new", 7, &lnk_new, &err);
+    CHECK_EQ_INT(lg_store_manifest_read(s, &lnk, &r, &err), LG_ERR_FORMAT);
+    CHECK(strstr(err.msg, "symbolic link") != NULL);
+    CHECK_EQ_INT(lg_store_remove(s, &lnk, &gone, &err), LG_ERR_FORMAT);
+    CHECK(access(om, F_OK) == 0);
+    struct lg_store_manifest d;
+    CHECK_EQ_INT(put(s, "delta", "GGUF delta blob", &d), LG_OK);
+    CHECK_EQ_INT(lg_store_copy(s, &d.name, &lnk_new, &err), LG_ERR_FORMAT);
+    CHECK_EQ_INT(put(s, "lnk:new", "GGUF through a link", &r), LG_ERR_FORMAT);
+    snprintf(om, sizeof om, "%s/new", outside);
+    CHECK(access(om, F_OK) != 0);
+    CHECK_EQ_INT(count_dir(outside), 1);
+    CHECK_EQ_INT(lg_store_resolve(s, "lnk", false, out, sizeof out, &err), LG_ERR_FORMAT);
+    unlink(mp);
     lg_store_close(s);
 
     /* an unusable root */

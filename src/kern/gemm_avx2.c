@@ -1,4 +1,6 @@
-/* gemm_avx2.c: register-tiled quantized matrix products for several tokens (AVX2).
+/* gemm_avx2.c: register-tiled quantized matrix products for several tokens (AVX2), on weights
+ * in GGUF rows. (Matrices repacked at load into the R8 layout, kern/repack.c, need no packing
+ * per call: kern/repack_avx2.c multiplies them; the arithmetic is the same.)
  *
  * y[t][r] = dot(W row r, activation row t) for rows [r0, r1) and n_tok tokens, with the same
  * activation formats as the vec_dot functions (Q8_0 for Q4_0 / Q5_0 / Q8_0, Q8_K for Q4_K /

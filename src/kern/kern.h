@@ -29,13 +29,23 @@
 #include "kern/qdot.h"
 #include "quant/quant.h"
 
+/* How a weight matrix's bytes are arranged (struct lg_wmat.layout). */
+enum lg_wlayout {
+    LG_WLAYOUT_ROWS = 0, /* GGUF rows, one every row_bytes bytes (the zero default) */
+    LG_WLAYOUT_R8 = 1    /* Q4_0, Q8_0, Q4_K, Q6_K with rows % 8 == 0: 8 rows interleaved
+                          * (kern/repack.c); row_bytes is the GGUF row size, the matrix
+                          * rows * row_bytes bytes. Only lg_matmul_q reads it (not `matmul`,
+                          * not lg_dequant_row). */
+};
+
 /* A 2-D weight matrix view (see above). */
 struct lg_wmat {
     uint32_t type;       /* enum lg_qtype */
     const void *data;    /* rows * row_bytes bytes; borrowed (usually the model mapping) */
     int64_t rows;        /* output features */
     int64_t cols;        /* input features (a multiple of the type's block size) */
-    size_t row_bytes;    /* bytes between consecutive rows */
+    size_t row_bytes;    /* bytes between consecutive rows (ROWS); bytes per row (R8) */
+    uint32_t layout;     /* enum lg_wlayout */
 };
 
 /* Arguments of one attention call: causal (optionally sliding-window) attention of n_tok
@@ -103,6 +113,12 @@ struct lg_kern {
     /* y[i] += s * x[i] */
     void (*axpy)(float *y, const float *x, float s, int64_t n);
 
+    /* In place x[i] = cap * tanh(x[i] / cap) (final logit soft-capping). */
+    void (*softcap)(float *x, int64_t n, float cap);
+
+    /* lg_act_quantize (kern/qdot.h), bit for bit in every ISA. */
+    void (*act_quantize)(uint32_t w, const float *x, void *dst, int64_t n);
+
     /* Attention for this thread's share of (token, head) pairs. */
     void (*attention)(const struct lg_attn_args *a, int ith, int nth);
 
@@ -131,8 +147,16 @@ const struct lg_kern *lg_kern_ref(void);
 
 /* Reference building blocks, exported for tests and for ISA files to fall back on. */
 float lg_kern_dot_f32(const float *a, const float *b, int64_t n);
+/* The attention softmax (every ISA's attention uses this one): as `softmax`, except that a key
+ * more than LG_ATTN_EXP_MIN below the maximum score gets weight 0 instead of a tiny or
+ * subnormal one (< 2e-22 of the top weight: invisible in f32 sums, but products with
+ * subnormals take microcode assists that made peaked attention several times slower). */
+enum { LG_ATTN_EXP_MIN = -50 };
+void lg_kern_attn_softmax(float *x, int64_t n);
 
 /* The AVX2 attention (kern/attn_avx2.c; x86 builds only): sets k->attention. */
 void lg_attn_fill_avx2(struct lg_kern *k);
+/* The AVX2 element-wise ops and activation quantizers (kern/ops_avx2.c; x86 builds only). */
+void lg_kern_fill_avx2(struct lg_kern *k);
 
 #endif

@@ -1,4 +1,5 @@
-/* matmul_q.c: the blocked driver around the quantized dot products (see qdot.h). */
+/* matmul_q.c: the blocked driver around the quantized dot products (see qdot.h): picks the
+ * ISA's tiled kernel for the matrix's type and layout, else loops over the dots. */
 #include "kern/kern.h"
 #include "kern/qdot.h"
 
@@ -7,15 +8,17 @@
 enum { BLOCK_BYTES = 24 * 1024 };
 
 #if defined(__x86_64__) || defined(__i386__)
-lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok);
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, uint32_t layout, lg_vec_dot4_fn dot4,
+                               int64_t n_tok);
 #endif
 
-lg_gemm_q_fn lg_gemm_q_for(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok)
+lg_gemm_q_fn lg_gemm_q_for(uint32_t type, uint32_t layout, lg_vec_dot4_fn dot4, int64_t n_tok)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    return lg_qdot_gemm_avx2(type, dot4, n_tok);
+    return lg_qdot_gemm_avx2(type, layout, dot4, n_tok);
 #else
     (void)type;
+    (void)layout;
     (void)dot4;
     (void)n_tok;
     return NULL;
@@ -26,9 +29,13 @@ void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w
                  const void *qx, size_t ldq, float *y, int64_t ldy, int64_t n_tok, int64_t r0,
                  int64_t r1)
 {
-    lg_gemm_q_fn g = lg_gemm_q_for(w->type, dot4, n_tok);
+    lg_gemm_q_fn g = lg_gemm_q_for(w->type, w->layout, dot4, n_tok);
     if (g) {
         g(w, qx, ldq, y, ldy, n_tok, r0, r1);
+        return;
+    }
+    if (w->layout == LG_WLAYOUT_R8) {
+        lg_matmul_r8_ref(w, qx, ldq, y, ldy, n_tok, r0, r1);
         return;
     }
     const uint8_t *base = w->data;

@@ -15,6 +15,7 @@
 #ifndef LG_KERN_QDOT_H
 #define LG_KERN_QDOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,30 +46,61 @@ struct lg_wmat;
 
 /* y[t][r] = dot(W row r, activation row t) for t < n_tok and rows r0 <= r < r1, with the
  * activations already converted (lg_act_quantize) in rows of ldq bytes. When this (ISA, type,
- * n_tok) has a tiled GEMM (lg_gemm_q_for), that kernel does the work; otherwise
- * rows are taken in blocks that stay in cache while every token passes over them, 4 tokens at
- * a time through dot4 when it is not NULL. No allocation; several threads may run disjoint
- * row ranges. */
+ * layout, n_tok) has a tiled kernel (lg_gemm_q_for), that kernel does the work; an R8 matrix
+ * without one (scalar tables) goes through lg_matmul_r8_ref; otherwise rows are taken in
+ * blocks that stay in cache while every token passes over them, 4 tokens at a time through
+ * dot4 when it is not NULL. Any r0 <= r1 (R8: groups of 8 cut by the range are computed whole
+ * and only the rows in range stored). Every output equals lg_vec_dot_ref's bit for bit where
+ * the ISA's kernels do (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K). No allocation; several threads may run
+ * disjoint row ranges. */
 void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w,
                  const void *qx, size_t ldq, float *y, int64_t ldy, int64_t n_tok, int64_t r0,
                  int64_t r1);
 
 /* A register-tiled quantized GEMM: the same contract as lg_matmul_q (rows [r0, r1), n_tok
- * tokens, activations in lg_act_type(w->type) rows of ldq bytes), for one weight type. No
- * allocation (stack buffers of about 53 KiB); reentrant. */
+ * tokens, activations in lg_act_type(w->type) rows of ldq bytes), for one weight type and
+ * layout. No allocation (stack buffers of at most about 53 KiB); reentrant. */
 typedef void (*lg_gemm_q_fn)(const struct lg_wmat *w, const void *qx, size_t ldq, float *y,
                              int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1);
 
 /* The tiled kernel that belongs with a kernel table's dot4 for weight type `type` (the same
- * ISA) for n_tok tokens: the packed GEMM from a per-type token count on (2 to 4: packing costs
- * more than it saves below), an unpacked 8-row kernel for fewer tokens where there is one
- * (Q4_0, Q5_0, Q8_0), else NULL (scalar reference tables, other types: use the dots). */
-lg_gemm_q_fn lg_gemm_q_for(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok);
+ * ISA) in `layout` (enum lg_wlayout) for n_tok tokens, or NULL (scalar reference tables, other
+ * types: use the dots). GGUF rows: the packed GEMM from a per-type token count on (2 to 4:
+ * packing costs more than it saves below), an unpacked 8-row kernel for fewer tokens where
+ * there is one (Q5_0, Q8_0). R8 (Q4_0, Q8_0, Q4_K, Q6_K): one kernel for every n_tok. */
+lg_gemm_q_fn lg_gemm_q_for(uint32_t type, uint32_t layout, lg_vec_dot4_fn dot4, int64_t n_tok);
 
 /* kern/gemm_avx2.c (x86 only): the AVX2 kernel for Q4_0, Q5_0, Q8_0, Q4_K, Q6_K and n_tok as
  * lg_gemm_q_for describes, or NULL. Each output equals lg_vec_dot_ref's bit for bit when both
  * are compiled without FP contraction (GCC's ISO C mode). Callers must have checked that the
  * CPU has AVX2 + FMA + F16C. */
 lg_gemm_q_fn lg_gemm_avx2(uint32_t type, int64_t n_tok);
+
+/* kern/repack_avx2.c (x86 only): the AVX2 kernel on R8 matrices of `type` (Q4_0, Q8_0, Q4_K,
+ * Q6_K), or NULL. Same contract and exactness as lg_gemm_avx2. */
+lg_gemm_q_fn lg_gemm_r8_avx2(uint32_t type);
+
+/* ---- the R8 layout (kern/repack.c; enum lg_wlayout in kern.h) ---------------------------
+ * Pure functions, any thread. */
+
+/* Whether a rows x cols matrix of `type` has an R8 form (Q4_0, Q8_0, Q4_K, Q6_K;
+ * rows % 8 == 0). */
+bool lg_repack_r8_ok(uint32_t type, int64_t rows, int64_t cols);
+/* Bytes of one group of 8 rows in R8 (= 8 GGUF rows), 0 for other types. */
+size_t lg_repack_r8_group_bytes(uint32_t type, int64_t cols);
+/* Writes groups [g0, g1) (rows 8 g0 .. 8 g1 - 1) of the R8 form of the GGUF rows at src (one
+ * every src_row_bytes bytes) to dst (the whole matrix's R8 buffer: group g at
+ * g * lg_repack_r8_group_bytes). The caller checked lg_repack_r8_ok. */
+void lg_repack_r8(uint32_t type, const void *src, size_t src_row_bytes, void *dst, int64_t cols,
+                  int64_t g0, int64_t g1);
+/* The GGUF bytes of row r of an R8 matrix (w->row_bytes bytes to dst). */
+void lg_unpack_r8_row(const struct lg_wmat *w, int64_t r, void *dst);
+/* lg_matmul_q on an R8 matrix in the scalar reference's arithmetic. */
+void lg_matmul_r8_ref(const struct lg_wmat *w, const void *qx, size_t ldq, float *y, int64_t ldy,
+                      int64_t n_tok, int64_t r0, int64_t r1);
+/* The term one weight block adds to the reference dot (kern/qdot_ref.c) of Q4_0 / Q8_0
+ * ((float)isum * (dw * dy)) or Q4_K / Q6_K (yd * (d * isum - dmin * msum)) weights, against
+ * one Q8_0 or Q8_K activation block. */
+float lg_qdot_ref_block(uint32_t type, const void *w, const void *a);
 
 #endif

@@ -9,11 +9,13 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kern/kern.h"
 #include "kern/qdot.h"
 #include "quant/quant_blocks.h"
 
 void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4);
-lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok);
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, uint32_t layout, lg_vec_dot4_fn dot4,
+                               int64_t n_tok);
 
 static inline float hsum8(__m256 v)
 {
@@ -391,8 +393,9 @@ DOT4_OF(avx2_q4_k_x4, avx2_q4_k)
 DOT4_OF(avx2_q6_k_x4, avx2_q6_k)
 DOT4_OF(avx2_q5_0_x4, avx2_q5_0)
 
-/* The tiled GEMM goes with this file's dot4 functions (the avx2 and avx512 tables). */
-lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok)
+/* The tiled kernels go with this file's dot4 functions (the avx2 and avx512 tables). */
+lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, uint32_t layout, lg_vec_dot4_fn dot4,
+                               int64_t n_tok)
 {
     lg_vec_dot4_fn own = type == LG_QTYPE_Q4_0   ? avx2_q4_0_x4
                          : type == LG_QTYPE_Q8_0 ? avx2_q8_0_x4
@@ -400,11 +403,18 @@ lg_gemm_q_fn lg_qdot_gemm_avx2(uint32_t type, lg_vec_dot4_fn dot4, int64_t n_tok
                          : type == LG_QTYPE_Q4_K ? avx2_q4_k_x4
                          : type == LG_QTYPE_Q6_K ? avx2_q6_k_x4
                                                  : NULL;
-    /* Q4_0 decode (one token): the row-at-a-time dot above is faster end to end than the
-     * 8-row kernel (E2B Q4_0, 2 threads, quiet machine: 6.26 vs 5.58 tok/s); same bits. */
+    if (!own || dot4 != own)
+        return NULL;
+    if (layout == LG_WLAYOUT_R8)
+        return lg_gemm_r8_avx2(type);
+    if (layout != LG_WLAYOUT_ROWS)
+        return NULL;
+    /* Q4_0 decode (one token) on GGUF rows: the row-at-a-time dot above is faster end to end
+     * than the 8-row kernel (E2B Q4_0, 2 threads, quiet machine: 6.26 vs 5.58 tok/s); same
+     * bits. */
     if (n_tok == 1 && type == LG_QTYPE_Q4_0)
         return NULL;
-    return own && dot4 == own ? lg_gemm_avx2(type, n_tok) : NULL;
+    return lg_gemm_avx2(type, n_tok);
 }
 
 void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4)

@@ -105,20 +105,35 @@ static void add_high_bits(const uint8_t qh[4], int8_t *q)
         q[j] = (int8_t)(q[j] | (int8_t)(((h >> j) & 1) << 4));
 }
 
+/* The term block ib adds to the Q4_0 / Q8_0 dots: (float)isum * (dw * dy). Shared with the
+ * R8 layout's scalar path (lg_qdot_ref_block), so both are the same arithmetic. */
+static float term_q4_0(const void *w, const void *a)
+{
+    struct lg_block_q4_0 x;
+    struct lg_block_q8_0 y;
+    memcpy(&x, w, sizeof x);
+    memcpy(&y, a, sizeof y);
+    int8_t q[32];
+    nibbles(x.qs, q);
+    for (int j = 0; j < 32; j++)
+        q[j] = (int8_t)(q[j] - 8);
+    return (float)dot_i8(q, y.qs, 32) * (lg_f16_to_f32(x.d) * lg_f16_to_f32(y.d));
+}
+
+static float term_q8_0(const void *w, const void *a)
+{
+    struct lg_block_q8_0 x, y;
+    memcpy(&x, w, sizeof x);
+    memcpy(&y, a, sizeof y);
+    return (float)dot_i8(x.qs, y.qs, 32) * (lg_f16_to_f32(x.d) * lg_f16_to_f32(y.d));
+}
+
 static float ref_q4_0(const void *w, const void *a, int64_t n)
 {
     float s = 0.0f;
-    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
-        struct lg_block_q4_0 x;
-        struct lg_block_q8_0 y;
-        memcpy(&x, (const uint8_t *)w + ib * sizeof x, sizeof x);
-        memcpy(&y, (const uint8_t *)a + ib * sizeof y, sizeof y);
-        int8_t q[32];
-        nibbles(x.qs, q);
-        for (int j = 0; j < 32; j++)
-            q[j] = (int8_t)(q[j] - 8);
-        s += (float)dot_i8(q, y.qs, 32) * (lg_f16_to_f32(x.d) * lg_f16_to_f32(y.d));
-    }
+    for (int64_t ib = 0; ib < n / LG_QK; ib++)
+        s += term_q4_0((const uint8_t *)w + ib * sizeof(struct lg_block_q4_0),
+                       (const uint8_t *)a + ib * sizeof(struct lg_block_q8_0));
     return s;
 }
 
@@ -143,12 +158,9 @@ static float ref_q5_0(const void *w, const void *a, int64_t n)
 static float ref_q8_0(const void *w, const void *a, int64_t n)
 {
     float s = 0.0f;
-    for (int64_t ib = 0; ib < n / LG_QK; ib++) {
-        struct lg_block_q8_0 x, y;
-        memcpy(&x, (const uint8_t *)w + ib * sizeof x, sizeof x);
-        memcpy(&y, (const uint8_t *)a + ib * sizeof y, sizeof y);
-        s += (float)dot_i8(x.qs, y.qs, 32) * (lg_f16_to_f32(x.d) * lg_f16_to_f32(y.d));
-    }
+    for (int64_t ib = 0; ib < n / LG_QK; ib++)
+        s += term_q8_0((const uint8_t *)w + ib * sizeof(struct lg_block_q8_0),
+                       (const uint8_t *)a + ib * sizeof(struct lg_block_q8_0));
     return s;
 }
 
@@ -387,6 +399,27 @@ KDOT(ref_q4_k, struct lg_block_q4_k, dec_q4_k)
 KDOT(ref_q5_k, struct lg_block_q5_k, dec_q5_k)
 KDOT(ref_q6_k, struct lg_block_q6_k, dec_q6_k)
 KDOT(ref_iq4_xs, struct lg_block_iq4_xs, dec_iq4_xs)
+
+/* The term block w adds to the reference dot (the R8 layout's scalar path, kern/repack.c). */
+float lg_qdot_ref_block(uint32_t type, const void *w, const void *a)
+{
+    struct kblock b;
+    struct lg_block_q8_k y;
+    switch (type) {
+    case LG_QTYPE_Q4_0:
+        return term_q4_0(w, a);
+    case LG_QTYPE_Q8_0:
+        return term_q8_0(w, a);
+    case LG_QTYPE_Q4_K:
+        dec_q4_k(w, &b);
+        break;
+    default:
+        dec_q6_k(w, &b);
+        break;
+    }
+    memcpy(&y, a, sizeof y);
+    return kdot(&b, &y);
+}
 
 /* ---- float types (ggml sums these in double in its scalar path) ------------------------- */
 

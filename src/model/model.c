@@ -1,6 +1,7 @@
 /* model.c: binds GGUF tensors to a struct lg_model by llama.cpp's names, with shape checks.
  *
- * Matrices stay in the mapping (struct lg_wmat); 1-D tensors (norms, scales, rope_freqs) are
+ * Matrices stay in the mapping (struct lg_wmat) or, after binding, get an R8 copy
+ * (model/repack.c); 1-D tensors (norms, scales, rope_freqs) are
  * dequantized once into an arena so the forward pass reads plain f32. A tensor that is
  * required and absent, or present with another shape, is refused with its name and shapes.
  * Optional tensors: attn_k/attn_v/attn_k_norm on KV-shared layers (ignored), attn_v on K==V
@@ -281,6 +282,8 @@ enum lg_status lg_model_from_gguf(struct lg_gguf *g, struct lg_model **out, stru
     if ((st = bind_all(&b, err)))
         goto fail;
     m->max_cols = b.max_cols;
+    if ((st = lg_model_repack(m, err)))
+        goto fail;
     *out = m;
     return LG_OK;
 fail:
@@ -312,6 +315,7 @@ void lg_model_close(struct lg_model *m)
         return;
     if (m->own_gguf)
         lg_gguf_close(m->gguf);
+    lg_model_repack_free(m);
     lg_arena_destroy(m->arena);
     free(m->layers);
     free(m);

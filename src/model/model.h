@@ -3,8 +3,9 @@
  * lg_model_open() reads the hyperparameters from GGUF metadata (shared/spec/gemma4.md §3),
  * turns them into a per-layer table (struct lg_layer_cfg) and binds the tensors by their
  * llama.cpp names with shape checks. The forward pass reads only that table: it never
- * branches on an architecture name. Weight matrices stay in the read-only mapping and are
- * dequantized row by row; small vectors (norms, scales) are copied to f32 at open.
+ * branches on an architecture name. Weight matrices stay in the read-only mapping (Q4_0, Q8_0,
+ * Q4_K and Q6_K matrices are copied once into the kernels' interleaved R8 layout when the
+ * CPU's kernels use it, model/repack.c); small vectors (norms, scales) are copied to f32 at open.
  *
  * Thread-safety: a struct lg_model is immutable after open (any thread may read it).
  * A struct lg_model_state (KV cache + activation buffers of one sequence) belongs to one
@@ -105,6 +106,14 @@ struct lg_layer_w {
     const float *expert_scale;     /* [X] (NULL: ones) */
 };
 
+/* One R8 copy made at open (model/repack.c): an anonymous mapping of len bytes, owned. */
+struct lg_repack_buf {
+    void *p;
+    size_t len;
+    const void *src;               /* the GGUF bytes it was made from (in the mapping) */
+    uint32_t type;
+};
+
 struct lg_model {
     struct lg_model_cfg cfg;
     struct lg_gguf *gguf;          /* owned when opened from a path */
@@ -119,6 +128,9 @@ struct lg_model {
     struct lg_layer_w *layers;     /* [n_layer] */
     struct lg_arena *arena;        /* owns the f32 copies of all small vectors */
     size_t max_cols;               /* widest matrix input (scratch size) */
+    struct lg_repack_buf *repack;  /* [n_repack] R8 copies (matrices with layout R8 point here) */
+    int32_t n_repack;
+    size_t repacked_bytes;         /* sum of their sizes */
 };
 
 /* Opens a GGUF file and binds a model. Errors name the key or tensor: LG_ERR_FORMAT (bad
@@ -128,6 +140,15 @@ enum lg_status lg_model_open(const char *path, struct lg_model **out, struct lg_
 /* Same over an already opened GGUF; the model borrows g, which must outlive it. */
 enum lg_status lg_model_from_gguf(struct lg_gguf *g, struct lg_model **out, struct lg_err *err);
 void lg_model_close(struct lg_model *m);
+
+/* Weight bytes copied into the R8 layout at open (model/repack.c; issue #10): 0 when nothing
+ * was repacked (LG_REPACK=0, the scalar kernel table, no Q4_0 / Q8_0 / Q4_K / Q6_K matrices).
+ * Any thread. */
+size_t lg_model_repacked_bytes(const struct lg_model *m);
+/* Called by lg_model_from_gguf after binding (R8 copies where the kernels want them) and by
+ * lg_model_close (frees them). Internal to the model module. */
+enum lg_status lg_model_repack(struct lg_model *m, struct lg_err *err);
+void lg_model_repack_free(struct lg_model *m);
 
 /* Only the configuration step (no tensors): used by tests and `estimate`. */
 enum lg_status lg_model_cfg_read(const struct lg_gguf *g, struct lg_model_cfg *cfg,

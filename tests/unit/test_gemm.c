@@ -225,7 +225,7 @@ static void test_isa(const struct lg_kern *k)
     for (int it = 0; it < N_GT; it++) {
         uint32_t t = gemm_types[it];
         const char *tn = lg_qtype_get(t)->name;
-        lg_gemm_q_fn g = lg_gemm_q_for(t, k->vec_dot4[t], 64);
+        lg_gemm_q_fn g = lg_gemm_q_for(t, LG_WLAYOUT_ROWS, k->vec_dot4[t], 64);
         if (is_ref) {
             CHECK_MSG(g == NULL, "[ref] %s: a tiled GEMM for the scalar table", tn);
             continue;
@@ -235,7 +235,7 @@ static void test_isa(const struct lg_kern *k)
             continue;
         /* a type's GEMM is never picked for another type's dot4 */
         uint32_t other = gemm_types[(it + 1) % N_GT];
-        CHECK_MSG(lg_gemm_q_for(t, k->vec_dot4[other], 64) == NULL, "[%s] %s: wrong dot4 accepted",
+        CHECK_MSG(lg_gemm_q_for(t, LG_WLAYOUT_ROWS, k->vec_dot4[other], 64) == NULL, "[%s] %s: wrong dot4 accepted",
                   k->isa, tn);
         int nshapes = 0, bad_shapes = 0;
         /* 1..9 blocks, 1..13 tokens, rows around the tile size, ranges starting mid-tile */
@@ -276,9 +276,9 @@ static void test_isa(const struct lg_kern *k)
             }
         /* the packed GEMM from 4 tokens on; below, Q5_0 / Q8_0 have an unpacked kernel for one
          * token (Q4_0 decode uses the plain dot: faster end to end, see qdot_avx2.c) */
-        CHECK_MSG(lg_gemm_q_for(t, k->vec_dot4[t], 4) == g, "[%s] %s: no GEMM for 4 tokens",
+        CHECK_MSG(lg_gemm_q_for(t, LG_WLAYOUT_ROWS, k->vec_dot4[t], 4) == g, "[%s] %s: no GEMM for 4 tokens",
                   k->isa, tn);
-        lg_gemm_q_fn g1 = lg_gemm_q_for(t, k->vec_dot4[t], 1);
+        lg_gemm_q_fn g1 = lg_gemm_q_for(t, LG_WLAYOUT_ROWS, k->vec_dot4[t], 1);
         CHECK_MSG(g1 != g, "[%s] %s: packed GEMM for 1 token", k->isa, tn);
         CHECK_MSG((g1 != NULL) == (t == LG_QTYPE_Q5_0 || t == LG_QTYPE_Q8_0),
                   "[%s] %s: one-token kernel %s", k->isa, tn, g1 ? "present" : "missing");

@@ -5,9 +5,13 @@
  * (lane j takes elements i with i % 8 == j) and reduced as ((0+4)+(1+5))+((2+6)+(3+7)); V is
  * accumulated element by element in key order. Stored values are widened exactly (F16 with
  * F16C, int8 / nibbles times the block scale d, products that fit in f32) and nothing uses FMA
- * (a fused multiply-add rounds differently). The softmax is the reference one. What the
- * vectors buy is the conversion: 8 keys' elements per instruction instead of a call per
- * element, and V accumulated in registers over all keys for 64 output dims at a time.
+ * (a fused multiply-add rounds differently). The softmax is the reference one
+ * (lg_kern_attn_softmax: no subnormal weights). What the vectors buy is the conversion: 8 keys'
+ * elements per instruction instead of a call per element, and V accumulated in registers over
+ * all keys for 64 output dims at a time. (Computing q.k for 8 keys at once measured 9% slower:
+ * out-of-order execution already overlaps the keys' independent sums.) (token, head) pairs
+ * are dealt to the threads in turn (pair p to thread p % nth), so that the long causal rows of
+ * a prefill chunk's last tokens do not all land on one thread.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -15,17 +19,6 @@
 
 #include "kern/kern.h"
 #include "quant/quant.h"
-
-static void share(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
-{
-    int64_t per = (n + nth - 1) / nth;
-    *lo = per * ith;
-    *hi = *lo + per;
-    if (*lo > n)
-        *lo = n;
-    if (*hi > n)
-        *hi = n;
-}
 
 static inline float hsum_ref_order(__m256 acc)
 {
@@ -113,6 +106,20 @@ static float dot_q4_0(const float *q, const uint8_t *k, int64_t d)
     return hsum_ref_order(acc);
 }
 
+static float dot_one(const float *q, const uint8_t *k, uint32_t type, int64_t d)
+{
+    switch (type) {
+    case LG_QTYPE_F16:
+        return dot_f16(q, k, d);
+    case LG_QTYPE_Q8_0:
+        return dot_q8_0(q, k, d);
+    case LG_QTYPE_Q4_0:
+        return dot_q4_0(q, k, d);
+    default:
+        return dot_f32(q, (const float *)(const void *)k, d);
+    }
+}
+
 /* Eight consecutive V elements e0..e0+7 of one head (e0 % 8 == 0). */
 static inline __attribute__((always_inline)) __m256 v_x8(const uint8_t *v, uint32_t type, int64_t e0)
 {
@@ -135,7 +142,9 @@ static inline __attribute__((always_inline)) __m256 v_x8(const uint8_t *v, uint3
 enum { TILE = 8 }; /* registers of 8 outputs each: 64 output dims per pass over the keys */
 
 /* o[0..d) = sum_j w[j] * V_j, summed in key order from 0 (as memset + ref_axpy per key).
- * Always inlined into attn_v_typed's switch so that each storage type gets its own loop. */
+ * Keys lo.. live in slots (lo + j) % n_slots: walked as runs of consecutive slots (no division
+ * per key). Always inlined into attn_v_typed's switch so that each storage type gets its own
+ * loop. */
 static inline __attribute__((always_inline)) void attn_v(float *o, const uint8_t *vb, size_t vs, size_t head_off, uint32_t type,
                    const float *w, int64_t lo, int64_t n_keys, int64_t n_slots, int64_t d)
 {
@@ -144,30 +153,35 @@ static inline __attribute__((always_inline)) void attn_v(float *o, const uint8_t
         __m256 acc[TILE];
         for (int r = 0; r < TILE; r++)
             acc[r] = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n_keys; j++) {
-            const uint8_t *v = vb + (size_t)((lo + j) % n_slots) * vs + head_off;
-            __m256 wj = _mm256_set1_ps(w[j]);
-            for (int r = 0; r < TILE; r++)
-                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(wj, v_x8(v, type, e + 8 * r)));
+        for (int64_t j = 0, slot = lo % n_slots; j < n_keys; slot = 0) {
+            int64_t end = j + (n_slots - slot < n_keys - j ? n_slots - slot : n_keys - j);
+            for (const uint8_t *v = vb + (size_t)slot * vs + head_off; j < end; j++, v += vs) {
+                __m256 wj = _mm256_set1_ps(w[j]);
+                for (int r = 0; r < TILE; r++)
+                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(wj, v_x8(v, type, e + 8 * r)));
+            }
         }
         for (int r = 0; r < TILE; r++)
             _mm256_storeu_ps(o + e + 8 * r, acc[r]);
     }
     for (; e + 8 <= d; e += 8) {
         __m256 acc = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n_keys; j++) {
-            const uint8_t *v = vb + (size_t)((lo + j) % n_slots) * vs + head_off;
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[j]), v_x8(v, type, e)));
+        for (int64_t j = 0, slot = lo % n_slots; j < n_keys; slot = 0) {
+            int64_t end = j + (n_slots - slot < n_keys - j ? n_slots - slot : n_keys - j);
+            for (const uint8_t *v = vb + (size_t)slot * vs + head_off; j < end; j++, v += vs)
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[j]), v_x8(v, type, e)));
         }
         _mm256_storeu_ps(o + e, acc);
     }
     for (; e < d; e++) { /* F32 / F16 tails (block types have d % 32 == 0) */
         float acc = 0.0f;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const uint8_t *v = vb + (size_t)((lo + j) % n_slots) * vs + head_off;
-            float x = type == LG_QTYPE_F16 ? f16_scale(v + 2 * e)
-                                           : ((const float *)(const void *)v)[e];
-            acc += w[j] * x;
+        for (int64_t j = 0, slot = lo % n_slots; j < n_keys; slot = 0) {
+            int64_t end = j + (n_slots - slot < n_keys - j ? n_slots - slot : n_keys - j);
+            for (const uint8_t *v = vb + (size_t)slot * vs + head_off; j < end; j++, v += vs) {
+                float x = type == LG_QTYPE_F16 ? f16_scale(v + 2 * e)
+                                               : ((const float *)(const void *)v)[e];
+                acc += w[j] * x;
+            }
         }
         o[e] = acc;
     }
@@ -193,18 +207,158 @@ static void attn_v_typed(float *o, const uint8_t *vb, size_t vs, size_t head_off
     }
 }
 
+/* ---- grouped-query attention: the G query heads of one KV head and one token together ----
+ * The loops over g are unrolled (G is a constant in each specialisation) so that the G
+ * accumulators stay in registers. */
+
+/* Scores of G heads (q: G rows of d, consecutive) against keys lo.. in type `type`:
+ * sc[g * n_keys + j] = scale * q_g . K_j (softcapped), each equal bit for bit to dot_one's
+ * (same lanes, same order; d % 8 == 0). A key's 8 elements are widened once for all G heads. */
+static inline __attribute__((always_inline)) void qk_group(const struct lg_attn_args *a,
+                                                          const float *q, const uint8_t *kb,
+                                                          size_t ks, int64_t lo, int64_t n_keys,
+                                                          float *sc, uint32_t type, int G)
+{
+    const int64_t d = a->head_dim;
+    for (int64_t j = 0, slot = lo % a->n_slots; j < n_keys; slot = 0) {
+        int64_t end = j + (a->n_slots - slot < n_keys - j ? a->n_slots - slot : n_keys - j);
+        for (const uint8_t *k = kb + (size_t)slot * ks; j < end; j++, k += ks) {
+            __m256 acc[8];
+            _Pragma("GCC unroll 8")
+            for (int g = 0; g < G; g++)
+                acc[g] = _mm256_setzero_ps();
+            for (int64_t e = 0; e < d; e += 8) {
+                const __m256 kx = v_x8(k, type, e);
+                _Pragma("GCC unroll 8")
+                for (int g = 0; g < G; g++)
+                    acc[g] = _mm256_add_ps(acc[g],
+                                           _mm256_mul_ps(_mm256_loadu_ps(q + g * d + e), kx));
+            }
+            _Pragma("GCC unroll 8")
+            for (int g = 0; g < G; g++) {
+                float s = hsum_ref_order(acc[g]) * a->scale;
+                if (a->softcap > 0.0f)
+                    s = a->softcap * tanhf(s / a->softcap);
+                sc[g * n_keys + j] = s;
+            }
+        }
+    }
+}
+
+/* out_g[0..d) = sum_j w_g[j] V_j for the G heads (rows of d, consecutive), in key order from 0
+ * as attn_v; a key's 8 elements are widened once for all G heads. */
+static inline __attribute__((always_inline)) void v_group(const struct lg_attn_args *a,
+                                                         float *out, const uint8_t *vb, size_t vs,
+                                                         int64_t lo, int64_t n_keys,
+                                                         const float *w, uint32_t type, int G)
+{
+    const int64_t d = a->head_dim;
+    for (int64_t e = 0; e < d; e += 8) {
+        __m256 acc[8];
+        _Pragma("GCC unroll 8")
+        for (int g = 0; g < G; g++)
+            acc[g] = _mm256_setzero_ps();
+        for (int64_t j = 0, slot = lo % a->n_slots; j < n_keys; slot = 0) {
+            int64_t end = j + (a->n_slots - slot < n_keys - j ? a->n_slots - slot : n_keys - j);
+            for (const uint8_t *v = vb + (size_t)slot * vs; j < end; j++, v += vs) {
+                const __m256 vx = v_x8(v, type, e);
+                _Pragma("GCC unroll 8")
+                for (int g = 0; g < G; g++)
+                    acc[g] = _mm256_add_ps(
+                        acc[g], _mm256_mul_ps(_mm256_set1_ps(w[g * n_keys + j]), vx));
+            }
+        }
+        _Pragma("GCC unroll 8")
+        for (int g = 0; g < G; g++)
+            _mm256_storeu_ps(out + g * d + e, acc[g]);
+    }
+}
+
+/* The specialisations: storage type x group size (2, 4 or 8), each with its own loops. */
+#define LG_ATTN_TYPES(F, G)                                                                    \
+    switch (type) {                                                                            \
+    case LG_QTYPE_F16:                                                                         \
+        F(LG_QTYPE_F16, G);                                                                    \
+        break;                                                                                 \
+    case LG_QTYPE_Q8_0:                                                                        \
+        F(LG_QTYPE_Q8_0, G);                                                                   \
+        break;                                                                                 \
+    case LG_QTYPE_Q4_0:                                                                        \
+        F(LG_QTYPE_Q4_0, G);                                                                   \
+        break;                                                                                 \
+    default:                                                                                   \
+        F(LG_QTYPE_F32, G);                                                                    \
+        break;                                                                                 \
+    }
+#define LG_ATTN_GROUPS(F)                                                                      \
+    switch (G) {                                                                               \
+    case 2:                                                                                    \
+        LG_ATTN_TYPES(F, 2);                                                                   \
+        break;                                                                                 \
+    case 4:                                                                                    \
+        LG_ATTN_TYPES(F, 4);                                                                   \
+        break;                                                                                 \
+    default:                                                                                   \
+        LG_ATTN_TYPES(F, 8);                                                                   \
+        break;                                                                                 \
+    }
+
+static void qk_group_typed(const struct lg_attn_args *a, const float *q, const uint8_t *kb,
+                           size_t ks, int64_t lo, int64_t n_keys, float *sc, uint32_t type, int G)
+{
+#define QK(T, GG) qk_group(a, q, kb, ks, lo, n_keys, sc, T, GG)
+    LG_ATTN_GROUPS(QK)
+#undef QK
+}
+
+static void v_group_typed(const struct lg_attn_args *a, float *out, const uint8_t *vb, size_t vs,
+                          int64_t lo, int64_t n_keys, const float *w, uint32_t type, int G)
+{
+#define VG(T, GG) v_group(a, out, vb, vs, lo, n_keys, w, T, GG)
+    LG_ATTN_GROUPS(VG)
+#undef VG
+}
+
+/* Heads per group to process together: the whole group (2, 4 or 8 query heads per KV head)
+ * when there are enough (token, KV head) units to keep nth threads busy, the head size is a
+ * multiple of 8 and the thread's scratch holds the group's scores; else 1 (pair by pair). */
+static int group_heads(const struct lg_attn_args *a, int nth)
+{
+    const int64_t group = a->n_head / a->n_head_kv;
+    if (!(group == 2 || group == 4 || group == 8) || a->head_dim % 8 != 0 ||
+        a->n_tok * a->n_head_kv < 2 * (int64_t)nth)
+        return 1;
+    int64_t last = a->pos0 + a->n_tok; /* keys seen by the last query */
+    int64_t max_keys = a->window > 0 && a->window < last ? a->window : last;
+    return group * max_keys <= a->scratch_stride ? (int)group : 1;
+}
+
 static void avx2_attention(const struct lg_attn_args *a, int ith, int nth)
 {
-    int64_t n_pairs = a->n_tok * a->n_head, p0, p1;
-    share(n_pairs, ith, nth, &p0, &p1);
     const int64_t group = a->n_head / a->n_head_kv, d = a->head_dim;
     const size_t hbk = lg_attn_head_bytes(a->type_k, d), hbv = lg_attn_head_bytes(a->type_v, d);
     const size_t ks = a->k_stride ? a->k_stride : (size_t)a->n_head_kv * hbk;
     const size_t vs = a->v_stride ? a->v_stride : (size_t)a->n_head_kv * hbv;
     const uint8_t *kb = a->k, *vb = a->v;
     float *sc = a->scratch + (int64_t)ith * a->scratch_stride;
-    void (*softmax)(float *, int64_t) = lg_kern_ref()->softmax;
-    for (int64_t p = p0; p < p1; p++) {
+    const int G = group_heads(a, nth);
+    if (G > 1) { /* units (token, KV head), dealt in turn */
+        for (int64_t u = ith; u < a->n_tok * a->n_head_kv; u += nth) {
+            int64_t t = u / a->n_head_kv, kvh = u % a->n_head_kv, h0 = kvh * group;
+            int64_t pos = a->pos0 + t;
+            int64_t lo = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+            int64_t n_keys = pos - lo + 1;
+            qk_group_typed(a, a->q + (t * a->n_head + h0) * d, kb + (size_t)kvh * hbk, ks, lo,
+                           n_keys, sc, a->type_k, G);
+            for (int g = 0; g < G; g++)
+                lg_kern_attn_softmax(sc + g * n_keys, n_keys);
+            v_group_typed(a, a->out + (t * a->n_head + h0) * d, vb + (size_t)kvh * hbv, vs, lo,
+                          n_keys, sc, a->type_v, G);
+        }
+        return;
+    }
+    const int64_t n_pairs = a->n_tok * a->n_head;
+    for (int64_t p = ith; p < n_pairs; p += nth) {
         int64_t t = p / a->n_head, h = p % a->n_head, kvh = h / group;
         int64_t pos = a->pos0 + t;
         int64_t lo = 0;
@@ -212,29 +366,17 @@ static void avx2_attention(const struct lg_attn_args *a, int ith, int nth)
             lo = pos - a->window + 1;
         int64_t n_keys = pos - lo + 1;
         const float *q = a->q + (t * a->n_head + h) * d;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const uint8_t *k = kb + (size_t)((lo + j) % a->n_slots) * ks + (size_t)kvh * hbk;
-            float s;
-            switch (a->type_k) {
-            case LG_QTYPE_F16:
-                s = dot_f16(q, k, d);
-                break;
-            case LG_QTYPE_Q8_0:
-                s = dot_q8_0(q, k, d);
-                break;
-            case LG_QTYPE_Q4_0:
-                s = dot_q4_0(q, k, d);
-                break;
-            default:
-                s = dot_f32(q, (const float *)(const void *)k, d);
-                break;
+        for (int64_t j = 0, slot = lo % a->n_slots; j < n_keys; slot = 0) {
+            int64_t end = j + (a->n_slots - slot < n_keys - j ? a->n_slots - slot : n_keys - j);
+            const uint8_t *k = kb + (size_t)slot * ks + (size_t)kvh * hbk;
+            for (; j < end; j++, k += ks) {
+                float s = dot_one(q, k, a->type_k, d) * a->scale;
+                if (a->softcap > 0.0f)
+                    s = a->softcap * tanhf(s / a->softcap);
+                sc[j] = s;
             }
-            s *= a->scale;
-            if (a->softcap > 0.0f)
-                s = a->softcap * tanhf(s / a->softcap);
-            sc[j] = s;
         }
-        softmax(sc, n_keys);
+        lg_kern_attn_softmax(sc, n_keys);
         attn_v_typed(a->out + (t * a->n_head + h) * d, vb, vs, (size_t)kvh * hbv, a->type_v, sc,
                      lo, n_keys, a->n_slots, d);
     }

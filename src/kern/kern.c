@@ -2,8 +2,9 @@
  *
  * Each ISA file (kern/x_avx2.c, kern/x_avx512.c) may define a filler
  * `void lg_kern_fill_avx2(struct lg_kern *k)` that overwrites the slots it implements; the
- * fillers are weak references here, so a build without that file simply keeps the reference
- * slots. Selection: LG_ISA=ref|avx2|avx512 when set, else the best ISA the CPU supports.
+ * AVX2 fillers are always built on x86 and referenced strongly, the AVX-512 one is a weak
+ * reference, so a build without that file simply keeps the other slots. Selection:
+ * LG_ISA=ref|avx2|avx512 when set, else the best ISA the CPU supports.
  * Invariant: every slot of a returned table is non-NULL.
  */
 #include <pthread.h>
@@ -11,8 +12,8 @@
 #include <string.h>
 
 #include "kern/kern.h"
+#include "kern/qdot_more.h"
 
-void lg_kern_fill_avx2(struct lg_kern *k) __attribute__((weak));
 /* The AVX2 dot products are always built on x86 (kern/qdot_avx2.c), and referenced strongly:
  * a weak reference would not pull their object out of the static library. */
 #if defined(__x86_64__) || defined(__i386__)
@@ -20,9 +21,15 @@ void lg_qdot_fill_avx2(lg_vec_dot_fn *dot, lg_vec_dot4_fn *dot4);
 static void (*const qdot_fill_avx2)(lg_vec_dot_fn *, lg_vec_dot4_fn *) = lg_qdot_fill_avx2;
 /* The AVX2 attention (kern/attn_avx2.c), strongly referenced for the same reason. */
 static void (*const attn_fill_avx2)(struct lg_kern *) = lg_attn_fill_avx2;
+/* The AVX2 element-wise ops and activation quantizers (kern/ops_avx2.c), likewise. */
+static void (*const ops_fill_avx2)(struct lg_kern *) = lg_kern_fill_avx2;
+/* Q2_K, Q3_K, IQ4_XS, BF16 and F32 dots (kern/qdot_more_avx2.c), likewise. */
+static void (*const qdot_more_avx2)(lg_vec_dot_fn *) = lg_qdot_avx2_more;
 #else
 static void (*const qdot_fill_avx2)(lg_vec_dot_fn *, lg_vec_dot4_fn *) = NULL;
 static void (*const attn_fill_avx2)(struct lg_kern *) = NULL;
+static void (*const ops_fill_avx2)(struct lg_kern *) = NULL;
+static void (*const qdot_more_avx2)(lg_vec_dot_fn *) = NULL;
 #endif
 void lg_kern_fill_avx512(struct lg_kern *k) __attribute__((weak));
 
@@ -47,6 +54,10 @@ static void fill_missing(struct lg_kern *k)
         k->mul = r->mul;
     if (!k->axpy)
         k->axpy = r->axpy;
+    if (!k->softcap)
+        k->softcap = r->softcap;
+    if (!k->act_quantize)
+        k->act_quantize = r->act_quantize;
     if (!k->attention)
         k->attention = r->attention;
     for (int t = 0; t < LG_QTYPE_COUNT; t++)
@@ -79,10 +90,12 @@ static void init_tables(void)
 {
     memset(&avx2_table, 0, sizeof avx2_table);
     avx2_table.isa = "avx2";
-    if (lg_kern_fill_avx2)
-        lg_kern_fill_avx2(&avx2_table);
+    if (ops_fill_avx2)
+        ops_fill_avx2(&avx2_table);
     if (qdot_fill_avx2)
         qdot_fill_avx2(avx2_table.vec_dot, avx2_table.vec_dot4);
+    if (qdot_more_avx2)
+        qdot_more_avx2(avx2_table.vec_dot);
     if (attn_fill_avx2 && !avx2_table.attention)
         attn_fill_avx2(&avx2_table);
     fill_missing(&avx2_table);
@@ -92,12 +105,24 @@ static void init_tables(void)
     avx512_table.isa = "avx512";
     if (lg_kern_fill_avx512)
         lg_kern_fill_avx512(&avx512_table);
-    if (lg_kern_fill_avx2) {
+    if (ops_fill_avx2) {
         struct lg_kern tmp;
         memset(&tmp, 0, sizeof tmp);
-        lg_kern_fill_avx2(&tmp);
+        ops_fill_avx2(&tmp);
         if (!avx512_table.matmul)
             avx512_table.matmul = tmp.matmul;
+        if (!avx512_table.rmsnorm)
+            avx512_table.rmsnorm = tmp.rmsnorm;
+        if (!avx512_table.gelu_tanh)
+            avx512_table.gelu_tanh = tmp.gelu_tanh;
+        if (!avx512_table.mul)
+            avx512_table.mul = tmp.mul;
+        if (!avx512_table.axpy)
+            avx512_table.axpy = tmp.axpy;
+        if (!avx512_table.softcap)
+            avx512_table.softcap = tmp.softcap;
+        if (!avx512_table.act_quantize)
+            avx512_table.act_quantize = tmp.act_quantize;
         if (!avx512_table.attention)
             avx512_table.attention = tmp.attention;
     }
@@ -108,6 +133,8 @@ static void init_tables(void)
         lg_vec_dot_fn d[LG_QTYPE_COUNT] = {0};
         lg_vec_dot4_fn d4[LG_QTYPE_COUNT] = {0};
         qdot_fill_avx2(d, d4);
+        if (qdot_more_avx2)
+            qdot_more_avx2(d);
         for (int t = 0; t < LG_QTYPE_COUNT; t++) {
             if (!avx512_table.vec_dot[t])
                 avx512_table.vec_dot[t] = d[t];
@@ -130,7 +157,7 @@ static void init_tables(void)
     if (!t) {
         if (cpu_has_avx512() && lg_kern_fill_avx512)
             t = &avx512_table;
-        else if (cpu_has_avx2() && (lg_kern_fill_avx2 || qdot_fill_avx2 || attn_fill_avx2))
+        else if (cpu_has_avx2() && (ops_fill_avx2 || qdot_fill_avx2 || attn_fill_avx2))
             t = &avx2_table;
         else
             t = lg_kern_ref();

@@ -138,6 +138,25 @@ static void ref_softmax(float *x, int64_t n)
         x[i] *= inv;
 }
 
+void lg_kern_attn_softmax(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > mx)
+            mx = x[i];
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float z = x[i] - mx;
+        x[i] = !(z < (float)LG_ATTN_EXP_MIN) ? expf(z) : 0.0f; /* NaN stays NaN */
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
 static void ref_gelu_tanh(float *x, int64_t n)
 {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
@@ -145,6 +164,12 @@ static void ref_gelu_tanh(float *x, int64_t n)
         float v = x[i];
         x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
     }
+}
+
+static void ref_softcap(float *x, int64_t n, float cap)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = cap * tanhf(x[i] / cap);
 }
 
 static void ref_mul(float *y, const float *a, const float *b, int64_t n)
@@ -248,7 +273,7 @@ static void ref_attention(const struct lg_attn_args *a, int ith, int nth)
                 s = a->softcap * tanhf(s / a->softcap);
             sc[j] = s;
         }
-        ref_softmax(sc, n_keys);
+        lg_kern_attn_softmax(sc, n_keys);
         float *o = a->out + (t * a->n_head + h) * d;
         memset(o, 0, (size_t)d * sizeof(float));
         for (int64_t j = 0; j < n_keys; j++) {
@@ -283,6 +308,8 @@ static struct lg_kern ref_table = {
     .gelu_tanh = ref_gelu_tanh,
     .mul = ref_mul,
     .axpy = ref_axpy,
+    .softcap = ref_softcap,
+    .act_quantize = lg_act_quantize,
     .attention = ref_attention,
 };
 

@@ -9,9 +9,10 @@
  *
  * Matrix products follow ggml's arithmetic so that logits match llama.cpp's: each token's
  * input row is converted once to the weight type's activation format (kern/qdot.h: Q8_0, Q8_1,
- * Q8_K, F16, BF16; F32 weights keep f32 inputs) and shared by all threads, which then pull
- * chunks of output rows from an atomic counter. Products that read the same input (Q/K/V,
- * gate/up) run as one parallel job.
+ * Q8_K, F16, BF16; F32 weights keep f32 inputs; the threads share the tokens of a chunk) and
+ * shared by all threads, which then pull chunks of output rows from an atomic counter; chunks
+ * start at multiples of 8 rows of each matrix (the GEMM kernels work on groups of 8 rows).
+ * Products that read the same input (Q/K/V, gate/up) run as one parallel job.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 #include "model/state_priv.h"
 #include "quant/quant.h"
 
-enum { MM_MAX = 3 };
+enum { MM_MAX = 3, MM_ALIGN = 8 };
 
 /* Up to MM_MAX products y_i[t] = W_i x[t] over the same input, run as one job whose threads
  * pull chunks of rows (of the concatenated outputs) from `next`. */
@@ -36,7 +37,9 @@ struct mm_job {
     int64_t ldy[MM_MAX];
     const void *qx[MM_MAX]; /* converted input per product (NULL: dequant path on x) */
     size_t ldq[MM_MAX];
-    int64_t row0[MM_MAX + 1]; /* product i owns rows [row0[i], row0[i+1]) of the total */
+    /* product i owns rows [row0[i], row0[i] + rows) of the total; row0[i] is a multiple of
+     * MM_ALIGN (the rows in between are skipped) */
+    int64_t row0[MM_MAX + 1];
     int64_t step;
     const float *x;
     int64_t ldx, n;
@@ -47,11 +50,12 @@ static void mm_rows(const struct mm_job *j, int64_t lo, int64_t hi, int ith)
 {
     const struct lg_kern *k = j->s->k;
     for (int i = 0; i < j->count; i++) {
+        const struct lg_wmat *w = j->w[i];
+        int64_t end = j->row0[i] + w->rows;
         int64_t a = lo > j->row0[i] ? lo : j->row0[i];
-        int64_t b = hi < j->row0[i + 1] ? hi : j->row0[i + 1];
+        int64_t b = hi < end ? hi : end;
         if (a >= b)
             continue;
-        const struct lg_wmat *w = j->w[i];
         a -= j->row0[i];
         b -= j->row0[i];
         if (j->qx[i]) {
@@ -75,6 +79,35 @@ static void mm_run(void *arg, int ith, int nth)
     (void)nth;
     while (lg_tp_chunk(&j->next, j->row0[j->count], j->step, &lo, &hi))
         mm_rows(j, lo, hi, ith);
+}
+
+/* Converts the n rows of x to the activation format of weight type `type` in s->qx. */
+struct quant_job {
+    const struct lg_kern *k;
+    uint32_t type;
+    const float *x;
+    int64_t ldx, n, cols;
+    uint8_t *qx;
+    size_t ldq;
+};
+
+static void quant_run(void *arg, int ith, int nth)
+{
+    const struct quant_job *j = arg;
+    for (int64_t t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++)
+        j->k->act_quantize(j->type, j->x + t * j->ldx, j->qx + (size_t)t * j->ldq, j->cols);
+}
+
+static void quant_rows(struct lg_model_state *s, const struct lg_wmat *w, const float *x,
+                       int64_t ldx, int64_t n)
+{
+    struct quant_job q = {s->k, w->type, x, ldx, n, w->cols, s->qx, s->qx_stride};
+    /* ~2 instructions per element (AVX2): waking the workers pays from ~64K elements on (a
+     * dense prefill chunk; not the few tokens an MoE expert gets) */
+    if (n * w->cols >= 65536 && s->nth > 1)
+        lg_tp_run(s->pool, quant_run, &q);
+    else
+        quant_run(&q, 0, 1);
 }
 
 /* y_i[t] = W_i x[t] for i < count over the chunk: the input is converted once per activation
@@ -113,20 +146,19 @@ static void mm_multi(struct lg_model_state *s, const float *x, int64_t ldx, int6
             j.ldq[c] = (size_t)ldx * sizeof(float);
         } else if (act >= 0) {
             if (cur_act != act) {
-                for (int64_t t = 0; t < n; t++)
-                    lg_act_quantize(w->type, x + t * ldx, s->qx + (size_t)t * s->qx_stride,
-                                    w->cols);
+                quant_rows(s, w, x, ldx, n);
                 cur_act = act;
             }
             j.qx[c] = s->qx;
             j.ldq[c] = s->qx_stride;
         }
-        j.row0[c + 1] = j.row0[c] + w->rows;
+        j.row0[c + 1] = j.row0[c] + (w->rows + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
     }
     int64_t total = j.row0[j.count];
-    /* ~8 chunks per thread balance a loaded machine; at least 16 rows keep dot4 blocks. */
+    /* ~8 chunks per thread balance a loaded machine; at least 16 rows keep dot4 blocks; a
+     * multiple of MM_ALIGN keeps every chunk on the GEMM's 8-row groups. */
     int64_t step = total / ((int64_t)s->nth * 8);
-    j.step = step < 16 ? 16 : (step + 3) / 4 * 4;
+    j.step = step < 16 ? 16 : (step + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
     atomic_store(&j.next, 0);
     if (total * ws[0]->cols * n < 32768 || s->nth == 1) /* not worth waking the workers */
         mm_rows(&j, 0, total, 0);
@@ -177,17 +209,22 @@ struct fw_batch {
     int64_t n; /* rows in all */
 };
 
+/* RoPE on the rows of q ([n][n_head * head_dim]) and, when kk is not NULL, of kk
+ * ([n][n_head_kv * head_dim]): the angles of a position are computed once for both. */
 static void rope_rows(const struct lg_model *m, const struct lg_model_state *s,
-                      const struct lg_layer_cfg *lc, float *x, const struct fw_batch *b,
-                      int64_t n_head, int64_t stride)
+                      const struct lg_layer_cfg *lc, float *q, float *kk,
+                      const struct fw_batch *b, int64_t n_head)
 {
     const float *ff = lc->use_rope_freqs ? m->rope_freqs : NULL;
+    const int64_t hd = lc->head_dim, QD = n_head * hd, KD = lc->n_head_kv * hd;
     for (int i = 0; i < b->n_seg; i++) {
         const struct fw_seg *g = &b->seg[i];
         for (int64_t t = 0; t < g->n; t++) {
             lg_rope_angles(s->cs, lc->n_rot, g->pos0 + t, lc->rope_base, lc->rope_freq_scale,
                            ff);
-            s->k->rope_neox(x + (g->t0 + t) * stride, n_head, lc->head_dim, lc->n_rot, s->cs);
+            s->k->rope_neox(q + (g->t0 + t) * QD, n_head, hd, lc->n_rot, s->cs);
+            if (kk)
+                s->k->rope_neox(kk + (g->t0 + t) * KD, lc->n_head_kv, hd, lc->n_rot, s->cs);
         }
     }
 }
@@ -212,13 +249,13 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
         mm_multi(s, s->a, D, n, cnt, ws, ys, lds);
     }
     norm_rows(s, s->q, s->q, w->q_norm, n * H, hd, hd, c->eps);
-    rope_rows(m, s, lc, s->q, b, H, QD);
-
-    if (lc->kv_src == il) {
+    if (lc->kv_src != il) {
+        rope_rows(m, s, lc, s->q, NULL, b, H);
+    } else {
         if (!lc->has_v) /* K==V: V is the raw K projection (neither k-normed nor roped) */
             memcpy(s->vv, s->kk, (size_t)(n * KD) * sizeof(float));
         norm_rows(s, s->kk, s->kk, w->k_norm, n * Hkv, hd, hd, c->eps);
-        rope_rows(m, s, lc, s->kk, b, Hkv, KD);
+        rope_rows(m, s, lc, s->q, s->kk, b, H);
         if (c->v_norm)
             norm_rows(s, s->vv, s->vv, NULL, n * Hkv, hd, hd, c->eps);
         for (int i = 0; i < b->n_seg; i++) {
@@ -251,7 +288,7 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
             .scale = lc->q_scale,
             .softcap = c->attn_softcap,
             .scratch = s->sc,
-            .scratch_stride = s->n_ctx,
+            .scratch_stride = s->sc_stride,
         };
     }
     struct attn_job aj = {k, aa, b->n_seg};
@@ -263,6 +300,24 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
         k->axpy(s->x + t * D, s->o + t * D, 1.0f, D);
 }
 
+/* g[t] = gelu(g[t]) * u[t] for rows t < n of F elements, rows shared out across threads. */
+struct glu_job {
+    const struct lg_kern *k;
+    float *g;       /* [n][F] */
+    const float *u; /* [n][F] */
+    int64_t n, F;
+};
+
+static void glu_run(void *arg, int ith, int nth)
+{
+    const struct glu_job *j = arg;
+    for (int64_t t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
+        /* a row at a time: it stays in cache from the gelu to the mul */
+        j->k->gelu_tanh(j->g + t * j->F, j->F);
+        j->k->mul(j->g + t * j->F, j->g + t * j->F, j->u + t * j->F, j->F);
+    }
+}
+
 /* f = W_down(gelu(W_gate a) * W_up a) for the dense MLP. */
 static void dense_mlp(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
 {
@@ -272,8 +327,11 @@ static void dense_mlp(const struct lg_model *m, struct lg_model_state *s, int32_
     float *ys[2] = {s->g, s->u};
     const int64_t lds[2] = {F, F};
     mm_multi(s, s->a, D, n, 2, ws, ys, lds);
-    s->k->gelu_tanh(s->g, n * F);
-    s->k->mul(s->g, s->g, s->u, n * F);
+    struct glu_job gj = {s->k, s->g, s->u, n, F};
+    if (n * F >= 32768 && s->nth > 1)
+        lg_tp_run(s->pool, glu_run, &gj);
+    else
+        glu_run(&gj, 0, 1);
     mm(s, &w->ffn_down, s->g, F, s->f, D, n);
 }
 
@@ -467,12 +525,9 @@ static void run_chunk(const struct lg_model *m, struct lg_model_state *s, const 
         while (j < n_lrow && ldst[j] == ldst[j - 1] + V)
             j++;
         mm(s, &m->output, s->a + i * D, D, ldst[i], V, j - i);
-        if (c->final_softcap > 0.0f) {
-            const float cap = c->final_softcap;
+        if (c->final_softcap > 0.0f)
             for (int64_t r = i; r < j; r++)
-                for (int64_t v = 0; v < V; v++)
-                    ldst[r][v] = cap * tanhf(ldst[r][v] / cap);
-        }
+                s->k->softcap(ldst[r], V, c->final_softcap);
         i = j;
     }
 }

@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "kv/kv.h"
 #include "model/model.h"
+#include "model/state_priv.h"
 #include "quant/quant.h"
 
 enum {
@@ -260,7 +261,7 @@ static uint64_t total_for(const struct plan_ctx *pc, int64_t n_ctx, int32_t n_pa
 static void kv_groups(const struct plan_ctx *pc, int64_t n_ctx, struct lg_plan *p)
 {
     const struct lg_model_cfg *c = pc->cfg;
-    int64_t chunk = pc->n_chunk > 0 ? pc->n_chunk : 64;
+    int64_t chunk = pc->n_chunk > 0 ? pc->n_chunk : LG_STATE_DEFAULT_CHUNK;
     if (chunk > n_ctx)
         chunk = n_ctx;
     memset(&p->kv_sliding, 0, sizeof p->kv_sliding);

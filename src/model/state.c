@@ -13,8 +13,6 @@
 #include "model/state_priv.h"
 #include "quant/quant.h"
 
-enum { DEFAULT_CHUNK = 64 };
-
 void lg_model_state_destroy(struct lg_model_state *s)
 {
     if (!s)
@@ -59,7 +57,7 @@ enum lg_status lg_model_state_set_threads(struct lg_model_state *s, int n_thread
 struct state_plan {
     int64_t n_ctx, n_chunk;
     int nth, nth_max;
-    int64_t dq_stride;
+    int64_t dq_stride, sc_stride;
     size_t qx_stride;
     struct lg_kv_layer_layout lay[LG_MODEL_MAX_LAYERS];
     struct lg_kv_layout layout;
@@ -81,7 +79,7 @@ static enum lg_status state_plan(const struct lg_model_cfg *c, size_t max_cols,
     if (c->n_layer <= 0 || c->n_layer > LG_MODEL_MAX_LAYERS)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "state: %d layers", (int)c->n_layer);
     if (n_chunk <= 0)
-        n_chunk = DEFAULT_CHUNK;
+        n_chunk = LG_STATE_DEFAULT_CHUNK;
     if (n_chunk > n_ctx)
         n_chunk = n_ctx;
     p->n_ctx = n_ctx;
@@ -89,6 +87,10 @@ static enum lg_status state_plan(const struct lg_model_cfg *c, size_t max_cols,
     p->nth = lg_tp_default_threads();
     p->nth_max = p->nth > 16 ? p->nth : 16;
     p->dq_stride = ((int64_t)max_cols + 16 + 15) / 16 * 16;
+    /* the AVX2 attention scores the 8 query heads of a KV head together when they fit */
+    p->sc_stride = 8 * (n_ctx < 4096 ? n_ctx : 4096);
+    if (p->sc_stride < n_ctx)
+        p->sc_stride = n_ctx;
     /* widest activation format: 2 bytes per element (F16/BF16); Q8_* use less */
     p->qx_stride = (max_cols * 2 + 63) / 64 * 64;
 
@@ -120,7 +122,7 @@ static enum lg_status state_plan(const struct lg_model_cfg *c, size_t max_cols,
         F = P;
     const int64_t sz[] = {
         C * D, C * D, C * HD, C * KVD, C * KVD, C * HD, C * D, C * F, C * F, C * D,
-        C * LP, C * LP, maxrot + 2, p->nth_max * p->dq_stride, p->nth_max * n_ctx,
+        C * LP, C * LP, maxrot + 2, p->nth_max * p->dq_stride, p->nth_max * p->sc_stride,
         X ? C * D : 0, X ? C * D : 0, C * X, C * K, C * K, C, C, X ? C * D : 0, C * 2 * Fe,
         C * Fe, X ? C * D : 0,
     };
@@ -168,6 +170,7 @@ enum lg_status lg_model_state_create_opts(const struct lg_model *m, const struct
     s->nth = pl->nth;
     s->nth_max = pl->nth_max;
     s->dq_stride = pl->dq_stride;
+    s->sc_stride = pl->sc_stride;
     s->qx_stride = pl->qx_stride;
     s->pool = lg_tp_create(s->nth);
     if (!s->pool) {

@@ -10,6 +10,13 @@
 #include "kv/kv.h"
 #include "model/model.h"
 
+/* Tokens per forward chunk when the caller does not choose (lg_state_opts.n_chunk 0). Every
+ * chunk reads all weights once and sliding-window rings hold window + chunk slots. 256 (was
+ * 64): a 26B-A4B prefill of 256 tokens took 8% less CPU (each chunk touches nearly every
+ * expert); E2B's CPU time did not change; E2B's state at 4K context grows 47 -> 97 MiB. The
+ * planner (plan.c) uses the same value. */
+enum { LG_STATE_DEFAULT_CHUNK = 256 };
+
 struct lg_model_state {
     const struct lg_kern *k;
     struct lg_kv *kv;
@@ -20,6 +27,8 @@ struct lg_model_state {
     size_t qx_stride;      /* bytes per token row of qx */
     int64_t n_ctx, n_chunk;
     int64_t dq_stride;     /* floats of dequant scratch per thread */
+    int64_t sc_stride;     /* floats of attention scores per thread: n_ctx, and room for a
+                            * query group of 8 heads over min(n_ctx, 4096) keys (kern.h) */
     /* C = n_chunk; HD = max over layers of n_head * head_dim; KVD likewise for KV heads. */
     float *x;      /* [C][D] residual stream */
     float *a;      /* [C][D] normed input of a block */
@@ -35,7 +44,7 @@ struct lg_model_state {
     float *plc;    /* [C][L*P] context part of the per-layer inputs */
     float *cs;     /* [maxrot] rope cos/sin pairs */
     float *dq;     /* [nth][dq_stride] a dequantized weight row per thread */
-    float *sc;     /* [nth][n_ctx] attention scores per thread */
+    float *sc;     /* [nth][sc_stride] attention scores per thread */
     /* MoE */
     float *x2;     /* [C][D] expert input */
     float *racc;   /* [C][D] weighted expert sum */

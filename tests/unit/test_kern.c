@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kern/kern.h"
+#include "kern/qdot.h"
 #include "quant/quant.h"
 #include "test.h"
 
@@ -266,6 +267,14 @@ static void test_attention(const struct lg_kern *k)
                 }
             }
             CHECK_MSG(maxe <= 1e-5, "[%s] attention case %zu nth %d: %g", k->isa, c, nth, maxe);
+            /* every ISA equals the reference bit for bit, whatever the thread split */
+            float *ro = malloc((size_t)(T * H * d) * sizeof(float));
+            struct lg_attn_args ra = a;
+            ra.out = ro;
+            lg_kern_ref()->attention(&ra, 0, 1);
+            CHECK_MSG(memcmp(ro, o, (size_t)(T * H * d) * sizeof(float)) == 0,
+                      "[%s] attention case %zu nth %d: not bit-identical to ref", k->isa, c, nth);
+            free(ro);
         }
         free(q);
         free(o);
@@ -273,6 +282,352 @@ static void test_attention(const struct lg_kern *k)
         free(vv);
         free(sc);
     }
+}
+
+
+/* The attention softmax: keys far below the maximum get weight exactly 0 (never a subnormal),
+ * the rest are the ordinary softmax; NaN propagates. */
+static void test_attn_softmax(void)
+{
+    float x[40], y[40];
+    for (int i = 0; i < 40; i++)
+        x[i] = 5.0f - 3.0f * (float)i; /* scores 5, 2, -1, ... down to -112 */
+    memcpy(y, x, sizeof x);
+    lg_kern_attn_softmax(y, 40);
+    double sum = 0, tot = 0;
+    for (int i = 0; i < 40; i++)
+        if (x[i] - 5.0f >= LG_ATTN_EXP_MIN)
+            sum += exp((double)x[i] - 5.0);
+    int sub = 0;
+    for (int i = 0; i < 40; i++) {
+        double z = (double)x[i] - 5.0;
+        double want = z >= LG_ATTN_EXP_MIN ? exp(z) / sum : 0.0;
+        CHECK_MSG(fabs(y[i] - want) <= 1e-6 * want + 1e-30, "attn softmax %d: %g vs %g", i,
+                  (double)y[i], want);
+        sub |= y[i] != 0.0f && fabsf(y[i]) < 1.17549435e-38f;
+        tot += y[i];
+    }
+    CHECK(!sub);
+    CHECK(y[39] == 0.0f && y[17] == 0.0f && y[16] > 0.0f); /* -51 and -48 below the max */
+    CHECK_NEAR(tot, 1.0, 1e-6);
+    float z[3] = {1.0f, NAN, 0.0f};
+    lg_kern_attn_softmax(z, 3);
+    CHECK(isnan(z[0]) || isnan(z[1]));
+}
+
+/* Peaked attention (scores spread over hundreds): no subnormal weights, each ISA still equals
+ * the reference bit for bit, and the result is close to the exact one. */
+static void test_attention_peaked(const struct lg_kern *k)
+{
+    const int64_t T = 9, H = 4, Hkv = 2, d = 24, S = 64, p0 = 30;
+    float q[9 * 4 * 24], kk[64 * 2 * 24], vv[64 * 2 * 24], o[9 * 4 * 24], ro[9 * 4 * 24];
+    float sc[3 * 64];
+    fill(q, T * H * d, 1.0f);
+    fill(kk, S * Hkv * d, 1.0f);
+    fill(vv, S * Hkv * d, 1.0f);
+    struct lg_attn_args a = {.q = q, .out = ro, .k = kk, .v = vv, .n_tok = T, .n_head = H,
+                             .n_head_kv = Hkv, .head_dim = d, .n_slots = S, .pos0 = p0,
+                             .window = 0, .scale = 60.0f, .scratch = sc, .scratch_stride = 64};
+    lg_kern_ref()->attention(&a, 0, 1);
+    for (int nth = 1; nth <= 3; nth++) {
+        nan_fill(o, T * H * d);
+        a.out = o;
+        for (int ith = 0; ith < nth; ith++)
+            k->attention(&a, ith, nth);
+        CHECK_MSG(memcmp(o, ro, sizeof o) == 0, "[%s] peaked attention nth %d differs from ref",
+                  k->isa, nth);
+    }
+    double maxe = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t kvh = h / (H / Hkv), n_keys = p0 + t + 1;
+            double w[64], mx = -1e300, sum = 0;
+            for (int64_t j = 0; j < n_keys; j++) {
+                double s = 0;
+                for (int64_t i = 0; i < d; i++)
+                    s += (double)q[(t * H + h) * d + i] * kk[(j * Hkv + kvh) * d + i];
+                w[j] = s * 60.0;
+                mx = fmax(mx, w[j]);
+            }
+            for (int64_t j = 0; j < n_keys; j++)
+                sum += (w[j] = exp(w[j] - mx));
+            for (int64_t i = 0; i < d; i++) {
+                double acc = 0;
+                for (int64_t j = 0; j < n_keys; j++)
+                    acc += w[j] / sum * vv[(j * Hkv + kvh) * d + i];
+                maxe = fmax(maxe, fabs(acc - ro[(t * H + h) * d + i]));
+            }
+        }
+    CHECK_MSG(maxe <= 1e-4, "[%s] peaked attention vs exact: %g", k->isa, maxe);
+}
+
+/* Grouped-query attention (the AVX2 kernel takes the 2, 4 or 8 query heads of a KV head
+ * together when the scratch holds their scores and there are >= 2 (token, KV head) units per
+ * thread): bit for bit the reference, for every KV storage type, with sliding rings that wrap,
+ * softcap, several thread counts. The scratch here is big enough for the grouped path. */
+static void test_attention_gqa(const struct lg_kern *k)
+{
+    struct {
+        int64_t n_tok, H, Hkv, hd, n_slots, pos0, window;
+        float softcap;
+    } cases[] = {
+        {7, 8, 1, 64, 40, 0, 0, 0.0f},     /* group 8 (Gemma 4 E2B), prefill from 0 */
+        {6, 8, 2, 32, 13, 20, 7, 0.0f},    /* group 4, window 7, ring of 13 wrapping */
+        {5, 4, 2, 96, 64, 33, 0, 30.0f},   /* group 2, softcap */
+        {9, 16, 2, 32, 24, 50, 16, 0.0f},  /* group 8, 2 KV heads, wrapped ring */
+    };
+    const uint32_t types[4] = {LG_QTYPE_F32, LG_QTYPE_F16, LG_QTYPE_Q8_0, LG_QTYPE_Q4_0};
+    const int64_t stride = 8 * 128;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t T = cases[c].n_tok, H = cases[c].H, Hkv = cases[c].Hkv, d = cases[c].hd;
+        int64_t S = cases[c].n_slots, W = Hkv * d;
+        float *q = malloc((size_t)(T * H * d) * sizeof(float));
+        float *o = malloc((size_t)(T * H * d) * sizeof(float));
+        float *ro = malloc((size_t)(T * H * d) * sizeof(float));
+        float *kf = malloc((size_t)(S * W) * sizeof(float));
+        float *vf = malloc((size_t)(S * W) * sizeof(float));
+        uint8_t *kq = malloc((size_t)(S * W) * sizeof(float));
+        uint8_t *vq = malloc((size_t)(S * W) * sizeof(float));
+        float *sc = malloc((size_t)(3 * stride) * sizeof(float));
+        fill(q, T * H * d, 1.0f);
+        fill(kf, S * W, 1.0f);
+        fill(vf, S * W, 1.0f);
+        for (int it = 0; it < 4; it++) {
+            uint64_t rb;
+            CHECK(lg_qtype_row_bytes(types[it], (uint64_t)W, &rb) == LG_OK);
+            for (int64_t r = 0; r < S; r++) {
+                lg_quant_row((enum lg_qtype)types[it], kf + r * W, kq + (size_t)r * rb, W);
+                lg_quant_row((enum lg_qtype)types[it], vf + r * W, vq + (size_t)r * rb, W);
+            }
+            struct lg_attn_args a = {.q = q, .out = ro, .k = kq, .v = vq, .type_k = types[it],
+                                     .type_v = types[3 - it], .n_tok = T, .n_head = H,
+                                     .n_head_kv = Hkv, .head_dim = d, .n_slots = S,
+                                     .pos0 = cases[c].pos0, .window = cases[c].window,
+                                     .scale = 0.3f, .softcap = cases[c].softcap, .scratch = sc,
+                                     .scratch_stride = stride};
+            /* K and V in different types: V gets the mirrored type (row sizes differ) */
+            uint64_t rbv;
+            CHECK(lg_qtype_row_bytes(types[3 - it], (uint64_t)W, &rbv) == LG_OK);
+            for (int64_t r = 0; r < S; r++)
+                lg_quant_row((enum lg_qtype)types[3 - it], vf + r * W, vq + (size_t)r * rbv, W);
+            lg_kern_ref()->attention(&a, 0, 1);
+            for (int nth = 1; nth <= 3; nth++) {
+                nan_fill(o, T * H * d);
+                a.out = o;
+                for (int ith = 0; ith < nth; ith++)
+                    k->attention(&a, ith, nth);
+                a.out = ro;
+                CHECK_MSG(memcmp(o, ro, (size_t)(T * H * d) * sizeof(float)) == 0,
+                          "[%s] GQA attention case %zu K %s V %s nth %d: not bit-identical to "
+                          "ref", k->isa, c, lg_qtype_get(types[it])->name,
+                          lg_qtype_get(types[3 - it])->name, nth);
+            }
+        }
+        free(q);
+        free(o);
+        free(ro);
+        free(kf);
+        free(vf);
+        free(kq);
+        free(vq);
+        free(sc);
+    }
+}
+
+/* ---- element-wise ops and activation quantizers against the reference table ---------------- */
+
+static const int64_t ODD_SIZES[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257};
+enum { N_ODD = sizeof ODD_SIZES / sizeof ODD_SIZES[0], MAX_ODD = 257 };
+
+/* An element's result may not depend on its place in the array or on n (decode == prefill):
+ * op on the whole array == op on each element alone, bit for bit. */
+static int same_bits(const float *a, const float *b, int64_t n)
+{
+    return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+}
+
+/* mul, axpy: bit-identical to the reference; rmsnorm: within 2 ulp-ish of it. */
+static void test_ops_vs_ref(const struct lg_kern *k)
+{
+    const struct lg_kern *r = lg_kern_ref();
+    float a[MAX_ODD], b[MAX_ODD], w[MAX_ODD], y1[MAX_ODD], y2[MAX_ODD];
+    for (int i = 0; i < N_ODD; i++) {
+        int64_t n = ODD_SIZES[i];
+        fill(a, n, 10.0f);
+        fill(b, n, 0.1f);
+        fill(w, n, 2.0f);
+        nan_fill(y1, n);
+        nan_fill(y2, n);
+        k->mul(y1, a, b, n);
+        r->mul(y2, a, b, n);
+        CHECK_MSG(same_bits(y1, y2, n), "[%s] mul n=%lld", k->isa, (long long)n);
+        memcpy(y1, b, sizeof b);
+        memcpy(y2, b, sizeof b);
+        k->axpy(y1, a, 0.37f, n);
+        r->axpy(y2, a, 0.37f, n);
+        CHECK_MSG(same_bits(y1, y2, n), "[%s] axpy n=%lld", k->isa, (long long)n);
+        for (int use_w = 0; use_w < 2; use_w++) {
+            nan_fill(y1, n);
+            k->rmsnorm(y1, a, use_w ? w : NULL, n, 1e-6f);
+            r->rmsnorm(y2, a, use_w ? w : NULL, n, 1e-6f);
+            double maxe = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double e = fabs((double)y1[j] - y2[j]) / (fabs((double)y2[j]) + 1e-30);
+                if (!(e <= maxe))
+                    maxe = isnan(e) ? INFINITY : e;
+            }
+            CHECK_MSG(maxe <= 3e-7, "[%s] rmsnorm n=%lld vs ref: rel %g", k->isa, (long long)n,
+                      maxe);
+        }
+    }
+}
+
+static double gelu_exact(double v)
+{
+    return 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+}
+
+/* gelu_tanh and softcap (vector exp in the ISA tables): close to the exact function over a
+ * wide range, position-independent, and NaN / infinity handled. */
+static void test_gelu_softcap(const struct lg_kern *k)
+{
+    float x[MAX_ODD], y[MAX_ODD], one[1];
+    const float scales[] = {1e-6f, 0.5f, 4.0f, 12.0f, 100.0f};
+    double maxe_g = 0, maxe_c = 0;
+    for (int i = 0; i < N_ODD; i++) {
+        int64_t n = ODD_SIZES[i];
+        for (size_t sc = 0; sc < sizeof scales / sizeof scales[0]; sc++) {
+            fill(x, n, scales[sc]);
+            memcpy(y, x, sizeof x);
+            k->gelu_tanh(y, n);
+            for (int64_t j = 0; j < n; j++) {
+                /* relative to max(|x|, 1e-3): gelu(x) ~ x/2 near 0, ~x or ~0 far out */
+                double e = fabs(y[j] - gelu_exact(x[j])) / fmax(fabs((double)x[j]), 1e-3);
+                if (!(e <= maxe_g))
+                    maxe_g = isnan(e) ? INFINITY : e;
+                one[0] = x[j];
+                k->gelu_tanh(one, 1);
+                CHECK_MSG(memcmp(one, y + j, sizeof(float)) == 0,
+                          "[%s] gelu of element %lld of %lld differs alone", k->isa, (long long)j,
+                          (long long)n);
+            }
+            const float cap = 30.0f;
+            memcpy(y, x, sizeof x);
+            k->softcap(y, n, cap);
+            for (int64_t j = 0; j < n; j++) {
+                double e = fabs(y[j] - cap * tanh((double)x[j] / cap));
+                if (!(e <= maxe_c))
+                    maxe_c = isnan(e) ? INFINITY : e;
+                one[0] = x[j];
+                k->softcap(one, 1, cap);
+                CHECK_MSG(memcmp(one, y + j, sizeof(float)) == 0,
+                          "[%s] softcap of element %lld of %lld differs alone", k->isa,
+                          (long long)j, (long long)n);
+            }
+        }
+    }
+    CHECK_MSG(maxe_g <= 3e-7, "[%s] gelu_tanh: max error %g (relative to |x|)", k->isa, maxe_g);
+    CHECK_MSG(maxe_c <= 30.0 * 2e-7, "[%s] softcap: max abs error %g", k->isa, maxe_c);
+    float e[6] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e30f};
+    k->softcap(e, 6, 30.0f);
+    CHECK(isnan(e[0]));
+    CHECK(e[1] == 30.0f && e[2] == -30.0f && e[3] == 0.0f && e[4] == 0.0f && e[5] == 30.0f);
+    float g[5] = {NAN, INFINITY, 0.0f, 1e30f, -1e30f};
+    k->gelu_tanh(g, 5);
+    CHECK(isnan(g[0]));
+    CHECK(g[1] == INFINITY && g[2] == 0.0f && g[3] == 1e30f && g[4] == 0.0f);
+}
+
+static float f_of_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* One act_quantize case: the table's bytes == lg_act_quantize's bytes. */
+static int act_case(const struct lg_kern *k, uint32_t wtype, const float *x, int64_t n,
+                    const char *what)
+{
+    size_t rb = lg_act_row_bytes(wtype, n);
+    if (!rb)
+        return 1;
+    uint8_t *a = malloc(rb), *b = malloc(rb);
+    memset(a, 0xa5, rb);
+    memset(b, 0x5a, rb);
+    k->act_quantize(wtype, x, a, n);
+    lg_act_quantize(wtype, x, b, n);
+    int ok = memcmp(a, b, rb) == 0;
+    CHECK_MSG(ok, "[%s] act_quantize for %s, n=%lld, %s: differs from the reference", k->isa,
+              lg_qtype_get(wtype)->name, (long long)n, what);
+    free(a);
+    free(b);
+    return ok;
+}
+
+/* The activation quantizers must equal lg_act_quantize byte for byte: random rows at several
+ * scales, ties (x * id exactly k + 1/2), a repeated maximum of both signs, zeros, NaN,
+ * infinities, subnormals and huge values; and (F16) a sweep over float bit patterns. */
+static void test_act_quantize(const struct lg_kern *k)
+{
+    /* Q4_0 -> Q8_0 activations, Q4_K -> Q8_K, F16 -> F16, Q4_1 -> Q8_1 (reference fallback) */
+    const uint32_t wtypes[] = {LG_QTYPE_Q4_0, LG_QTYPE_Q4_K, LG_QTYPE_F16, LG_QTYPE_Q4_1};
+    enum { N = 1024 };
+    float *x = malloc(N * sizeof(float));
+    for (size_t it = 0; it < sizeof wtypes / sizeof wtypes[0]; it++) {
+        uint32_t wt = wtypes[it];
+        const int64_t ns[] = {32, 256, 512, N};
+        const float scales[] = {1e-30f, 1e-3f, 1.0f, 300.0f, 1e20f};
+        for (size_t in = 0; in < 4; in++)
+            for (size_t sc = 0; sc < 5; sc++) {
+                fill(x, ns[in], scales[sc]);
+                act_case(k, wt, x, ns[in], "random");
+            }
+        /* ties: block max 127 (id == 1 in Q8_0) and values k + 0.5; for Q8_K max -127 */
+        for (int64_t i = 0; i < N; i++)
+            x[i] = (float)((i * 37) % 254 - 127) + ((i & 1) ? 0.5f : -0.5f);
+        for (int64_t b = 0; b < N; b += 32)
+            x[b] = (b & 64) ? 127.0f : -127.0f;
+        act_case(k, wt, x, N, "ties");
+        /* a maximum that repeats with both signs (Q8_K keeps the first) */
+        fill(x, N, 1.0f);
+        for (int64_t b = 0; b < N; b += 256) {
+            x[b + 17] = -2.0f;
+            x[b + 200] = 2.0f;
+            x[b + 3] = (b & 256) ? 2.0f : 1.5f;
+        }
+        act_case(k, wt, x, N, "repeated max");
+        memset(x, 0, N * sizeof(float));
+        x[5] = -0.0f;
+        act_case(k, wt, x, N, "zeros");
+        const float specials[] = {NAN, -NAN, INFINITY, -INFINITY, 1e-45f, -1e-40f, 3e38f,
+                                  -3e38f, 65519.0f, 65520.0f, 6e-8f, 2.9e-8f, 0.5f, -0.5f};
+        for (size_t sp = 0; sp < sizeof specials / sizeof specials[0]; sp++) {
+            fill(x, N, 1.0f);
+            for (int64_t i = (int64_t)sp; i < N; i += 97)
+                x[i] = specials[sp];
+            char what[48];
+            snprintf(what, sizeof what, "special %g", (double)specials[sp]);
+            act_case(k, wt, x, N, what);
+            /* the special alone with zeros around it */
+            memset(x, 0, N * sizeof(float));
+            x[40] = specials[sp];
+            act_case(k, wt, x, N, what);
+        }
+    }
+    /* F16: every 4099th float bit pattern (NaNs, subnormals, overflow, ties of the 13 dropped
+     * bits), 1024 at a time */
+    int bad = 0;
+    for (uint64_t u = 0; u < (1ull << 32) && !bad; u += (uint64_t)4099 * N) {
+        for (int64_t i = 0; i < N; i++)
+            x[i] = f_of_bits((uint32_t)(u + (uint64_t)i * 4099));
+        bad = !act_case(k, LG_QTYPE_F16, x, N, "bit sweep");
+    }
+    /* f16 rounding ties: mantissas ending in exactly 0x1000 (half of the dropped bits) */
+    for (int64_t i = 0; i < N; i++)
+        x[i] = f_of_bits(0x38800000u + (uint32_t)i * 0x2000u * 37 + 0x1000u);
+    act_case(k, LG_QTYPE_F16, x, N, "f16 ties");
+    free(x);
 }
 
 int main(void)
@@ -285,14 +640,20 @@ int main(void)
             continue;
         n_tables++;
         CHECK(k->matmul && k->rmsnorm && k->rope_neox && k->softmax && k->gelu_tanh && k->mul &&
-              k->axpy && k->attention);
+              k->axpy && k->softcap && k->act_quantize && k->attention);
         test_matmul(k);
         test_rmsnorm(k);
         test_rope(k);
         test_pointwise(k);
         test_attention(k);
+        test_attention_peaked(k);
+        test_attention_gqa(k);
+        test_ops_vs_ref(k);
+        test_gelu_softcap(k);
+        test_act_quantize(k);
     }
     CHECK(n_tables >= 1);
+    test_attn_softmax();
     CHECK(lg_kern_get() != NULL);
     CHECK(lg_kern_select("nonsense") == NULL);
     CHECK(strcmp(lg_kern_select("ref")->isa, "ref") == 0);

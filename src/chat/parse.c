@@ -855,6 +855,8 @@ static size_t state_text(struct lg_chat_parser *p, const char *s, size_t n)
         if (p->call_bare)
             return bare_call_text(p, s, n);
         lg_chat_buf_put(&p->call, s, n);
+        if (p->call.oom)
+            p->oom = true;
         sc_feed(p);
         return n;
     default: return n;

@@ -16,6 +16,7 @@
 #include "chat/chat.h"
 #include "chat/render_priv.h"
 #include "gguf/gguf.h"
+#include "json/json.h"
 
 /* ---- Gemma 3 ------------------------------------------------------------------------------ */
 
@@ -194,8 +195,14 @@ static enum lg_status normalise(const json_t *messages, const struct lg_chat_opt
             if (!json_is_string(args))
                 continue;
             json_error_t je;
-            json_t *parsed = json_loadb(json_string_value(args), json_string_length(args),
-                                        JSON_DECODE_ANY, &je);
+            bool oom;
+            json_t *parsed = lg_json_loadb(json_string_value(args), json_string_length(args),
+                                           JSON_DECODE_ANY, &je, &oom);
+            if (!parsed && oom) {
+                json_decref(msgs);
+                return lg_err_set(err, LG_ERR_NOMEM, "out of memory parsing "
+                                  "messages[%zu].tool_calls[%zu].function.arguments", i, t);
+            }
             if (!parsed) {
                 json_decref(msgs);
                 return lg_err_set(err, LG_ERR_INVALID_ARG,

@@ -19,12 +19,13 @@
 /* str(v) | upper, written into a fresh buffer the caller frees. */
 static bool upper_of(struct rctx *c, const json_t *v, struct lg_chat_buf *out)
 {
-    (void)c;
     struct lg_chat_buf t = {0};
     lg_py_str(&t, v);
-    lg_py_upper(out, t.ptr ? t.ptr : "", t.len);
+    if (!t.oom)
+        lg_py_upper(out, t.ptr ? t.ptr : "", t.len);
+    bool oom = t.oom || out->oom;
     lg_chat_buf_free(&t);
-    return !out->oom;
+    return oom ? fail_oom(c) : true; /* callers compare the text: stop the render */
 }
 
 static bool upper_eq(struct rctx *c, const json_t *v, const char *s)
@@ -54,7 +55,7 @@ static bool iterate(struct rctx *c, const json_t *v, iter_fn fn, void *user)
         /* Collect the pieces first so fn knows the count (loop.last). */
         json_t *arr = json_array();
         if (!arr)
-            return fail(c, "out of memory", -1);
+            return fail_oom(c);
         if (json_is_string(v)) {
             const char *s = json_string_value(v);
             size_t n = json_string_length(v);
@@ -110,7 +111,7 @@ static bool format_argument(struct rctx *c, const json_t *a, bool escape_keys, i
         bool oom = false;
         const char **keys = lg_py_dictsort(a, &n, &oom);
         if (oom)
-            return fail(c, "out of memory", -1);
+            return fail_oom(c);
         for (size_t i = 0; i < n; i++) {
             if (i)
                 put(c, ",");
@@ -171,7 +172,7 @@ static bool upper_list_item(struct rctx *c, const json_t *item, size_t i, size_t
     json_t *s = json_stringn(u.ptr ? u.ptr : "", u.len);
     lg_chat_buf_free(&u);
     if (!s || json_array_append_new((json_t *)user, s) != 0)
-        return fail(c, "out of memory", -1);
+        return fail_oom(c);
     return true;
 }
 
@@ -185,7 +186,7 @@ static bool format_items(struct rctx *c, const json_t *items, int depth)
     bool oom = false, ok = true, found_first = false;
     const char **keys = lg_py_dictsort(items, &n, &oom);
     if (oom)
-        return fail(c, "out of memory", -1);
+        return fail_oom(c);
     for (size_t i = 0; ok && i < n; i++) {
         const char *ik = keys[i];
         const json_t *iv = json_object_get(items, ik);
@@ -210,11 +211,11 @@ static bool format_items(struct rctx *c, const json_t *items, int depth)
                 upper_of(c, iv, &u);
                 json_t *s = json_stringn(u.ptr ? u.ptr : "", u.len);
                 lg_chat_buf_free(&u);
-                ok = s ? format_argument(c, s, true, depth + 1) : fail(c, "out of memory", -1);
+                ok = s ? format_argument(c, s, true, depth + 1) : fail_oom(c);
                 json_decref(s);
             } else {
                 json_t *lst = json_array();
-                ok = lst ? iterate(c, iv, upper_list_item, lst) : fail(c, "out of memory", -1);
+                ok = lst ? iterate(c, iv, upper_list_item, lst) : fail_oom(c);
                 if (ok)
                     ok = format_argument(c, lst, true, depth + 1);
                 json_decref(lst);
@@ -242,7 +243,7 @@ static bool format_parameters(struct rctx *c, const json_t *props, bool filter_k
     bool oom = false, found_first = false, ok = true;
     const char **keys = lg_py_dictsort(props, &n, &oom);
     if (oom)
-        return fail(c, "out of memory", -1);
+        return fail_oom(c);
     for (size_t i = 0; ok && i < n; i++) {
         const char *key = keys[i];
         const json_t *value = json_object_get(props, key);
@@ -413,7 +414,7 @@ static bool format_tool_response_block(struct rctx *c, const char *tool_name,
         bool oom = false;
         const char **keys = lg_py_dictsort(response, &n, &oom);
         if (oom)
-            return fail(c, "out of memory", -1);
+            return fail_oom(c);
         for (size_t i = 0; i < n; i++) {
             put(c, keys[i]);
             put(c, ":");
@@ -534,7 +535,7 @@ static bool render_following_tool_messages(struct rctx *c, const json_t *msgs, s
             json_t *joined = json_stringn(s.ptr ? s.ptr : "", s.len);
             lg_chat_buf_free(&s);
             if (!joined)
-                return fail(c, "out of memory", -1);
+                return fail_oom(c);
             bool ok = format_tool_response_block(c, tool_name, joined);
             json_decref(joined);
             if (!ok)
@@ -672,7 +673,7 @@ static bool render_gemma4(struct rctx *c, const json_t *messages, const json_t *
                     bool oom = false;
                     const char **keys = lg_py_dictsort(args, &na, &oom);
                     if (oom)
-                        return fail(c, "out of memory", -1);
+                        return fail_oom(c);
                     for (size_t k = 0; k < na; k++) {
                         if (k)
                             put(c, ",");

@@ -27,6 +27,14 @@ static inline bool fail(struct rctx *c, const char *msg, long idx)
     return false;
 }
 
+/* An allocation failed: LG_ERR_NOMEM (not the caller's fault, unlike fail()). */
+static inline bool fail_oom(struct rctx *c)
+{
+    if (c->st == LG_OK)
+        c->st = lg_err_set(c->err, LG_ERR_NOMEM, "out of memory rendering the prompt");
+    return false;
+}
+
 static inline void put(struct rctx *c, const char *s)
 {
     lg_chat_buf_puts(c->b, s);

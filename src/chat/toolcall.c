@@ -21,6 +21,7 @@
 
 #include "base/err.h"
 #include "chat/chat.h"
+#include "json/json.h"
 
 enum { LG_TC_MAX_DEPTH = 64 };
 
@@ -349,6 +350,8 @@ static bool try_number(struct cp *c, bool in_dict)
         struct lg_chat_buf t = {0};
         lg_chat_buf_put(&t, s + c->i, k - c->i);
         bool inf = t.ptr && isinf(strtod(t.ptr, NULL));
+        if (t.oom)
+            c->out.oom = true;
         lg_chat_buf_free(&t);
         if (inf)
             return false;
@@ -654,7 +657,13 @@ enum lg_status lg_chat_parse_call(const char *body, size_t len, char **name, cha
     }
     /* Sanity: what we built must be a JSON object. */
     json_error_t je;
-    json_t *check = json_loadb(c.out.ptr, c.out.len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
+    bool oom;
+    json_t *check = lg_json_loadb(c.out.ptr, c.out.len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+                                  &je, &oom);
+    if (!check && oom) {
+        lg_chat_buf_free(&c.out);
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    }
     if (!json_is_object(check)) {
         json_decref(check);
         lg_chat_buf_free(&c.out);

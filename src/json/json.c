@@ -5,6 +5,7 @@
 #include "json/json.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,49 @@ int lg_json_scan_depth(const char *buf, size_t n, int limit)
     return max_depth;
 }
 
+/* ---- allocation-failure aware parsing ---- */
+
+static _Thread_local bool json_alloc_failed;
+static pthread_once_t json_hooks_once = PTHREAD_ONCE_INIT;
+
+static void *json_malloc_hook(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        json_alloc_failed = true;
+    return p;
+}
+
+static void json_free_hook(void *p)
+{
+    free(p);
+}
+
+/* Blocks from before the hooks and after are both plain malloc blocks, so installing them
+ * late is safe; the constructor does it before main() (threads) so that Jansson's two
+ * function pointers are never written while another thread allocates. */
+static void json_hooks_install(void)
+{
+    json_set_alloc_funcs(json_malloc_hook, json_free_hook);
+}
+
+__attribute__((constructor)) static void json_hooks_at_start(void)
+{
+    pthread_once(&json_hooks_once, json_hooks_install);
+}
+
+json_t *lg_json_loadb(const char *buf, size_t n, size_t flags, json_error_t *je, bool *oom)
+{
+    pthread_once(&json_hooks_once, json_hooks_install);
+    json_error_t local;
+    if (!je)
+        je = &local;
+    json_alloc_failed = false;
+    json_t *root = json_loadb(buf, n, flags, je);
+    *oom = !root && (json_alloc_failed || json_error_code(je) == json_error_out_of_memory);
+    return root;
+}
+
 enum lg_status lg_json_parse(const char *buf, size_t n, size_t max_bytes, int max_depth,
                              bool want_object, json_t **out, struct lg_err *err)
 {
@@ -54,7 +98,10 @@ enum lg_status lg_json_parse(const char *buf, size_t n, size_t max_bytes, int ma
     if (depth > max_depth)
         return lg_err_set(err, LG_ERR_RANGE, "JSON nesting is deeper than %d levels", max_depth);
     json_error_t je;
-    json_t *root = json_loadb(buf, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    bool oom;
+    json_t *root = lg_json_loadb(buf, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je, &oom);
+    if (!root && oom)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory parsing JSON");
     if (!root)
         return lg_err_set(err, LG_ERR_FORMAT, "invalid JSON at line %d column %d: %s", je.line,
                           je.column, je.text);

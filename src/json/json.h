@@ -37,6 +37,12 @@ enum {
 enum lg_status lg_json_parse(const char *buf, size_t n, size_t max_bytes, int max_depth,
                              bool want_object, json_t **out, struct lg_err *err);
 
+/* json_loadb() that tells running out of memory apart from bad input (jansson reports some
+ * allocation failures as syntax errors): on NULL, *oom is true when an allocation failed
+ * while parsing. je may be NULL. Installs (once) jansson allocation hooks that forward to
+ * malloc/free and note failures per thread. */
+json_t *lg_json_loadb(const char *buf, size_t n, size_t flags, json_error_t *je, bool *oom);
+
 /* Maximum nesting depth of the JSON-ish text buf[0..n), counting [ and { outside strings;
  * stops early and returns a value > limit once limit is exceeded. Never fails. */
 int lg_json_scan_depth(const char *buf, size_t n, int limit);

@@ -581,11 +581,13 @@ static enum lg_status set_schema(struct lg_gen_req *r, json_t *schema, const cha
     /* bound the schema the grammar compiler will see (hardening LLM10) */
     struct srv_buf b = {0};
     srv_buf_put_json(&b, schema);
-    bool too_big = b.oom || b.n > SRV_MAX_SCHEMA_BYTES;
+    bool oom = b.oom, too_big = b.n > SRV_MAX_SCHEMA_BYTES;
     srv_buf_free(&b);
     if (too_big)
         return lg_err_set(err, LG_ERR_RANGE, "%s: schema larger than %d bytes", path,
                           SRV_MAX_SCHEMA_BYTES);
+    if (oom) /* json_dump_callback fails only for want of memory (depth is bounded) */
+        return lg_err_set(err, LG_ERR_NOMEM, "%s: out of memory measuring the schema", path);
     r->format = LG_FORMAT_SCHEMA;
     r->schema = json_incref(schema);
     return LG_OK;
@@ -691,10 +693,12 @@ static enum lg_status content_text(const json_t *m, const char *path, bool ollam
     }
     if (st == LG_OK) {
         json_t *s = json_stringn(text.p ? text.p : "", text.n);
-        if (!s || text.oom)
+        if (!s || text.oom) {
+            json_decref(s);
             st = lg_err_set(err, LG_ERR_NOMEM, "out of memory");
-        else
+        } else {
             json_object_set_new(cm, "content", s);
+        }
     }
     srv_buf_free(&text);
     return st;
@@ -741,7 +745,10 @@ static enum lg_status canon_tool_call(const json_t *tc, const char *path, bool o
             obj = json_object();
         } else {
             struct lg_err e2;
-            if (lg_json_parse(s, n, n, LG_JSON_MAX_DEPTH, true, &obj, &e2) != LG_OK)
+            enum lg_status pst = lg_json_parse(s, n, n, LG_JSON_MAX_DEPTH, true, &obj, &e2);
+            if (pst == LG_ERR_NOMEM)
+                return lg_err_set(err, LG_ERR_NOMEM, "%s: %s", apath, e2.msg);
+            if (pst != LG_OK)
                 return lg_err_set(err, LG_ERR_FORMAT, "%s: not a JSON object (%s)", apath,
                                   e2.msg);
         }

@@ -27,7 +27,8 @@ static int usage(FILE *f)
                "  MODEL is a store name or a path to a .gguf file.\n"
                "  --ctx N        positions per sequence (default: the largest that fits, at most\n"
                "                 min(trained context, %d))\n"
-               "  --parallel N   sequences served at once (each has its own KV cache)\n"
+               "  --parallel N   sequences served at once (each has its own KV cache; they\n"
+               "                 share one set of activation buffers, as `serve` does)\n"
                "  --kv-type T    KV-cache storage type for K and V (f32, f16, q8_0, q4_0)\n"
                "  LG_MEM_AVAILABLE=SIZE in the environment replaces the detected free memory.\n",
             (int)LG_PLAN_DEFAULT_CTX_CAP);
@@ -68,8 +69,10 @@ static void print_table(const char *path, const struct lg_plan *p)
         snprintf(label, sizeof label, "  shared: %d layers read another's", p->n_kv_shared);
         printf("%-44s %12.1f\n", label, 0.0);
     }
-    snprintf(label, sizeof label, "activations and scratch (x%d)", p->n_parallel);
-    printf("%-44s %12.1f\n", label, mib(p->act_bytes * np));
+    /* the server's slots 1..n are KV-only: one set of activations (slot 0's, the batch's) */
+    const uint64_t na = p->kv_only_rest ? 1 : np;
+    snprintf(label, sizeof label, "activations and scratch (x%d)", (int)na);
+    printf("%-44s %12.1f\n", label, mib(p->act_bytes * na));
     printf("%-44s %12.1f\n", "token and logit buffers", mib(p->session_bytes * np));
     printf("%-44s %12.1f\n", "vocabulary", mib(p->vocab_bytes));
     printf("%-44s %12.1f\n", "model tables (norms, parsed metadata)", mib(p->model_heap_bytes));
@@ -120,6 +123,7 @@ static int print_json(const char *path, const struct lg_plan *p)
         return 1;
     }
     json_object_set_new(o, "headroom_bytes", json_integer((json_int_t)LG_PLAN_HEADROOM_BYTES));
+    json_object_set_new(o, "kv_only_rest", json_boolean(p->kv_only_rest));
     json_object_set_new(o, "state_bytes_first_sequence",
                         json_integer((json_int_t)p->state_first_bytes));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -184,6 +188,7 @@ int lg_cmd_estimate(int argc, char **argv)
     lg_plan_opts_default(&o);
     o.n_ctx = n_ctx;
     o.n_parallel = (int32_t)n_par;
+    o.kv_only_rest = true; /* as the server allocates its slots (engine_models.c) */
     o.type_k = kv.type_k;
     o.type_v = kv.type_v;
     enum lg_status st = lg_plan_compute(g, &o, &p, &err);

@@ -54,6 +54,7 @@ int lg_cli_preflight(const char *cmd, const char *path, int64_t n_ctx, int n_par
     lg_plan_opts_default(&o);
     o.n_ctx = n_ctx;
     o.n_parallel = n_parallel;
+    o.kv_only_rest = true; /* as the engine allocates: one work state, KV-only for the rest */
     struct lg_cli_kv k = *kv;
     lg_cli_kv_finish(&k);
     o.type_k = k.type_k;

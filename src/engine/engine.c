@@ -1,7 +1,9 @@
 /* engine.c: the inference engine behind `localgemma serve` (engine.h ops table).
  *
  * One engine thread owns the loaded models, their sequence slots (each an lg_model_state with
- * its KV cache and the ids it holds), the samplers and the grammar states. Other threads only
+ * its KV cache and the ids it holds: slot 0's state also has the activation buffers and
+ * threads every batch of the model runs on, slots 1.. are KV-only), the samplers and the
+ * grammar states. Other threads only
  * call submit/stats/list_loaded, which touch the queue and a stats snapshot under e->mu.
  *
  * Every step, for each model with active jobs: check its active requests' cancel flags; one
@@ -48,7 +50,7 @@ void lg_engine_params_default(struct lg_engine_params *p)
     p->type_v = LG_QTYPE_F16;
     p->keep_alive_ms = 5 * 60 * 1000;
     p->reasoning_budget = -1;
-    p->n_chunk = ENG_CHUNK;
+    p->n_chunk = 0; /* the model state's default (LG_STATE_DEFAULT_CHUNK, 256) */
 }
 
 /* Admits what can run from the queue, in order (see the top of the file). Called and returns

@@ -287,7 +287,8 @@ struct lg_engine_params {
     int32_t n_ctx;            /* context per slot; 0 = min(4096, trained context) */
     int64_t keep_alive_ms;    /* idle time before unloading; -1 forever (default 5 min) */
     int32_t reasoning_budget; /* default thinking budget in tokens; -1 none */
-    int32_t n_chunk;          /* prefill tokens per step (default 256) */
+    int32_t n_chunk;          /* prefill tokens per step; 0 (default): the model state's
+                               * default, 256 */
     uint32_t type_k, type_v;  /* KV-cache storage (enum lg_qtype; default F16, lg_kv_type_parse) */
     struct lg_store *store;   /* resolves request names; may be NULL; borrowed */
     const char *const *models; /* --model entries: the only names that may be paths (copied) */

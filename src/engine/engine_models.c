@@ -109,8 +109,10 @@ static enum lg_status plan_check(const struct lg_engine *e, const struct lg_gguf
     po.n_parallel = e->p.n_parallel;
     po.type_k = e->p.type_k;
     po.type_v = e->p.type_v;
-    po.n_chunk = 0; /* slots 1.. use the state's default chunk; slot 0 holds the batch */
-    po.n_chunk_first = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    /* every slot's rings are sized for the step's chunk (0: the state's default); slot 0's
+     * activations are the batch scratch, slots 1.. are KV-only (model_load) */
+    po.n_chunk = e->p.n_chunk > 0 ? e->p.n_chunk : 0;
+    po.kv_only_rest = true;
     po.mem_available = avail;
     struct lg_plan plan;
     enum lg_status st = lg_plan_compute(g, &po, &plan, err);
@@ -185,7 +187,7 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
         goto fail;
     }
     m->n_slots = e->p.n_parallel;
-    int64_t chunk = e->p.n_chunk > 0 ? e->p.n_chunk : ENG_CHUNK;
+    int64_t chunk = e->p.n_chunk > 0 ? e->p.n_chunk : 0; /* 0: the state's default */
     m->blogits = malloc((size_t)m->n_slots * (size_t)m->n_vocab * sizeof *m->blogits);
     if (!m->blogits) {
         st = lg_err_set(err, LG_ERR_NOMEM, "out of memory for %d logits rows", (int)m->n_slots);
@@ -193,9 +195,12 @@ static enum lg_status model_load(struct lg_engine *e, const char *name, const ch
     }
     for (int32_t i = 0; i < m->n_slots; i++) {
         struct eng_slot *s = &m->slots[i];
-        /* slot 0's activations are the batch scratch: sized for a whole prefill budget */
-        struct lg_state_opts so = {.n_ctx = n_ctx, .n_chunk = i == 0 ? chunk : 0,
-                                   .type_k = e->p.type_k, .type_v = e->p.type_v};
+        /* slot 0's activations are the batch scratch (sized for a whole prefill budget);
+         * the other slots only hold their KV cache, with rings for the same chunk (so a
+         * prompt can take a whole step's budget), and run on slot 0's buffers */
+        struct lg_state_opts so = {.n_ctx = n_ctx, .n_chunk = chunk,
+                                   .type_k = e->p.type_k, .type_v = e->p.type_v,
+                                   .kv_only = i > 0};
         st = lg_model_state_create_opts(m->model, &so, &s->state, err);
         if (st != LG_OK)
             goto fail;

@@ -30,7 +30,6 @@ struct lg_model_state;
 struct lg_grammar_vocab;
 
 enum {
-    ENG_CHUNK = 256,       /* prefill tokens per step */
     ENG_DEFAULT_CTX = 4096,
     ENG_PATH_MAX = 4096,
     ENG_PENALTY_PROMPT = 64, /* prompt tokens fed to the penalty window */
@@ -132,7 +131,8 @@ struct eng_model {
     /* the sequences */
     struct eng_slot *slots;
     int32_t n_slots;
-    struct lg_model_state *work; /* batch scratch: slots[0].state, made with a big chunk */
+    struct lg_model_state *work; /* batch scratch: slots[0].state, the only full state
+                                  * (slots 1.. are KV-only: lg_state_opts.kv_only) */
     float *blogits;              /* [n_slots][n_vocab] logits of one batch */
     int32_t n_active;
     int32_t rr;

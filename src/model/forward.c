@@ -551,6 +551,9 @@ enum lg_status lg_model_forward_batch(const struct lg_model *m, struct lg_model_
         *i_failed = -1;
     if (n_seg <= 0 || !seg || !work)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: empty batch");
+    if (work->kv_only)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "forward: a KV-only state cannot run a "
+                          "pass (it has no activation buffers)");
     for (int i = 0; i < n_seg; i++) {
         const struct lg_batch_seg *g = &seg[i];
         if (i_failed)

@@ -168,6 +168,10 @@ struct lg_state_opts {
     int64_t n_chunk;       /* 0: default */
     uint32_t type_k;       /* enum lg_qtype */
     uint32_t type_v;
+    bool kv_only;          /* only the KV cache (rings sized for n_chunk): usable as a batch
+                            * segment's state, never as the work state (no activations, no
+                            * thread pool; lg_model_forward / the batch's work and
+                            * lg_model_state_set_threads refuse it: LG_ERR_INVALID_ARG) */
 };
 void lg_state_opts_default(struct lg_state_opts *o);
 enum lg_status lg_model_state_create_opts(const struct lg_model *m, const struct lg_state_opts *o,

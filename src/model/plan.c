@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "kern/kern.h"
+#include "kern/qdot.h"
 #include "kv/kv.h"
 #include "model/model.h"
 #include "model/state_priv.h"
@@ -226,17 +228,20 @@ struct plan_ctx {
     size_t max_cols;
     int64_t n_chunk;
     int64_t n_chunk_first;
+    bool kv_only_rest;
     uint32_t type_k, type_v;
     int32_t n_vocab;
     uint64_t fixed;      /* everything that does not depend on n_ctx */
 };
 
-static uint64_t seq_state_bytes(const struct plan_ctx *pc, int64_t n_ctx, int64_t n_chunk)
+static uint64_t seq_state_bytes(const struct plan_ctx *pc, int64_t n_ctx, int64_t n_chunk,
+                                bool kv_only)
 {
     struct lg_state_opts so;
     lg_state_opts_default(&so);
     so.n_ctx = n_ctx;
     so.n_chunk = n_chunk;
+    so.kv_only = kv_only;
     so.type_k = pc->type_k;
     so.type_v = pc->type_v;
     return lg_model_state_bytes(pc->cfg, pc->max_cols, &so);
@@ -250,8 +255,8 @@ static uint64_t seq_session_bytes(const struct plan_ctx *pc, int64_t n_ctx)
 
 static uint64_t total_for(const struct plan_ctx *pc, int64_t n_ctx, int32_t n_par)
 {
-    uint64_t st = seq_state_bytes(pc, n_ctx, pc->n_chunk);
-    uint64_t st0 = seq_state_bytes(pc, n_ctx, pc->n_chunk_first);
+    uint64_t st = seq_state_bytes(pc, n_ctx, pc->n_chunk, pc->kv_only_rest);
+    uint64_t st0 = seq_state_bytes(pc, n_ctx, pc->n_chunk_first, false);
     if (!st || !st0)
         return UINT64_MAX;
     return pc->fixed + st0 + (uint64_t)(n_par - 1) * st +
@@ -286,6 +291,49 @@ static void kv_groups(const struct plan_ctx *pc, int64_t n_ctx, struct lg_plan *
             g->n_slots = ns;
         g->bytes += (uint64_t)ns * (rk + rv);
     }
+}
+
+/* Whether lg_model_repack (repack.c) will copy weights into R8: the kernel table is not the
+ * scalar one and LG_REPACK is not "0" (mirrors repack.c's repack_wanted). */
+static bool repack_wanted(void)
+{
+    const char *env = getenv("LG_REPACK");
+    if (env && strcmp(env, "0") == 0)
+        return false;
+    return strcmp(lg_kern_get()->isa, "ref") != 0;
+}
+
+/* Whether repack.c gives matrix t an R8 copy (a type R8 covers, rows % 8 == 0, no padded
+ * rows). ne[2] > 1: experts, each its own rows x cols matrix. */
+static bool repackable(const struct lg_gguf_tensor *t)
+{
+    if (t->n_dims < 2 || !lg_repack_r8_ok(t->type, t->ne[1], t->ne[0]))
+        return false;
+    uint64_t mats = t->n_dims > 2 ? t->ne[2] : 1;
+    size_t gb = lg_repack_r8_group_bytes(t->type, t->ne[0]);
+    return mats && gb * (uint64_t)(t->ne[1] / 8) * mats == t->nbytes;
+}
+
+/* RSS that the repack adds on top of the mapped weights (repack.c). A repacked matrix's whole
+ * source pages are dropped, so its copy replaces them, except the partial pages at its ends
+ * (a page per matrix). A tied output matrix (no output.weight: token_embd is the output) gets
+ * its own copy while token_embd stays mapped (the embedding reads its rows), and the copy
+ * read every page of it: the whole copy is extra. */
+static uint64_t repack_extra_bytes(const struct lg_gguf *g, const struct lg_model_cfg *c,
+                                   bool tied)
+{
+    if (!repack_wanted())
+        return 0;
+    uint64_t b = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct lg_gguf_tensor *t = &g->tensors[i];
+        bool embd = lg_str_eq(t->name, "token_embd.weight");
+        if (lg_str_eq(t->name, "per_layer_token_embd.weight") || unused_tensor(c, t->name) ||
+            (embd && !tied) || !repackable(t))
+            continue;
+        b += embd ? t->nbytes : PAGE;
+    }
+    return b;
 }
 
 /* K=V layers: gemma4 full layers without attn_v (model.c binds V as optional there). */
@@ -353,8 +401,8 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
     }
     bool tied = lg_gguf_find_tensor(g, "output.weight") == NULL;
     struct plan_ctx pc = {c, max_cols_of(c), o->n_chunk,
-                          o->n_chunk_first ? o->n_chunk_first : o->n_chunk, o->type_k,
-                          o->type_v, (int32_t)te->ne[1], 0};
+                          o->n_chunk_first ? o->n_chunk_first : o->n_chunk, o->kv_only_rest,
+                          o->type_k, o->type_v, (int32_t)te->ne[1], 0};
 
     /* The mapping: header pages, tensors read every pass, tensors read a row per token. */
     p->file_bytes = g->size;
@@ -380,7 +428,7 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
             vec_bytes += (t->ne[0] * 4 + 63) / 64 * 64;
     }
     p->weights_bytes = page_up(p->weights_bytes);
-    p->repack_bytes = 0;
+    p->repack_bytes = repack_extra_bytes(g, c, tied);
     p->vocab_bytes = vocab_bytes(g);
     p->model_heap_bytes = (vec_bytes + ARENA_BLOCK - 1) / ARENA_BLOCK * ARENA_BLOCK +
                           gguf_heap_bytes(g) + (uint64_t)c->n_layer * sizeof(struct lg_layer_w) +
@@ -423,10 +471,11 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
     p->n_ctx = n_ctx;
     p->n_ctx_train = c->n_ctx_train;
     p->n_parallel = n_par;
+    p->kv_only_rest = o->kv_only_rest;
     p->type_k = o->type_k;
     p->type_v = o->type_v;
-    p->state_bytes = seq_state_bytes(&pc, n_ctx, pc.n_chunk);
-    p->state_first_bytes = seq_state_bytes(&pc, n_ctx, pc.n_chunk_first);
+    p->state_bytes = seq_state_bytes(&pc, n_ctx, pc.n_chunk, pc.kv_only_rest);
+    p->state_first_bytes = seq_state_bytes(&pc, n_ctx, pc.n_chunk_first, false);
     if (!p->state_bytes || !p->state_first_bytes) {
         st = lg_err_set(err, LG_ERR_INVALID_ARG, "plan: cannot size a state for context %lld",
                         (long long)n_ctx);
@@ -435,7 +484,10 @@ enum lg_status lg_plan_compute(const struct lg_gguf *g, const struct lg_plan_opt
     kv_groups(&pc, n_ctx, p);
     p->n_kv_eq_v = count_kv_eq_v(g, c);
     p->kv_bytes = p->kv_sliding.bytes + p->kv_global.bytes;
-    p->act_bytes = p->state_bytes > p->kv_bytes ? p->state_bytes - p->kv_bytes : 0;
+    {
+        uint64_t full = o->kv_only_rest ? p->state_first_bytes : p->state_bytes;
+        p->act_bytes = full > p->kv_bytes ? full - p->kv_bytes : 0;
+    }
     p->session_bytes = seq_session_bytes(&pc, n_ctx);
     uint64_t rows = (uint64_t)n_ctx < (uint64_t)pc.n_vocab ? (uint64_t)n_ctx : (uint64_t)pc.n_vocab;
     p->paged_bytes = rows * paged_row;
@@ -462,7 +514,8 @@ const char *lg_plan_explain(const struct lg_plan *p, char *buf, size_t n)
                      "GiB %s available (%s, keeping %.2f GiB free)",
                      gib(p->total_bytes), gib(p->weights_bytes + p->meta_bytes + p->repack_bytes),
                      gib(p->kv_bytes * (uint64_t)p->n_parallel),
-                     gib(p->act_bytes * (uint64_t)p->n_parallel), (int)p->n_parallel,
+                     gib(p->act_bytes * (p->kv_only_rest ? 1 : (uint64_t)p->n_parallel)),
+                     (int)p->n_parallel,
                      (long long)p->n_ctx,
                      gib(p->vocab_bytes + p->model_heap_bytes + p->baseline_bytes +
                          p->session_bytes * (uint64_t)p->n_parallel),

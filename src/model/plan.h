@@ -11,7 +11,10 @@
  *   they cannot cause an OOM kill). They are not in the total; paged_bytes says how much RSS
  *   they can add when every position reads a different row (real text repeats tokens), at
  *   ~64 KiB + a row per distinct token (the kernel maps 64 KiB around each fault).
- * - repacked copies of weights (none today: the kernels read the mapping as it is).
+ * - repacked copies of weights (repack.c, when the kernels are not the scalar ones and
+ *   LG_REPACK is not "0"): a repacked matrix's copy replaces its mapped pages (they are
+ *   dropped) but for a partial page at its ends; a tied output matrix's copy comes on top of
+ *   token_embd, which stays mapped (and fully resident: the copy read it).
  * - per sequence: the KV cache (sliding layers hold only their ring of window + chunk slots,
  *   KV-shared layers nothing, K=V layers still a K and a V store: V is the normed raw K, K is
  *   roped) and the activation/scratch buffers, exactly as lg_model_state_bytes() sizes them
@@ -55,6 +58,8 @@ struct lg_plan_opts {
     int64_t n_chunk;      /* 0: the state's default */
     int64_t n_chunk_first;/* chunk of the first sequence's state when it differs (the engine's
                            * batch scratch, slot 0); 0: n_chunk */
+    bool kv_only_rest;    /* sequences after the first are KV-only states (lg_state_opts.kv_only:
+                           * the engine's slots 1..n, whose passes run on slot 0's buffers) */
     int32_t n_threads;    /* informational (the state sizes scratch for max(default, 16)) */
     uint64_t mem_available; /* 0: detect (lg_plan_mem_available) */
 };
@@ -72,6 +77,7 @@ struct lg_plan {
     int64_t n_ctx;
     int64_t n_ctx_train;
     int32_t n_parallel;
+    bool kv_only_rest;            /* lg_plan_opts.kv_only_rest: one set of activations */
     uint32_t type_k, type_v;
     /* weights (the mapping) */
     uint64_t file_bytes;
@@ -79,17 +85,21 @@ struct lg_plan {
     uint64_t weights_bytes;       /* tensor data read by every pass (resident) */
     uint64_t paged_total_bytes;   /* per_layer_token_embd: mapped, read one row per token */
     uint64_t paged_bytes;         /* RSS it can add: one row per position (not in total) */
-    uint64_t repack_bytes;        /* repacked copies (0: none today) */
+    uint64_t repack_bytes;        /* what repacked copies add beside weights_bytes (tied
+                                   * output copy + a page per repacked matrix; 0: no repack) */
     /* per sequence */
     struct lg_plan_kv kv_sliding; /* sliding layers that own their KV (ring) */
     struct lg_plan_kv kv_global;  /* global layers that own their KV (incl. K=V layers) */
     int32_t n_kv_eq_v;            /* of which K=V layers (no V projection; V still stored) */
     int32_t n_kv_shared;          /* layers that read another layer's KV (0 bytes) */
     uint64_t kv_bytes;            /* per sequence: sliding + global */
-    uint64_t act_bytes;           /* per sequence: activations + scratch */
-    uint64_t state_bytes;         /* per sequence: lg_model_state_bytes() = kv + act */
-    uint64_t state_first_bytes;   /* the first sequence's (n_chunk_first); == state_bytes
-                                   * when not set. total counts it once, state_bytes n - 1 times */
+    uint64_t act_bytes;           /* per sequence: activations + scratch (kv_only_rest: the
+                                   * first sequence's, counted once: the others have none) */
+    uint64_t state_bytes;         /* per sequence: lg_model_state_bytes() = kv + act
+                                   * (kv_only_rest: a KV-only state's bytes) */
+    uint64_t state_first_bytes;   /* the first sequence's (n_chunk_first, full state); ==
+                                   * state_bytes when neither option is set. total counts it
+                                   * once, state_bytes n - 1 times */
     uint64_t session_bytes;       /* per sequence: token ids, generated ids, logits */
     /* fixed */
     uint64_t vocab_bytes;         /* tokenizer tables */

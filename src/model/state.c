@@ -1,6 +1,7 @@
 /* state.c: creation and sizing of a sequence state (struct lg_model_state, state_priv.h):
  * the KV cache (in the K/V storage types of struct lg_state_opts) plus every activation buffer
- * the forward pass needs, allocated once. lg_model_state_bytes() and create share state_plan(),
+ * the forward pass needs, allocated once; a KV-only state (lg_state_opts.kv_only, the engine's
+ * slots 1..n) has the cache alone. lg_model_state_bytes() and create share state_plan(),
  * and create adds up what it allocates in s->bytes (test_kv_types checks the two agree). The
  * thread pool (threads and their stacks) is not counted. */
 #include <stdlib.h>
@@ -37,6 +38,8 @@ void lg_model_state_set_kern(struct lg_model_state *s, const struct lg_kern *k)
 enum lg_status lg_model_state_set_threads(struct lg_model_state *s, int n_threads,
                                           struct lg_err *err)
 {
+    if (s->kv_only)
+        return lg_err_set(err, LG_ERR_INVALID_ARG, "threads: a KV-only state runs no pass");
     if (n_threads < 1 || n_threads > 256)
         return lg_err_set(err, LG_ERR_INVALID_ARG, "threads: %d out of range 1..256",
                           n_threads);
@@ -64,7 +67,7 @@ struct state_plan {
     size_t kv_bytes;  /* lg_kv_size() */
     int64_t sz[26];   /* floats per activation buffer, in the order of the fields below */
     size_t mem_floats;/* the buffers, each rounded up to 16 floats */
-    size_t bytes;     /* the state struct + qx + mem + KV */
+    size_t bytes;     /* the state struct + qx + mem + KV (kv_only: struct + KV) */
 };
 
 static enum lg_status state_plan(const struct lg_model_cfg *c, size_t max_cols,
@@ -131,6 +134,12 @@ static enum lg_status state_plan(const struct lg_model_cfg *c, size_t max_cols,
     p->mem_floats = 0;
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
         p->mem_floats += ((size_t)sz[i] + 15) / 16 * 16;
+    if (o->kv_only) { /* the KV cache alone: no activations, no qx */
+        memset(p->sz, 0, sizeof p->sz);
+        p->mem_floats = 0;
+        p->bytes = sizeof(struct lg_model_state) + p->kv_bytes;
+        return LG_OK;
+    }
     p->bytes = sizeof(struct lg_model_state) + (size_t)C * p->qx_stride +
                p->mem_floats * sizeof(float) + 64 + p->kv_bytes;
     return LG_OK;
@@ -172,6 +181,14 @@ enum lg_status lg_model_state_create_opts(const struct lg_model *m, const struct
     s->dq_stride = pl->dq_stride;
     s->sc_stride = pl->sc_stride;
     s->qx_stride = pl->qx_stride;
+    if (o->kv_only) {
+        s->kv_only = true;
+        if ((st = lg_kv_create(&pl->layout, pl->n_ctx, pl->n_chunk, &s->kv, err)))
+            goto fail;
+        s->bytes += lg_kv_footprint(s->kv);
+        *out = s;
+        return LG_OK;
+    }
     s->pool = lg_tp_create(s->nth);
     if (!s->pool) {
         st = lg_err_set(err, LG_ERR_NOMEM, "state: cannot start %d threads", s->nth);

@@ -3,6 +3,7 @@
 #ifndef LG_MODEL_STATE_PRIV_H
 #define LG_MODEL_STATE_PRIV_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/threadpool.h"
@@ -20,6 +21,7 @@ enum { LG_STATE_DEFAULT_CHUNK = 256 };
 struct lg_model_state {
     const struct lg_kern *k;
     struct lg_kv *kv;
+    bool kv_only;          /* lg_state_opts.kv_only: kv alone; pool, qx and mem are NULL */
     struct lg_tp *pool;    /* nth threads; matmuls and attention split across them */
     int nth;
     int nth_max;           /* per-thread scratch (dq, sc) exists for this many threads */

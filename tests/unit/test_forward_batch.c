@@ -8,9 +8,12 @@
  * and LOGITS_ALL / LAST / NONE. Every logit must match the one-at-a-time run (only the float
  * summation order of grouped dot products may differ). Bad batches are refused before
  * anything runs: a shared cache, a token out of range, a context overflow, with the failing
- * segment named.
+ * segment named. The batch is run twice, the second time with KV-only sequence states
+ * (lg_state_opts.kv_only, as the engine's slots 1..n): logits bit-identical; a KV-only state
+ * is refused as the work state (and by lg_model_forward) before anything runs.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +47,20 @@ static int32_t tok_of(int seq, int i, int32_t n_vocab)
     return (int32_t)((2 + seq * 977 + i * 131 + i * i * 7) % (n_vocab - 2)) + 1;
 }
 
-static void run_variant(const char *v, const char *suffix)
+/* Creates a sequence state of N_CTX positions with rings for `chunk` (F32 KV); KV-only
+ * (lg_state_opts.kv_only) when asked. */
+static enum lg_status seq_state(struct lg_model *m, int64_t chunk, bool kv_only,
+                                struct lg_model_state **out, struct lg_err *err)
+{
+    struct lg_state_opts so = {.n_ctx = N_CTX, .n_chunk = chunk, .type_k = LG_QTYPE_F32,
+                               .type_v = LG_QTYPE_F32, .kv_only = kv_only};
+    return lg_model_state_create_opts(m, &so, out, err);
+}
+
+/* kv_only: the batched sequences' states are KV-only; their logits must then be bit-identical
+ * to the run with full states, whose logits *keep holds (set by the run with kv_only false,
+ * freed by the one with kv_only true). */
+static void run_variant(const char *v, const char *suffix, bool kv_only, float **keep)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/golden/model/%s%s", lg_test_data_dir(), v, suffix);
@@ -91,7 +107,7 @@ static void run_variant(const char *v, const char *suffix)
     struct lg_model_state *work = NULL, *st[N_SEQ] = {0};
     CHECK(lg_model_state_create(m, N_CTX, 5, &work, &err) == LG_OK);
     for (int q = 0; q < N_SEQ; q++)
-        CHECK(lg_model_state_create(m, N_CTX, 4, &st[q], &err) == LG_OK);
+        CHECK(seq_state(m, 4, kv_only, &st[q], &err) == LG_OK);
     if (!work || !st[0] || !st[1] || !st[2])
         goto out_states;
     int pos[N_SEQ] = {0, 0, 0};
@@ -150,6 +166,15 @@ static void run_variant(const char *v, const char *suffix)
         CHECK_MSG(e <= TOL, "%s%s seq %d: batched vs alone %g", v, suffix, q, e);
         CHECK_EQ_INT(lg_kv_n_pos(lg_model_state_kv(st[q])), n_all);
     }
+    if (!kv_only) {
+        *keep = got; /* compared with the KV-only run's */
+        got = NULL;
+    } else if (*keep) {
+        CHECK_MSG(!memcmp(*keep, got, sizeof(float) * (size_t)(N_SEQ * n_all * V)),
+                  "%s%s: KV-only segment states change the logits", v, suffix);
+        free(*keep);
+        *keep = NULL;
+    }
 
     /* refusals, before anything runs */
     {
@@ -179,6 +204,16 @@ static void run_variant(const char *v, const char *suffix)
         CHECK_EQ_INT(bad, 1);
         CHECK_EQ_INT(lg_kv_n_pos(lg_model_state_kv(st[0])), before);
         CHECK(lg_model_forward_batch(m, work, seg, 0, &bad, &err) == LG_ERR_INVALID_ARG);
+        if (kv_only) { /* a KV-only state is no work state: refused, nothing runs */
+            seg[1] = (struct lg_batch_seg){st[1], toks[1], 1, LG_LOGITS_NONE, NULL};
+            before = lg_kv_n_pos(lg_model_state_kv(st[1]));
+            CHECK(lg_model_forward_batch(m, st[0], seg, 2, &bad, &err) == LG_ERR_INVALID_ARG);
+            CHECK(strstr(err.msg, "KV-only") != NULL);
+            CHECK(lg_model_forward(m, st[0], toks[0], 1, LG_LOGITS_LAST, blk, &err) ==
+                  LG_ERR_INVALID_ARG);
+            CHECK_EQ_INT(lg_kv_n_pos(lg_model_state_kv(st[1])), before);
+            CHECK_EQ_INT(lg_kv_n_pos(lg_model_state_kv(fresh)), 0);
+        }
         lg_model_state_destroy(fresh);
     }
 out_states:
@@ -195,8 +230,13 @@ out:
 int main(void)
 {
     for (int i = 0; i < N_VAR; i++) {
-        run_variant(VARIANTS[i], ".f32.gguf");
-        run_variant(VARIANTS[i], ".q8_0.gguf");
+        for (int k = 0; k < 2; k++) {
+            const char *suffix = k ? ".q8_0.gguf" : ".f32.gguf";
+            float *keep = NULL;
+            run_variant(VARIANTS[i], suffix, false, &keep);
+            run_variant(VARIANTS[i], suffix, true, &keep);
+            free(keep);
+        }
     }
     return lg_test_done("test_forward_batch");
 }

@@ -7,7 +7,8 @@
  * per-sequence parts; the largest context that fits is exact at a chosen budget boundary; the
  * default context is min(trained, cap, fits); too little memory gives fits = false with an
  * explanation; a block KV type whose blocks do not divide the head is refused; K=V layers are
- * counted; LG_MEM_AVAILABLE overrides the detected memory. */
+ * counted; LG_MEM_AVAILABLE overrides the detected memory; KV-only states (kv_only_rest, the
+ * engine's slots 1..n) are planned at exactly what they allocate and refuse to run a pass. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,40 @@ static void test_e2b(void)
     CHECK(pe.state_bytes == p.state_bytes && pe.state_first_bytes > pe.state_bytes);
     CHECK(pe.total_bytes == p3.total_bytes + pe.state_first_bytes - pe.state_bytes);
     CHECK(pe.total_bytes == parts_sum(&pe));
+
+    /* the engine's slots 1.. are KV-only (kv_only_rest): their state is the struct + KV,
+     * exactly what a real KV-only state allocates; the first keeps its activations */
+    struct lg_plan pk;
+    o.kv_only_rest = true;
+    CHECK(lg_plan_compute(g, &o, &pk, &err) == LG_OK);
+    so.kv_only = true;
+    so.n_chunk = 0;
+    CHECK(pk.state_bytes == lg_model_state_bytes(c, m->max_cols, &so));
+    CHECK(pk.state_first_bytes == pe.state_first_bytes);
+    CHECK(pk.act_bytes == pe.state_first_bytes - pe.kv_bytes);
+    CHECK(pk.kv_bytes == p.kv_bytes && pk.kv_only_rest);
+    CHECK(pk.total_bytes == parts_sum(&pk));
+    CHECK(pk.total_bytes == pe.total_bytes - 2 * (pe.state_bytes - pk.state_bytes));
+    struct lg_model_state *ks = NULL;
+    CHECK(lg_model_state_create_opts(m, &so, &ks, &err) == LG_OK);
+    if (ks) {
+        CHECK(ks->bytes == pk.state_bytes);
+        CHECK(ks->bytes == sizeof *ks + lg_kv_footprint(lg_model_state_kv(ks)));
+        CHECK(ks->kv_only && !ks->pool && !ks->qx && !ks->mem && !ks->x);
+        CHECK(lg_kv_bytes(lg_model_state_kv(ks)) == p.kv_bytes);
+        /* no pass runs on it: refused with a clear error, no crash */
+        CHECK(lg_model_state_set_threads(ks, 1, &err) == LG_ERR_INVALID_ARG);
+        CHECK(strstr(err.msg, "KV-only") != NULL);
+        int32_t tok = 2;
+        float *lg = malloc((size_t)c->n_vocab * sizeof *lg);
+        CHECK(lg_model_forward(m, ks, &tok, 1, LG_LOGITS_LAST, lg, &err) == LG_ERR_INVALID_ARG);
+        CHECK(strstr(err.msg, "KV-only") != NULL);
+        CHECK(lg_kv_n_pos(lg_model_state_kv(ks)) == 0);
+        free(lg);
+        lg_model_state_destroy(ks);
+    }
+    so.kv_only = false;
+    o.kv_only_rest = false;
     o.n_chunk_first = 0;
     o.n_parallel = 1;
 
@@ -242,8 +277,56 @@ static void test_mem_available(void)
     CHECK(strcmp(src, "LG_MEM_AVAILABLE") != 0);
 }
 
+/* Repacked weights (repack.c): the plan counts a tied output matrix's R8 copy (token_embd
+ * stays mapped) and a page per repacked matrix, exactly when the loaded model repacks;
+ * nothing with LG_REPACK=0. */
+static void test_repack(const char *name)
+{
+    struct lg_err err = {0};
+    struct lg_gguf *g = NULL;
+    CHECK(lg_gguf_open(fixture(name), &g, &err) == LG_OK);
+    if (!g)
+        return;
+    struct lg_plan_opts o;
+    struct lg_plan p, p0;
+    lg_plan_opts_default(&o);
+    o.n_ctx = 512;
+    o.mem_available = (uint64_t)1 << 40;
+    const char *old = getenv("LG_REPACK");
+    unsetenv("LG_REPACK");
+    CHECK(lg_plan_compute(g, &o, &p, &err) == LG_OK);
+    struct lg_model *m = NULL;
+    CHECK(lg_model_from_gguf(g, &m, &err) == LG_OK);
+    setenv("LG_REPACK", "0", 1);
+    CHECK(lg_plan_compute(g, &o, &p0, &err) == LG_OK);
+    if (old)
+        setenv("LG_REPACK", old, 1);
+    else
+        unsetenv("LG_REPACK");
+    CHECK(p0.repack_bytes == 0);
+    CHECK(p.total_bytes - p0.total_bytes == p.repack_bytes);
+    if (m) {
+        const struct lg_gguf_tensor *te = lg_gguf_find_tensor(g, "token_embd.weight");
+        bool tied = lg_gguf_find_tensor(g, "output.weight") == NULL;
+        bool out_copy = tied && m->output.layout == LG_WLAYOUT_R8;
+        /* repacked matrices besides a tied output: one page each */
+        size_t rest = lg_model_repacked_bytes(m) - (out_copy ? te->nbytes : 0);
+        size_t n_pages = (size_t)((p.repack_bytes - (out_copy ? te->nbytes : 0)) / 4096);
+        CHECK_MSG(p.repack_bytes == (out_copy ? te->nbytes : 0) + 4096 * n_pages,
+                  "%s: repack %llu", name, (unsigned long long)p.repack_bytes);
+        /* the model repacked something exactly when the plan counts pages for it */
+        CHECK_MSG((rest > 0) == (n_pages > 0), "%s: %zu repacked, %zu pages", name, rest,
+                  n_pages);
+        lg_model_close(m);
+    }
+    lg_gguf_close(g);
+}
+
 int main(void)
 {
+    test_repack("gemma4_e2b.q8_0.gguf");
+    test_repack("gemma4_26b.q8_0.gguf");
+    test_repack("gemma4_e2b.f32.gguf");
     test_e2b();
     test_moe_kv_eq_v();
     test_mem_available();

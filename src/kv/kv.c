@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "base/err.h"
+#include "kern/kern.h"
 #include "kv/kv.h"
 #include "quant/quant.h"
 
@@ -29,6 +30,8 @@ struct lg_kv {
     int64_t n_pos;
     size_t bytes;            /* K/V stores */
     struct kv_layer *layers; /* [n_layer] */
+    bool f16c;               /* F16 rows through lg_kv_f16_row_avx2 */
+    void (*act_quantize)(uint32_t w, const float *x, void *dst, int64_t n); /* Q8_0 rows */
 };
 
 static bool kv_type_ok(uint32_t t)
@@ -179,6 +182,7 @@ enum lg_status lg_kv_create(const struct lg_kv_layout *layout, int64_t n_ctx, in
         }
         kv->bytes += b;
     }
+    lg_kv_set_kern(kv, NULL);
     *out = kv;
     return LG_OK;
 fail:
@@ -226,10 +230,34 @@ bool lg_kv_owns(const struct lg_kv *kv, int32_t il)
     return kv->layers[il].src == il;
 }
 
-static void kv_put(uint32_t type, const float *src, uint8_t *dst, int64_t n)
+bool lg_kv_f16c_ok(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+void lg_kv_set_kern(struct lg_kv *kv, const struct lg_kern *k)
+{
+    if (!k)
+        k = lg_kern_get();
+    kv->f16c = strcmp(k->isa, "ref") != 0 && lg_kv_f16c_ok();
+    /* every table's act_quantize writes lg_quant_q8_0's bytes for Q8_0 weights (kern.h) */
+    kv->act_quantize = k->act_quantize;
+}
+
+static void kv_put(const struct lg_kv *kv, uint32_t type, const float *src, uint8_t *dst,
+                   int64_t n)
 {
     if (type == LG_QTYPE_F32)
         memcpy(dst, src, (size_t)n * sizeof(float));
+    else if (type == LG_QTYPE_F16 && kv->f16c)
+        lg_kv_f16_row_avx2(src, dst, n);
+    else if (type == LG_QTYPE_Q8_0 && kv->act_quantize)
+        kv->act_quantize(LG_QTYPE_Q8_0, src, dst, n); /* activation type of Q8_0 is Q8_0 */
     else /* F16: round to nearest even; Q8_0 / Q4_0: ggml's reference quantizers */
         lg_quant_row((enum lg_qtype)type, src, dst, n);
 }
@@ -238,8 +266,8 @@ void lg_kv_store(struct lg_kv *kv, int32_t il, int64_t pos, const float *k, cons
 {
     struct kv_layer *K = &kv->layers[il];
     int64_t slot = pos % K->n_slots;
-    kv_put(kv->type_k, k, K->k + (size_t)slot * K->row_k, K->width);
-    kv_put(kv->type_v, v, K->v + (size_t)slot * K->row_v, K->width);
+    kv_put(kv, kv->type_k, k, K->k + (size_t)slot * K->row_k, K->width);
+    kv_put(kv, kv->type_v, v, K->v + (size_t)slot * K->row_v, K->width);
 }
 
 void lg_kv_load(struct lg_kv *kv, int32_t il, int64_t pos, float *k, float *v)

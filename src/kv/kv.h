@@ -69,8 +69,20 @@ int64_t lg_kv_n_slots(const struct lg_kv *kv, int32_t il);
 bool lg_kv_owns(const struct lg_kv *kv, int32_t il);
 
 /* Converts k and v ([n_head_kv * head_dim] f32 each) to the storage types and writes them to
- * the slot of position pos of layer il (which must own its KV). F32 is a plain copy. */
+ * the slot of position pos of layer il (which must own its KV). F32 is a plain copy. The
+ * converters come from the kernel table (lg_kern_get() at creation, or lg_kv_set_kern): F16 by
+ * F16C when the table is not "ref" and the CPU has F16C, Q8_0 by the table's act_quantize;
+ * every path writes the same bytes as lg_quant_row (test_kv_types checks it). */
 void lg_kv_store(struct lg_kv *kv, int32_t il, int64_t pos, const float *k, const float *v);
+
+struct lg_kern;
+/* Makes lg_kv_store use kernel table k's converters (NULL: lg_kern_get()). For tests. */
+void lg_kv_set_kern(struct lg_kv *kv, const struct lg_kern *k);
+/* True when the CPU has AVX2 and F16C (lg_kv_f16_row_avx2 may run). Any thread. */
+bool lg_kv_f16c_ok(void);
+/* kv_avx2.c: n floats to F16 (2n bytes at dst), bit for bit lg_f32_to_f16 (NaN included).
+ * Only when lg_kv_f16c_ok(). Any thread. */
+void lg_kv_f16_row_avx2(const float *x, void *dst, int64_t n);
 /* Reads back (dequantizes) the slot of position pos of layer il into k and v (either may be
  * NULL). For tests and debugging: the forward pass never needs it. */
 void lg_kv_load(struct lg_kv *kv, int32_t il, int64_t pos, float *k, float *v);

@@ -33,6 +33,8 @@ struct lg_kv *lg_model_state_kv(struct lg_model_state *s)
 void lg_model_state_set_kern(struct lg_model_state *s, const struct lg_kern *k)
 {
     s->k = k ? k : lg_kern_get();
+    if (s->kv)
+        lg_kv_set_kern(s->kv, s->k); /* the cache stores with the same table (same bytes) */
 }
 
 enum lg_status lg_model_state_set_threads(struct lg_model_state *s, int n_threads,

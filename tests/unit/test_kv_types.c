@@ -1,7 +1,11 @@
 /* test_kv_types.c: KV-cache storage types F32 / F16 / Q8_0 / Q4_0 (issue #9).
  *
  * 1. lg_kv: type names, the planned size (lg_kv_size) against what lg_kv_create allocated,
- *    refused types and head sizes, and stored rows byte-equal to the reference quantizers.
+ *    refused types and head sizes, and stored rows byte-equal to the reference quantizers
+ *    through every ISA's converters (lg_kv_set_kern), with NaN payloads, infinities, F16
+ *    overflow, subnormals and ties in the rows. The F16C row conversion equals lg_f32_to_f16
+ *    bit for bit on a dense sample of every input class (all 2^32 floats with
+ *    LG_TEST_EXHAUSTIVE=1), and lg_f32_to_f16 itself gives the IEEE result on pinned cases.
  * 2. Attention over a typed cache, for all 16 K/V type pairs, on awkward shapes (head_dim 20
  *    (F32/F16 only), 32, 64, 256, 512; GQA; sliding windows whose ring wraps; softcap; decode
  *    and prefill chunks): every compiled ISA, on 1..3 threads, must equal bit for bit the
@@ -145,10 +149,145 @@ static void test_kv_sizes(void)
 }
 
 /* Stored rows are byte-equal to the reference quantizers; lg_kv_load reads them back. */
+static float bits_f(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Converts n bit patterns both ways and counts the differences (first one reported). */
+static int64_t f16_compare(const uint32_t *bits, int64_t n, float *xf, uint16_t *hv)
+{
+    static int reported;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        xf[i] = bits_f(bits[i]);
+    lg_kv_f16_row_avx2(xf, hv, n);
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t r = lg_f32_to_f16(xf[i]);
+        if (r != hv[i] && bad++ == 0 && !reported++)
+            CHECK_MSG(0, "f16 of 0x%08x: f16c 0x%04x, scalar 0x%04x", (unsigned)bits[i],
+                      (unsigned)hv[i], (unsigned)r);
+    }
+    return bad;
+}
+
+static void test_f16_convert(void)
+{
+    /* the scalar definition on pinned cases */
+    static const struct {
+        uint32_t f;
+        uint16_t h;
+    } pin[] = {
+        {0x3f800000u, 0x3c00u}, /* 1 */
+        {0x3f801000u, 0x3c00u}, /* 1 + 2^-11: tie, to even (down) */
+        {0x3f803000u, 0x3c02u}, /* 1 + 3 * 2^-11: tie, to even (up) */
+        {0x3f801001u, 0x3c01u}, /* just above the tie */
+        {0x477fefffu, 0x7bffu}, /* just below 65520: 65504 */
+        {0x477ff000u, 0x7c00u}, /* 65520: overflows to inf */
+        {0xff800000u, 0xfc00u}, /* -inf */
+        {0x33000000u, 0x0000u}, /* 2^-25: tie, to even (0) */
+        {0x33000001u, 0x0001u}, /* above it: smallest subnormal */
+        {0x33c00000u, 0x0002u}, /* 1.5 * 2^-24: tie, to even (2) */
+        {0x38800000u, 0x0400u}, /* 2^-14: smallest normal half */
+        {0x387fc000u, 0x03ffu}, /* largest subnormal half */
+        {0x387fe000u, 0x0400u}, /* tie between it and 2^-14: to even (up) */
+        {0x80000001u, 0x8000u}, /* -denormal float: -0 */
+        {0x7f800001u, 0x7e00u}, /* signalling NaN, low payload: quieted, payload bits lost */
+        {0xff802000u, 0xfe01u}, /* -sNaN with payload bit 13 kept */
+        {0x7fffffffu, 0x7fffu}, /* quiet NaN, full payload */
+    };
+    for (size_t i = 0; i < sizeof pin / sizeof pin[0]; i++) {
+        uint16_t h = lg_f32_to_f16(bits_f(pin[i].f));
+        CHECK_MSG(h == pin[i].h, "lg_f32_to_f16(0x%08x) = 0x%04x, want 0x%04x",
+                  (unsigned)pin[i].f, (unsigned)h, (unsigned)pin[i].h);
+    }
+    if (!lg_kv_f16c_ok()) {
+        printf("test_kv_types: no F16C, vector conversion not tested\n");
+        return;
+    }
+    enum { CH = 1 << 16 };
+    uint32_t *bits = malloc(CH * sizeof *bits);
+    float *xf = malloc(CH * sizeof *xf);
+    uint16_t *hv = malloc(CH * sizeof *hv);
+    if (!bits || !xf || !hv) {
+        CHECK_MSG(0, "out of memory");
+        free(bits), free(xf), free(hv);
+        return;
+    }
+    int64_t bad = 0, n = 0, done = 0;
+    const char *ex = getenv("LG_TEST_EXHAUSTIVE");
+    if (ex && *ex && strcmp(ex, "0") != 0) {
+        for (uint64_t u = 0; u < ((uint64_t)1 << 32); u += CH) {
+            for (int64_t i = 0; i < CH; i++)
+                bits[i] = (uint32_t)(u + (uint64_t)i);
+            bad += f16_compare(bits, CH, xf, hv);
+            done += CH;
+        }
+    } else {
+        /* per sign and exponent (NaN/inf, every subnormal and rounding range included): all
+         * 1024 kept-mantissa values x 16 dropped-bit patterns (0, ties, around ties, random),
+         * then 8 kept values x all 8192 dropped-bit patterns (subnormal-half ties sit at
+         * higher bits: those cases have all low bits 0 and vary the kept ones) */
+        for (uint32_t se = 0; se < 512; se++) {
+            uint32_t hi = se << 23;
+            for (uint32_t m = 0; m < 1024; m++) {
+                static const uint32_t low[12] = {0,     1,      0x7ff,  0x800, 0x801, 0xfff,
+                                                 0x1000, 0x1001, 0x17ff, 0x1800, 0x1801, 0x1fff};
+                for (int j = 0; j < 12; j++)
+                    bits[n++] = hi | (m << 13) | low[j];
+                for (int j = 0; j < 4; j++)
+                    bits[n++] = hi | (m << 13) | ((uint32_t)(frand() * 4096.0f + 4096.0f) & 0x1fff);
+                if (n == CH) {
+                    bad += f16_compare(bits, n, xf, hv);
+                    done += n;
+                    n = 0;
+                }
+            }
+            static const uint32_t keep[8] = {0, 1, 2, 3, 0x200, 0x201, 0x3fe, 0x3ff};
+            for (int j = 0; j < 8; j++)
+                for (uint32_t l = 0; l < 0x2000; l++) {
+                    bits[n++] = hi | (keep[j] << 13) | l;
+                    if (n == CH) {
+                        bad += f16_compare(bits, n, xf, hv);
+                        done += n;
+                        n = 0;
+                    }
+                }
+        }
+        if (n) {
+            bad += f16_compare(bits, n, xf, hv);
+            done += n;
+        }
+    }
+    CHECK_MSG(bad == 0, "F16C conversion differs from lg_f32_to_f16 on %lld of %lld inputs",
+              (long long)bad, (long long)done);
+    printf("test_kv_types: F16C == lg_f32_to_f16 on %lld inputs\n", (long long)done);
+    free(bits), free(xf), free(hv);
+}
+
+static void test_kv_store_isa(const struct lg_kern *kt);
+
 static void test_kv_store(void)
+{
+    const char *names[3] = {"ref", "avx2", "avx512"};
+    for (int is = 0; is < 3; is++) {
+        const struct lg_kern *kt = lg_kern_select(names[is]);
+        if (kt)
+            test_kv_store_isa(kt);
+    }
+}
+
+static void test_kv_store_isa(const struct lg_kern *kt)
 {
     const struct lg_kv_layer_layout lay[1] = {{0, 5, 2, 64}};
     enum { KD = 128, N_CTX = 30, N_CHUNK = 3 };
+    /* special values for K's second head, first block */
+    static const uint32_t special[16] = {
+        0x7f800001u, 0xffc12345u, 0x7f800000u, 0xff800000u, 0x477ff000u, 0xc77fefffu,
+        0x00000001u, 0x80400000u, 0x33000000u, 0x33c00000u, 0x387fe000u, 0x3f801000u,
+        0x3f803000u, 0xbf801000u, 0x00000000u, 0x80000000u};
     for (int a = 0; a < 4; a++) {
         uint32_t tk = TYPES[a], tv = TYPES[(a + 1) % 4];
         struct lg_kv_layout L = {1, lay, tk, tv};
@@ -158,6 +297,7 @@ static void test_kv_store(void)
             CHECK_MSG(0, "%s", err.msg);
             continue;
         }
+        lg_kv_set_kern(kv, kt);
         CHECK_EQ_INT(lg_kv_n_slots(kv, 0), 5 + N_CHUNK);
         float k[KD], v[KD], kb[KD], vb[KD], kd[KD], vd[KD];
         uint8_t qk[KD * 4], qv[KD * 4];
@@ -170,6 +310,9 @@ static void test_kv_store(void)
             k[7] = 0.0f; /* a zero and an all-equal block stay exact */
             for (int i = 32; i < 64; i++)
                 v[i] = 0.5f;
+            if (pos % 3 == 1)
+                for (int i = 0; i < 16; i++)
+                    k[64 + (i + pos) % 16] = bits_f(special[i]);
             lg_kv_store(kv, 0, pos, k, v);
             int64_t slot = pos % lg_kv_n_slots(kv, 0);
             memcpy(kb, k, sizeof k);
@@ -195,8 +338,8 @@ static void test_kv_store(void)
                 bad += memcmp(kd, k, sizeof k) != 0;
             bad += !(fabsf(vd[40] - 0.5f) <= 0.5f / 127.0f); /* an all-equal block */
         }
-        CHECK_MSG(bad == 0, "types %s/%s: %d rows differ from the reference quantizers",
-                  lg_kv_type_name(tk), lg_kv_type_name(tv), bad);
+        CHECK_MSG(bad == 0, "%s, types %s/%s: %d rows differ from the reference quantizers",
+                  kt->isa, lg_kv_type_name(tk), lg_kv_type_name(tv), bad);
         lg_kv_destroy(kv);
     }
 }
@@ -638,6 +781,7 @@ int main(void)
 {
     test_parse();
     test_kv_sizes();
+    test_f16_convert();
     test_kv_store();
     test_attention();
     test_fixtures();

@@ -3,8 +3,10 @@
  * Each ISA file (kern/x_avx2.c, kern/x_avx512.c) may define a filler
  * `void lg_kern_fill_avx2(struct lg_kern *k)` that overwrites the slots it implements; the
  * AVX2 fillers are always built on x86 and referenced strongly, the AVX-512 one is a weak
- * reference, so a build without that file simply keeps the other slots. Selection:
- * LG_ISA=ref|avx2|avx512 when set, else the best ISA the CPU supports.
+ * reference, so a build without that file simply keeps the other slots. The AVX-512 table also
+ * gets the VNNI R8 kernels (lg_qdot_fill_avx512, kern/matmul_q.c) and is the automatic choice
+ * on a CPU with AVX512-VNNI. Selection: LG_ISA=ref|avx2|avx512 when set, else the best ISA the
+ * CPU supports.
  * Invariant: every slot of a returned table is non-NULL.
  */
 #include <pthread.h>
@@ -86,6 +88,16 @@ static int cpu_has_avx512(void)
 #endif
 }
 
+/* AVX512-VNNI (+ F, BW, VL): the AVX-512 table then has kernels of its own (the R8 ones). */
+static int cpu_has_avx512_vnni(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return lg_cpu_has_avx512_vnni();
+#else
+    return 0;
+#endif
+}
+
 static void init_tables(void)
 {
     memset(&avx2_table, 0, sizeof avx2_table);
@@ -128,7 +140,13 @@ static void init_tables(void)
     }
     if (attn_fill_avx2 && !avx512_table.attention)
         attn_fill_avx2(&avx512_table);
-    /* TODO(#10): AVX-512 VNNI dots; until then the AVX2 ones (an AVX-512 CPU runs them). */
+#if defined(__x86_64__) || defined(__i386__)
+    lg_qdot_fill_avx512(avx512_table.vec_dot4); /* VNNI R8 kernels (kern/repack_avx512.c) */
+#endif
+    /* TODO(#10): the AVX-512 table's own kernels are so far only the VNNI R8 matrix products
+     * (on a CPU with AVX512-VNNI: the dot4 above, by which lg_gemm_q_for picks
+     * kern/repack_avx512.c for R8 matrices); every other slot holds the AVX2 functions (an
+     * AVX-512 CPU runs them). */
     if (qdot_fill_avx2) {
         lg_vec_dot_fn d[LG_QTYPE_COUNT] = {0};
         lg_vec_dot4_fn d4[LG_QTYPE_COUNT] = {0};
@@ -155,7 +173,7 @@ static void init_tables(void)
             t = &avx512_table;
     }
     if (!t) {
-        if (cpu_has_avx512() && lg_kern_fill_avx512)
+        if (cpu_has_avx512() && (lg_kern_fill_avx512 || cpu_has_avx512_vnni()))
             t = &avx512_table;
         else if (cpu_has_avx2() && (ops_fill_avx2 || qdot_fill_avx2 || attn_fill_avx2))
             t = &avx2_table;

@@ -53,9 +53,8 @@ struct lg_wmat;
  * and only the rows in range stored). Every output equals lg_vec_dot_ref's bit for bit where
  * the ISA's kernels do (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K). No allocation; several threads may run
  * disjoint row ranges. */
-void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w,
-                 const void *qx, size_t ldq, float *y, int64_t ldy, int64_t n_tok, int64_t r0,
-                 int64_t r1);
+void lg_matmul_q(lg_vec_dot_fn dot, lg_vec_dot4_fn dot4, const struct lg_wmat *w, const void *qx,
+                 size_t ldq, float *y, int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1);
 
 /* A register-tiled quantized GEMM: the same contract as lg_matmul_q (rows [r0, r1), n_tok
  * tokens, activations in lg_act_type(w->type) rows of ldq bytes), for one weight type and
@@ -79,6 +78,19 @@ lg_gemm_q_fn lg_gemm_avx2(uint32_t type, int64_t n_tok);
 /* kern/repack_avx2.c (x86 only): the AVX2 kernel on R8 matrices of `type` (Q4_0, Q8_0, Q4_K,
  * Q6_K), or NULL. Same contract and exactness as lg_gemm_avx2. */
 lg_gemm_q_fn lg_gemm_r8_avx2(uint32_t type);
+
+/* kern/repack_avx512.c (x86 only): the R8 kernels of lg_gemm_r8_avx2 with each maddubs +
+ * madd chain replaced by AVX512-VNNI vpdpbusd (256-bit vectors, same layout and tiling), or
+ * NULL. Same contract and exactness. Callers must have checked lg_cpu_has_avx512_vnni. */
+lg_gemm_q_fn lg_gemm_r8_avx512(uint32_t type);
+
+/* kern/matmul_q.c (x86 only). Whether the CPU has AVX-512 F, BW, VL and VNNI. */
+bool lg_cpu_has_avx512_vnni(void);
+/* For the AVX-512 kernel table: when the CPU has AVX512-VNNI, sets dot4[t] for the R8 types
+ * (Q4_0, Q8_0, Q4_K, Q6_K) to dots computing what the AVX2 ones do but under their own
+ * addresses, by which lg_gemm_q_for picks lg_gemm_r8_avx512 on R8 matrices (and the AVX2
+ * kernels elsewhere); leaves dot4 alone otherwise. Any thread; idempotent. */
+void lg_qdot_fill_avx512(lg_vec_dot4_fn *dot4);
 
 /* ---- the R8 layout (kern/repack.c; enum lg_wlayout in kern.h) ---------------------------
  * Pure functions, any thread. */

@@ -1,17 +1,20 @@
-/* test_repack.c: the interleaved 8-row weight layout R8 (kern/repack.c, kern/repack_avx2.c,
+/* test_repack.c: the interleaved 8-row weight layout R8 (kern/repack.c, kern/repack_body.h,
  * model/repack.c).
  *
  * 1. Round trip: for Q4_0, Q8_0, Q4_K and Q6_K matrices, unpacking every row of the R8 copy
  *    gives back its GGUF bytes; the Q4_0 bytes sit where kern/repack.c's diagram says.
- * 2. Kernels: for every kernel table this CPU runs (ref: the scalar R8 path; avx2 / avx512:
- *    the AVX2 R8 kernels, called directly and through lg_matmul_q), random matrices (quantized
+ * 2. Kernels: for every kernel table this CPU runs (ref: the scalar R8 path; avx2: the AVX2
+ *    R8 kernels; avx512: the VNNI ones of kern/repack_avx512.c when the CPU has AVX512-VNNI,
+ *    else the AVX2 ones; called directly and through lg_matmul_q), random matrices (quantized
  *    floats, random bytes incl. Q8_0 -128, and the i16 worst case: every quant and scale at its
  *    extreme, activations at +-127) with awkward shapes (rows 8..48, 32..16640 columns, past
  *    the prepass and L1 chunks, row ranges cut anywhere, 1..70 tokens incl. the decoded-chunk
  *    path of Q4_K / Q6_K, padded strides): every output is bit-identical to lg_vec_dot_ref on
  *    the GGUF rows; outputs outside the range stay NaN.
  * 3. Dispatch: lg_gemm_q_for gives the R8 kernel only for the ISA's own dot4, never for the
- *    scalar table; lg_repack_r8_ok refuses other types and shapes.
+ *    scalar table, and the VNNI kernel exactly on the avx512 table of a CPU with AVX512-VNNI
+ *    (never elsewhere); lg_repack_r8_ok refuses other types and shapes. Without LG_ISA (or
+ *    with an empty one) the automatic table is avx512 on a CPU with AVX512-VNNI.
  * 4. Models: the golden fixtures (Q8_0, with MoE experts and a tied output) and a Q4_0 copy
  *    made here are opened with LG_REPACK=0 and with repacking; the forward pass (prefill and
  *    decode) gives bit-identical logits with and without R8, on the CPU's table and on the
@@ -245,6 +248,9 @@ static void test_isa(const struct lg_kern *k)
             CHECK_MSG(g == NULL, "[ref] %s: an R8 kernel for the scalar table", tn);
         } else {
             CHECK_MSG(g != NULL, "[%s] %s: no R8 kernel", k->isa, tn);
+            const int vnni = strcmp(k->isa, "avx512") == 0 && lg_cpu_has_avx512_vnni();
+            CHECK_MSG(g == (vnni ? lg_gemm_r8_avx512(t) : lg_gemm_r8_avx2(t)),
+                      "[%s] %s: not the %s R8 kernel", k->isa, tn, vnni ? "VNNI" : "AVX2");
             CHECK_MSG(lg_gemm_q_for(t, LG_WLAYOUT_R8, k->vec_dot4[types[(it + 1) % N_TYPES]], 1) ==
                           NULL,
                       "[%s] %s: R8 kernel for another type's dot4", k->isa, tn);
@@ -441,10 +447,25 @@ static void test_models(void)
     unlink(q4);
 }
 
+/* The automatic choice: the avx512 table (with its VNNI R8 kernels) on a CPU with
+ * AVX512-VNNI, when LG_ISA does not choose. */
+static void test_auto_isa(void)
+{
+    const char *env = getenv("LG_ISA");
+    if (env && *env)
+        return;
+    const struct lg_kern *k = lg_kern_get();
+    if (lg_cpu_has_avx512_vnni())
+        CHECK_MSG(strcmp(k->isa, "avx512") == 0, "automatic table %s on an AVX512-VNNI CPU",
+                  k->isa);
+    CHECK_MSG(k == lg_kern_select(NULL), "lg_kern_select(NULL) is not the automatic table");
+}
+
 int main(void)
 {
     test_ok_rules();
     test_layout();
+    test_auto_isa();
     const char *isas[] = {"ref", "avx2", "avx512"};
     for (int i = 0; i < 3; i++) {
         const struct lg_kern *k = lg_kern_select(isas[i]);

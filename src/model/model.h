@@ -148,6 +148,9 @@ size_t lg_model_repacked_bytes(const struct lg_model *m);
 /* Called by lg_model_from_gguf after binding (R8 copies where the kernels want them) and by
  * lg_model_close (frees them). Internal to the model module. */
 enum lg_status lg_model_repack(struct lg_model *m, struct lg_err *err);
+/* Whether lg_model_repack copies weights at all: the kernel table is not the scalar one and
+ * LG_REPACK is not "0". The memory planner asks the same question. */
+bool lg_model_repack_wanted(void);
 void lg_model_repack_free(struct lg_model *m);
 
 /* Only the configuration step (no tensors): used by tests and `estimate`. */

@@ -293,16 +293,6 @@ static void kv_groups(const struct plan_ctx *pc, int64_t n_ctx, struct lg_plan *
     }
 }
 
-/* Whether lg_model_repack (repack.c) will copy weights into R8: the kernel table is not the
- * scalar one and LG_REPACK is not "0" (mirrors repack.c's repack_wanted). */
-static bool repack_wanted(void)
-{
-    const char *env = getenv("LG_REPACK");
-    if (env && strcmp(env, "0") == 0)
-        return false;
-    return strcmp(lg_kern_get()->isa, "ref") != 0;
-}
-
 /* Whether repack.c gives matrix t an R8 copy (a type R8 covers, rows % 8 == 0, no padded
  * rows). ne[2] > 1: experts, each its own rows x cols matrix. */
 static bool repackable(const struct lg_gguf_tensor *t)
@@ -322,7 +312,7 @@ static bool repackable(const struct lg_gguf_tensor *t)
 static uint64_t repack_extra_bytes(const struct lg_gguf *g, const struct lg_model_cfg *c,
                                    bool tied)
 {
-    if (!repack_wanted())
+    if (!lg_model_repack_wanted())
         return 0;
     uint64_t b = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {

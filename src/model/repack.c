@@ -156,7 +156,7 @@ static enum lg_status repack_mat(struct repacker *r, struct lg_wmat *w, int64_t 
     return LG_OK;
 }
 
-static bool repack_wanted(void)
+bool lg_model_repack_wanted(void)
 {
     const char *env = getenv("LG_REPACK");
     if (env && strcmp(env, "0") == 0)
@@ -166,7 +166,7 @@ static bool repack_wanted(void)
 
 enum lg_status lg_model_repack(struct lg_model *m, struct lg_err *err)
 {
-    if (!repack_wanted())
+    if (!lg_model_repack_wanted())
         return LG_OK;
     struct repacker r = {.m = m, .tp = NULL, .file_backed = in_file_mapping(m->gguf->base)};
     int nth = lg_tp_default_threads();

@@ -120,25 +120,9 @@ static void ref_rope_neox(float *x, int64_t n_head, int64_t head_dim, int64_t n_
     }
 }
 
-static void ref_softmax(float *x, int64_t n)
-{
-    if (n <= 0)
-        return;
-    float mx = x[0];
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > mx)
-            mx = x[i];
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++)
-        x[i] *= inv;
-}
-
-void lg_kern_attn_softmax(float *x, int64_t n)
+/* Softmax in place; a score more than -lo below the maximum gets weight 0 (lo = -INFINITY:
+ * none; expf of a finite z >= lo is taken as is, NaN stays NaN). */
+static void softmax_cut(float *x, int64_t n, float lo)
 {
     if (n <= 0)
         return;
@@ -149,12 +133,22 @@ void lg_kern_attn_softmax(float *x, int64_t n)
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++) {
         float z = x[i] - mx;
-        x[i] = !(z < (float)LG_ATTN_EXP_MIN) ? expf(z) : 0.0f; /* NaN stays NaN */
+        x[i] = !(z < lo) ? expf(z) : 0.0f;
         sum += x[i];
     }
     float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++)
         x[i] *= inv;
+}
+
+static void ref_softmax(float *x, int64_t n)
+{
+    softmax_cut(x, n, -INFINITY);
+}
+
+void lg_kern_attn_softmax(float *x, int64_t n)
+{
+    softmax_cut(x, n, (float)LG_ATTN_EXP_MIN);
 }
 
 static void ref_gelu_tanh(float *x, int64_t n)

@@ -2,7 +2,7 @@
 # `make test` runs every test and ends with one "N passed, N failed" line;
 # `make demo` installs the default model and answers a prompt with it.
 #
-# Kernel files pick their ISA by name: *_avx2.c and *_avx512.c get their own flags, the rest
+# Kernel files pick their ISA by name: *_avx2.c, *_avx512.c and *_amx.c get their own flags, the rest
 # is built for x86-64-v3 (never -march=native: the binary must run on any x86-64-v3 machine).
 
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
@@ -24,6 +24,7 @@ CFLAGS   ?=
 ALLCFLAGS = $(BASEFLAGS) $(OPT) $(ARCH) $(CFLAGS)
 AVX2FLAGS   = -mavx2 -mfma -mf16c
 AVX512FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
+AMXFLAGS    = $(AVX512FLAGS) -mamx-tile -mamx-int8
 LDLIBS   = -lmicrohttpd -ljansson -lcurl -lsqlite3 -lpcre2-8 -lpthread -lm
 
 LIB_SRCS  = $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
@@ -44,7 +45,7 @@ SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 .PHONY: all test unit asan replay pytest demo fuzz fuzz-build setup clean format
 all: $(BUILD)/localgemma $(BUILD)/liblocalgemma.a
 
-isa_flags = $(if $(findstring _avx512,$(1)),$(AVX512FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2FLAGS)))
+isa_flags = $(if $(findstring _amx,$(1)),$(AMXFLAGS),$(if $(findstring _avx512,$(1)),$(AVX512FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2FLAGS))))
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -241,14 +241,67 @@ void lg_eng_job_fail(struct lg_engine *e, struct eng_job *j, enum lg_status st, 
     lg_eng_job_end(e, j, &ev);
 }
 
+/* Appends e to a (taking e's reference); false when either is NULL or the append fails. */
+static bool append_ok(json_t *a, json_t *e)
+{
+    return json_array_append_new(a, e) == 0;
+}
+
+/* Growing text for json_dump_callback. The failure is sticky: Jansson 2.14 does not check
+ * the write of an object key, so after one failed write it carries on, and json_dumps can
+ * then return JSON with a key cut short under memory pressure. */
+struct dump_buf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static int dump_cb(const char *s, size_t n, void *data)
+{
+    struct dump_buf *b = data;
+    if (b->oom)
+        return -1;
+    if (n >= b->cap - b->n) { /* b->n < b->cap once allocated: room for the NUL */
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->n <= n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+/* Compact JSON text of v (malloc'd), NULL when any allocation failed. */
+static char *dump_json(const json_t *v)
+{
+    struct dump_buf b = {0};
+    if (!v || json_dump_callback(v, dump_cb, &b, JSON_COMPACT) != 0 || b.oom || !b.p) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
 /* The answer checked against the requested format, plus a failed tool call if any:
- * {"valid", "errors"} as malloc'd JSON text (NULL on allocation failure). */
+ * {"valid", "errors"} as malloc'd JSON text. NULL on allocation failure, also when only one
+ * error entry could not be stored: a report missing an error could read "valid": true. */
 static char *job_validate(const struct eng_job *j)
 {
     json_t *errors = json_array();
+    if (!errors)
+        return NULL;
+    bool ok = true;
     if (j->tool_error[0])
-        json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "/tool_calls", "message",
-                                                j->tool_error));
+        ok &= append_ok(errors, json_pack("{s:s, s:s}", "path", "/tool_calls", "message",
+                                          j->tool_error));
     json_error_t jerr;
     json_t *doc = j->req->format == LG_FORMAT_TEXT
                       ? NULL
@@ -256,22 +309,25 @@ static char *job_validate(const struct eng_job *j)
     if (j->req->format == LG_FORMAT_TEXT) {
         /* tool-call report only */
     } else if (!doc) {
-        json_array_append_new(errors, json_pack("{s:s, s:s+}", "path", "", "message",
-                                                "not JSON: ", jerr.text));
+        ok &= append_ok(errors, json_pack("{s:s, s:s+}", "path", "", "message", "not JSON: ",
+                                          jerr.text));
     } else if (j->req->format == LG_FORMAT_JSON) {
         if (!json_is_object(doc))
-            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "", "message",
-                                                    "not a JSON object"));
+            ok &= append_ok(errors, json_pack("{s:s, s:s}", "path", "", "message",
+                                              "not a JSON object"));
     } else {
         struct lg_err err = {0};
         if (lg_schema_validate(j->req->schema, doc, errors, &err) != LG_OK)
-            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "", "message",
-                                                    err.msg));
+            ok &= append_ok(errors, json_pack("{s:s, s:s}", "path", "", "message", err.msg));
     }
     json_decref(doc);
+    if (!ok) {
+        json_decref(errors);
+        return NULL;
+    }
     json_t *v = json_pack("{s:b, s:o}", "valid", json_array_size(errors) == 0, "errors",
                           errors);
-    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    char *text = dump_json(v);
     json_decref(v);
     return text;
 }
@@ -313,68 +369,105 @@ void lg_eng_job_done(struct lg_engine *e, struct eng_job *j, enum lg_finish fini
     ev.timings.eval_ns = j->t_first ? t - j->t_first : 0;
     ev.timings.total_ns = t - j->t_submit;
     ev.timings.prompt_eval_n = (int32_t)(j->n_ids - j->n_cached);
-    char *validation =
-        j->req->format != LG_FORMAT_TEXT || j->tool_error[0] ? job_validate(j) : NULL;
+    char *validation = NULL;
+    if (j->req->format != LG_FORMAT_TEXT || j->tool_error[0]) {
+        validation = job_validate(j);
+        if (!validation) { /* an answer without its report would look unchecked */
+            lg_eng_job_fail(e, j, LG_ERR_NOMEM, "out of memory building the validation report");
+            return;
+        }
+    }
     ev.validation = validation;
     lg_eng_job_end(e, j, &ev);
     free(validation);
 }
 /* ---- admission ------------------------------------------------------------------------- */
 
-/* Canonical tools [{name, description, parameters}] -> OpenAI [{type, function}]. */
-static json_t *tools_openai(const json_t *tools)
+/* Both conversions below build the template's input; a tool, a message or a field lost to a
+ * failed allocation would render a different prompt, so any failure makes them return NULL
+ * (the job then fails with LG_ERR_NOMEM). */
+
+/* Canonical tools [{name, description, parameters}] -> OpenAI [{type, function}] in *out
+ * (NULL: no tools). LG_ERR_NOMEM when it cannot be built. */
+static enum lg_status tools_openai(const json_t *tools, json_t **out, struct lg_err *err)
 {
+    *out = NULL;
     if (!tools || !json_is_array(tools) || json_array_size(tools) == 0)
-        return NULL;
-    json_t *out = json_array();
+        return LG_OK;
+    json_t *arr = json_array();
+    if (!arr)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory converting the tools");
     size_t i;
     const json_t *t;
     json_array_foreach(tools, i, t) {
-        json_t *w = json_pack("{s:s, s:O}", "type", "function", "function", t);
-        if (w)
-            json_array_append_new(out, w);
+        if (!append_ok(arr, json_pack("{s:s, s:O}", "type", "function", "function", t))) {
+            json_decref(arr);
+            return lg_err_set(err, LG_ERR_NOMEM, "out of memory converting the tools");
+        }
     }
-    return out;
+    *out = arr;
+    return LG_OK;
+}
+
+/* One canonical tool call {id?, name, arguments} -> {type, function:{name, arguments}, id?};
+ * NULL on allocation failure. */
+static json_t *tool_call_openai(const json_t *tc)
+{
+    json_t *name = json_object_get(tc, "name");
+    json_t *args = json_object_get(tc, "arguments");
+    /* "o" takes the reference, also when json_pack fails (Jansson >= 2.11); a NULL value
+     * makes it fail */
+    json_t *fn = json_pack("{s:o, s:o}", "name", name ? json_incref(name) : json_string(""),
+                           "arguments", args ? json_incref(args) : json_object());
+    json_t *w = json_pack("{s:s, s:o}", "type", "function", "function", fn);
+    json_t *id = json_object_get(tc, "id");
+    if (w && id && json_object_set(w, "id", id) != 0) {
+        json_decref(w);
+        return NULL;
+    }
+    return w;
 }
 
 /* Canonical messages -> the OpenAI shape chat/ renders (tool_calls[].function). */
 static json_t *messages_openai(const json_t *msgs)
 {
     json_t *out = json_array();
+    if (!out)
+        return NULL;
     size_t i;
     const json_t *m;
     json_array_foreach(msgs, i, m) {
         json_t *c = json_copy((json_t *)m);
+        if (!c)
+            goto fail;
         const json_t *tcs = json_object_get(m, "tool_calls");
-        if (c && json_is_array(tcs)) {
+        if (json_is_array(tcs)) {
             json_t *arr = json_array();
+            bool ok = json_object_set_new(c, "tool_calls", arr) == 0;
             size_t k;
             const json_t *tc;
             json_array_foreach(tcs, k, tc) {
-                json_t *fn = json_object();
-                json_t *name = json_object_get(tc, "name");
-                json_t *args = json_object_get(tc, "arguments");
-                json_object_set_new(fn, "name", name ? json_incref(name) : json_string(""));
-                json_object_set_new(fn, "arguments", args ? json_incref(args) : json_object());
-                json_t *id = json_object_get(tc, "id");
-                json_t *w = json_pack("{s:s, s:o}", "type", "function", "function", fn);
-                if (id && w)
-                    json_object_set(w, "id", id);
-                if (w)
-                    json_array_append_new(arr, w);
+                if (ok)
+                    ok = append_ok(arr, tool_call_openai(tc));
             }
-            json_object_set_new(c, "tool_calls", arr);
-        }
-        if (c) {
-            json_t *th = json_object_get(c, "thinking");
-            if (th) {
-                json_object_set(c, "reasoning_content", th);
-                json_object_del(c, "thinking");
+            if (!ok) {
+                json_decref(c);
+                goto fail;
             }
-            json_array_append_new(out, c);
         }
+        json_t *th = json_object_get(c, "thinking");
+        if (th && json_object_set(c, "reasoning_content", th) != 0) {
+            json_decref(c);
+            goto fail;
+        }
+        json_object_del(c, "thinking");
+        if (!append_ok(out, c))
+            goto fail;
     }
     return out;
+fail:
+    json_decref(out);
+    return NULL;
 }
 
 /* Renders and tokenizes the prompt into j->ids. */
@@ -400,12 +493,20 @@ static enum lg_status job_prompt(struct lg_engine *e, struct eng_job *j, bool *i
             msgs = messages_openai(r->messages);
         } else {
             msgs = json_array();
-            if (r->system && r->system[0])
-                json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system",
-                                                      "content", r->system));
-            json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content",
-                                                  r->prompt ? r->prompt : ""));
+            bool ok = msgs != NULL;
+            if (ok && r->system && r->system[0])
+                ok = append_ok(msgs, json_pack("{s:s, s:s}", "role", "system", "content",
+                                               r->system));
+            if (ok)
+                ok = append_ok(msgs, json_pack("{s:s, s:s}", "role", "user", "content",
+                                               r->prompt ? r->prompt : ""));
+            if (!ok) {
+                json_decref(msgs);
+                msgs = NULL;
+            }
         }
+        if (!msgs)
+            return lg_err_set(err, LG_ERR_NOMEM, "out of memory converting the messages");
         struct lg_chat_opts co = lg_chat_opts_default();
         co.flavour = m->flavour;
         co.enable_thinking = r->think == LG_THINK_ON;
@@ -629,9 +730,10 @@ void lg_eng_job_admit(struct lg_engine *e, struct eng_job *j)
     }
     struct eng_model *m = j->m;
     j->n_ctx = r->num_ctx > 0 && r->num_ctx < m->n_ctx ? r->num_ctx : m->n_ctx;
-    j->tools = r->kind == LG_PROMPT_RAW ? NULL : tools_openai(r->tools);
+    j->tools = NULL;
     bool in_reasoning = false;
-    if ((st = job_prompt(e, j, &in_reasoning, &err)) != LG_OK ||
+    if ((r->kind != LG_PROMPT_RAW && (st = tools_openai(r->tools, &j->tools, &err)) != LG_OK) ||
+        (st = job_prompt(e, j, &in_reasoning, &err)) != LG_OK ||
         (st = job_sampler(e, j, &err)) != LG_OK ||
         (st = lg_stop_create((const char *const *)r->stop, (size_t)r->n_stop, &j->stop, &err)) !=
             LG_OK ||

@@ -899,6 +899,19 @@ void lg_gguf_close(struct lg_gguf *g)
     free(g);
 }
 
+bool lg_gguf_is_mapped(const struct lg_gguf *g, const void *p, size_t n)
+{
+    if (!g || !g->priv || !p)
+        return false;
+    const struct gg_priv *pv = g->priv;
+    if (!pv->map)
+        return false;
+    const uintptr_t lo = (uintptr_t)pv->map, a = (uintptr_t)p;
+    if (a < lo || a - lo >= pv->map_size)
+        return false;
+    return n <= pv->map_size - (a - lo); /* no a + n: it could wrap */
+}
+
 /* ---- lookups and getters ---- */
 
 const struct lg_gguf_kv *lg_gguf_find_kv(const struct lg_gguf *g, const char *key)

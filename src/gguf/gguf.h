@@ -113,6 +113,13 @@ enum lg_status lg_gguf_open_buffer(const void *data, size_t size, struct lg_gguf
 /* Unmaps and frees. NULL is allowed. */
 void lg_gguf_close(struct lg_gguf *g);
 
+/* Whether the n bytes at p lie wholly inside the read-only private file mapping lg_gguf_open
+ * made (n == 0: p itself inside it). False for a buffer given to lg_gguf_open_buffer, for
+ * NULL g or p, and for any range that reaches outside. Callers use it to know that dropping
+ * those pages (MADV_DONTNEED) only costs a re-read from the file. Immutable after open: any
+ * thread. */
+bool lg_gguf_is_mapped(const struct lg_gguf *g, const void *p, size_t n);
+
 /* Lookups: NULL when absent. O(1) average. */
 const struct lg_gguf_kv *lg_gguf_find_kv(const struct lg_gguf *g, const char *key);
 const struct lg_gguf_tensor *lg_gguf_find_tensor(const struct lg_gguf *g, const char *name);

@@ -4,21 +4,21 @@
  * When: the kernel table for this CPU (lg_kern_get) is not the scalar one and LG_REPACK is not
  * "0". What: every matrix the forward pass multiplies with (lg_matmul_q), of a type R8
  * covers (lg_repack_r8_ok: Q4_0, Q8_0, Q4_K, Q6_K) with rows % 8 == 0; MoE experts expert by
- * expert (so e * expert_bytes still finds expert e). Never the embeddings (token_embd, per_layer_token_embd): the forward pass reads
- * single rows of those with lg_dequant_row. A tied output matrix (output = token_embd) gets
- * its own R8 copy; the embedding keeps the mapping.
+ * expert (so e * expert_bytes still finds expert e). Never the embeddings (token_embd,
+ * per_layer_token_embd): the forward pass reads single rows of those with lg_dequant_row. A
+ * tied output matrix (output = token_embd) gets its own R8 copy; the embedding keeps the
+ * mapping.
  *
  * Memory: each copy is an anonymous mapping of the tensor's size. After a tensor is copied,
  * the whole pages strictly inside its source bytes are dropped from our mapping
  * (MADV_DONTNEED; the GGUF map is MAP_PRIVATE and never written, so a later read faults the
  * file's bytes back in, nothing is lost), so RSS holds about one copy of the weights during
- * and after the repack. Only for file mappings: a GGUF opened over a caller's buffer keeps
- * its pages (DONTNEED would zero anonymous memory). Tensors go one by one; the groups of a
- * tensor are split over 2 threads.
+ * and after the repack. Only for bytes inside the GGUF's own file mapping (lg_gguf_is_mapped):
+ * a GGUF opened over a caller's buffer keeps its pages (DONTNEED would zero anonymous
+ * memory). Tensors go one by one; the groups of a tensor are split over 2 threads.
  * A copy that cannot be allocated is skipped (that matrix keeps the GGUF layout; the result
  * is the same, only slower).
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,34 +31,6 @@
 #include "model/model.h"
 
 enum { REPACK_THREADS = 2 };
-
-/* Whether p lies in a file-backed mapping of this process (/proc/self/maps: inode != 0). */
-static bool in_file_mapping(const void *p)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
-        return false;
-    char line[512];
-    bool file = false;
-    uintptr_t a = (uintptr_t)p;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi, ino;
-        char perm[8];
-        unsigned long long off;
-        unsigned int maj, mnr;
-        if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu", &lo, &hi, perm, &off, &maj, &mnr, &ino) ==
-                7 &&
-            a >= lo && a < hi) {
-            file = ino != 0;
-            break;
-        }
-        /* a line longer than the buffer: skip its rest */
-        while (!strchr(line, '\n') && fgets(line, sizeof line, f))
-            ;
-    }
-    fclose(f);
-    return file;
-}
 
 /* An anonymous read-write mapping of len bytes, NULL on failure. (Not advised for huge pages:
  * with THP "defrag=madvise" the faults compact memory, which doubled the load time on E2B,
@@ -96,7 +68,6 @@ static void repack_run(void *arg, int ith, int nth)
 struct repacker {
     struct lg_model *m;
     struct lg_tp *tp;
-    bool file_backed;
 };
 
 /* Repacks n_expert matrices like w (expert e at e * expert_bytes) into one new buffer and
@@ -144,7 +115,7 @@ static enum lg_status repack_mat(struct repacker *r, struct lg_wmat *w, int64_t 
     m->repacked_bytes += total;
     /* the embeddings stay in use: never drop their pages */
     const bool shared = w->data == m->tok_embd.data || w->data == m->ple_tok.data;
-    if (r->file_backed && !shared) {
+    if (!shared && lg_gguf_is_mapped(m->gguf, w->data, total)) {
         const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
         uintptr_t lo = ((uintptr_t)w->data + page - 1) / page * page;
         uintptr_t hi = ((uintptr_t)w->data + total) / page * page;
@@ -168,7 +139,7 @@ enum lg_status lg_model_repack(struct lg_model *m, struct lg_err *err)
 {
     if (!lg_model_repack_wanted())
         return LG_OK;
-    struct repacker r = {.m = m, .tp = NULL, .file_backed = in_file_mapping(m->gguf->base)};
+    struct repacker r = {.m = m, .tp = NULL};
     int nth = lg_tp_default_threads();
     if (nth > REPACK_THREADS)
         nth = REPACK_THREADS;

@@ -74,8 +74,10 @@ static int reply_guard(struct srv_conn *c, const struct lg_guard_reply *r)
         return MHD_NO;
     if (c->style == SRV_ERR_OPENAI) {
         json_t *e = json_object_get(body, "error");
-        if (e && r->code[0])
-            json_object_set_new(e, "code", json_string(r->code));
+        if (e && r->code[0] && json_object_set_new(e, "code", json_string(r->code)) != 0) {
+            json_decref(body); /* never the refusal without its code */
+            return srv_reply_json(c, status, NULL);
+        }
     }
     if (status == 429) {
         char retry[24];

@@ -214,8 +214,8 @@ void srv_metrics_render(struct srv_buf *o, const struct lg_engine_stats *es)
             "# TYPE localgemma_connections_rejected_total counter\n"
             "localgemma_connections_rejected_total %lld\n",
          (long long)atomic_load(&conns_rejected));
-    putf(o, "# HELP localgemma_header_timeouts_total Connections closed because the request "
-            "line and headers did not arrive in time (408).\n"
+    putf(o, "# HELP localgemma_header_timeouts_total Connections closed because a request "
+            "(line, headers and body) did not arrive in time (408).\n"
             "# TYPE localgemma_header_timeouts_total counter\n"
             "localgemma_header_timeouts_total %lld\n", (long long)atomic_load(&header_timeouts));
     struct mallinfo2 mi = mallinfo2(); /* all arenas, each locked in turn: a few µs */

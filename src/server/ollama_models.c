@@ -15,6 +15,28 @@
 #include "server/server.h"
 #include "store/store.h"
 
+/* Appends v to a (taking v's reference); on failure frees a and returns NULL, so a listing
+ * never goes out with an entry lost to a failed allocation (srv_reply_json answers NULL with
+ * 503 "out of memory"). */
+static json_t *append_or_free(json_t *a, json_t *v)
+{
+    if (json_array_append_new(a, v) != 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* json_object_set_new that frees o and returns NULL on failure (same purpose). */
+static json_t *set_or_free(json_t *o, const char *key, json_t *v)
+{
+    if (json_object_set_new(o, key, v) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* "MOSTLY_Q4_K_M" → "Q4_K_M", as Ollama shows quantization levels. */
 static void set_quant(struct srv_model_info *o, uint32_t file_type)
 {
@@ -130,24 +152,25 @@ int srv_route_ollama_tags(struct srv_conn *c)
     if (srv_models_list(srv_conn_config(c), &v, &n, &err) != LG_OK)
         return srv_reply_error(c, 500, "%s", err.msg);
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && arr; i++) {
         char ts[48];
         srv_format_time(v[i].modified * 1000000000LL, ts, sizeof ts);
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:o}", "name",
-                                             v[i].name, "model", v[i].name, "modified_at", ts,
-                                             "size", (json_int_t)v[i].size, "digest",
-                                             v[i].digest, "details", details_json(&v[i])));
+        arr = append_or_free(arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:o}", "name",
+                                            v[i].name, "model", v[i].name, "modified_at", ts,
+                                            "size", (json_int_t)v[i].size, "digest",
+                                            v[i].digest, "details", details_json(&v[i])));
     }
     free(v);
     return srv_reply_json(c, 200, json_pack("{s:o}", "models", arr));
 }
 
-/* Reads a model's GGUF header keys into model_info (scalars and strings; arrays skipped). */
+/* Reads a model's GGUF header keys into model_info (scalars and strings; arrays skipped);
+ * NULL when it cannot be built whole. */
 static json_t *model_info(const char *path, json_t **template_out)
 {
     struct lg_gguf *g;
     json_t *info = json_object();
-    if (lg_gguf_open(path, &g, NULL) != LG_OK)
+    if (!info || lg_gguf_open(path, &g, NULL) != LG_OK)
         return info;
     static const char *const keys[] = {"general.architecture", "general.name",
                                        "general.basename", "general.size_label",
@@ -156,10 +179,10 @@ static json_t *model_info(const char *path, json_t **template_out)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         struct lg_str s;
         int64_t iv;
-        if (lg_gguf_get_str(g, keys[i], &s, NULL) == LG_OK)
-            json_object_set_new(info, keys[i], lg_json_text(s.ptr, s.len));
-        else if (lg_gguf_get_i64(g, keys[i], &iv, NULL) == LG_OK)
-            json_object_set_new(info, keys[i], json_integer(iv));
+        if (info && lg_gguf_get_str(g, keys[i], &s, NULL) == LG_OK)
+            info = set_or_free(info, keys[i], lg_json_text(s.ptr, s.len));
+        else if (info && lg_gguf_get_i64(g, keys[i], &iv, NULL) == LG_OK)
+            info = set_or_free(info, keys[i], json_integer(iv));
     }
     struct lg_str arch;
     if (lg_gguf_get_str(g, "general.architecture", &arch, NULL) == LG_OK && arch.len < 48) {
@@ -171,13 +194,18 @@ static json_t *model_info(const char *path, json_t **template_out)
             char key[128];
             snprintf(key, sizeof key, "%.*s.%s", (int)arch.len, arch.ptr, suffixes[i]);
             int64_t iv;
-            if (lg_gguf_get_i64(g, key, &iv, NULL) == LG_OK)
-                json_object_set_new(info, key, json_integer(iv));
+            if (info && lg_gguf_get_i64(g, key, &iv, NULL) == LG_OK)
+                info = set_or_free(info, key, json_integer(iv));
         }
     }
     struct lg_str tmpl;
-    if (lg_gguf_get_str(g, "tokenizer.chat_template", &tmpl, NULL) == LG_OK)
+    if (info && lg_gguf_get_str(g, "tokenizer.chat_template", &tmpl, NULL) == LG_OK) {
         *template_out = lg_json_text(tmpl.ptr, tmpl.len);
+        if (!*template_out) {
+            json_decref(info);
+            info = NULL;
+        }
+    }
     lg_gguf_close(g);
     return info;
 }
@@ -206,14 +234,14 @@ int srv_route_ollama_show(struct srv_conn *c)
                              LG_OK
                        : (snprintf(path, sizeof path, "%s", name), true))
             info = model_info(path, &tmpl);
+        else
+            info = json_object();
     }
     json_decref(root);
     if (st != LG_OK) {
         json_decref(tmpl);
         return srv_reply_error(c, 404, "%s", err.msg);
     }
-    if (!info)
-        info = json_object();
     char ts[48];
     srv_format_time(m.modified * 1000000000LL, ts, sizeof ts);
     json_t *caps = json_pack("[s]", "completion");
@@ -241,12 +269,13 @@ int srv_route_ollama_ps(struct srv_conn *c)
             struct srv_model_info mi;
             memset(&mi, 0, sizeof mi);
             srv_models_find(srv_conn_config(c), lm[i].name, &mi, NULL);
-            json_array_append_new(
-                arr, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:I, s:i}", "name", lm[i].name,
-                               "model", lm[i].name, "size", (json_int_t)lm[i].size_bytes,
-                               "digest", lm[i].digest, "details", details_json(&mi),
-                               "expires_at", ts, "size_vram", (json_int_t)0, "context_length",
-                               (int)lm[i].context_length));
+            if (arr)
+                arr = append_or_free(
+                    arr, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:I, s:i}", "name",
+                                   lm[i].name, "model", lm[i].name, "size",
+                                   (json_int_t)lm[i].size_bytes, "digest", lm[i].digest,
+                                   "details", details_json(&mi), "expires_at", ts, "size_vram",
+                                   (json_int_t)0, "context_length", (int)lm[i].context_length));
         }
     }
     return srv_reply_json(c, 200, json_pack("{s:o}", "models", arr));

@@ -7,12 +7,17 @@
 #include "json/json.h"
 #include "server/server.h"
 
+/* NULL when it cannot be built whole (srv_reply_json answers NULL with 503 "out of
+ * memory": a listing never goes out with an entry or a digest silently missing). */
 static json_t *model_obj(const struct srv_model_info *m)
 {
     json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object", "model", "created",
                           (json_int_t)m->modified, "owned_by", "localgemma");
-    if (o && m->digest[0])
-        json_object_set_new(o, "digest", json_sprintf("sha256:%s", m->digest));
+    if (o && m->digest[0] &&
+        json_object_set_new(o, "digest", json_sprintf("sha256:%s", m->digest)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -24,8 +29,11 @@ int srv_route_openai_models(struct srv_conn *c)
     if (srv_models_list(srv_conn_config(c), &v, &n, &err) != LG_OK)
         return srv_reply_error(c, 500, "%s", err.msg);
     json_t *data = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(data, model_obj(&v[i]));
+    for (size_t i = 0; i < n && data; i++)
+        if (json_array_append_new(data, model_obj(&v[i])) != 0) {
+            json_decref(data);
+            data = NULL;
+        }
     free(v);
     return srv_reply_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }

@@ -216,6 +216,25 @@ enum lg_status lg_parse_duration_ms(const char *s, int64_t *out_ms, struct lg_er
 
 /* ---- shared fields ---- */
 
+/* Jansson's setters return -1 when a value or the key's slot cannot be allocated (a NULL
+ * value included: json_string() failed), and the field is then simply missing. Building the
+ * canonical request, that is an error: the request fails with LG_ERR_NOMEM (the route answers
+ * 503 "out of memory") instead of running with a message or a field silently lost. Both take
+ * v's reference, also on failure. */
+static enum lg_status set_new(json_t *o, const char *key, json_t *v, struct lg_err *err)
+{
+    if (json_object_set_new(o, key, v) != 0)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory (field \"%s\")", key);
+    return LG_OK;
+}
+
+static enum lg_status append_new(json_t *a, json_t *v, struct lg_err *err)
+{
+    if (json_array_append_new(a, v) != 0)
+        return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
+    return LG_OK;
+}
+
 static char *dup_n(const char *s, size_t n)
 {
     char *d = malloc(n + 1);
@@ -438,9 +457,12 @@ static enum lg_status canon_tool(const json_t *t, const char *path, json_t *out,
     json_t *c = json_pack("{s:s, s:s}", "name", name, "description", desc ? desc : "");
     if (!c)
         return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
-    json_object_set_new(c, "parameters", params ? json_incref(params) : json_object());
-    json_array_append_new(out, c);
-    return LG_OK;
+    st = set_new(c, "parameters", params ? json_incref(params) : json_object(), err);
+    if (st != LG_OK) {
+        json_decref(c);
+        return st;
+    }
+    return append_new(out, c, err);
 }
 
 enum lg_status srv_get_tools(const json_t *root, struct lg_gen_req *r, struct lg_err *err)
@@ -649,14 +671,10 @@ static enum lg_status content_text(const json_t *m, const char *path, bool ollam
     char cpath[LG_JSON_PATH_MAX];
     lg_json_path(cpath, path, "content");
     json_t *c = json_object_get(m, "content");
-    if (!c || json_is_null(c)) {
-        json_object_set_new(cm, "content", json_string(""));
-        return LG_OK;
-    }
-    if (json_is_string(c)) {
-        json_object_set(cm, "content", c);
-        return LG_OK;
-    }
+    if (!c || json_is_null(c))
+        return set_new(cm, "content", json_string(""), err);
+    if (json_is_string(c))
+        return set_new(cm, "content", json_incref(c), err);
     if (ollama || !json_is_array(c))
         return lg_err_set(err, LG_ERR_FORMAT, "%s: expected string%s, got %s", cpath,
                           ollama ? "" : " or array", lg_json_type_name(c));
@@ -697,7 +715,7 @@ static enum lg_status content_text(const json_t *m, const char *path, bool ollam
             json_decref(s);
             st = lg_err_set(err, LG_ERR_NOMEM, "out of memory");
         } else {
-            json_object_set_new(cm, "content", s);
+            st = set_new(cm, "content", s, err);
         }
     }
     srv_buf_free(&text);
@@ -761,8 +779,7 @@ static enum lg_status canon_tool_call(const json_t *tc, const char *path, bool o
     json_t *c = json_pack("{s:s, s:s, s:o}", "id", id, "name", name, "arguments", obj);
     if (!c)
         return lg_err_set(err, LG_ERR_NOMEM, "out of memory");
-    json_array_append_new(out, c);
-    return LG_OK;
+    return append_new(out, c, err);
 }
 
 enum lg_status srv_canon_message(const json_t *m, const char *path, bool ollama, json_t *out,
@@ -795,8 +812,8 @@ enum lg_status srv_canon_message(const json_t *m, const char *path, bool ollama,
         size_t n;
         st = lg_json_get_str(m, path, think_keys[k], SIZE_MAX, &t, &n, err);
         if (st == LG_OK) {
-            if (n)
-                json_object_set_new(cm, "thinking", json_stringn(t, n));
+            if (n && (st = set_new(cm, "thinking", json_stringn(t, n), err)) != LG_OK)
+                goto fail;
         } else if (st != LG_ERR_NOT_FOUND) {
             goto fail;
         }
@@ -814,7 +831,8 @@ enum lg_status srv_canon_message(const json_t *m, const char *path, bool ollama,
     st = lg_json_get_arr(m, path, "tool_calls", SRV_MAX_TOOL_CALLS, &tcs, err);
     if (st == LG_OK && json_array_size(tcs) > 0) {
         json_t *calls = json_array();
-        json_object_set_new(cm, "tool_calls", calls);
+        if ((st = set_new(cm, "tool_calls", calls, err)) != LG_OK)
+            goto fail;
         size_t i;
         json_t *tc;
         char tpath[LG_JSON_PATH_MAX], epath[LG_JSON_PATH_MAX];
@@ -834,12 +852,11 @@ enum lg_status srv_canon_message(const json_t *m, const char *path, bool ollama,
         size_t n;
         st = lg_json_get_str(m, path, id_keys[k][0], 128, &s, &n, err);
         if (st == LG_OK)
-            json_object_set_new(cm, id_keys[k][1], json_stringn(s, n));
-        else if (st != LG_ERR_NOT_FOUND)
+            st = set_new(cm, id_keys[k][1], json_stringn(s, n), err);
+        if (st != LG_OK && st != LG_ERR_NOT_FOUND)
             goto fail;
     }
-    json_array_append_new(out, cm);
-    return LG_OK;
+    return append_new(out, cm, err);
 fail:
     json_decref(cm);
     return st;

@@ -164,10 +164,33 @@ static void log_request(const struct srv_conn *c, unsigned status)
             c->url, status, (double)(srv_mono_ns() - c->t0_ns) / 1e6);
 }
 
+static struct srv_sock *conn_sock(struct MHD_Connection *mc)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The request on mc is in, or is being answered: its deadline (see "connection tracking"
+ * below) is lifted; from here MHD's idle timeout rules until the response is out
+ * (on_completed then sets the keep-alive deadline). Under socks_mu, so the watchdog either
+ * wrote its 408 and shut the socket down before (the response then fails to go out) or never
+ * will: a 408 is never mixed into a response. */
+static void sock_request_in(struct lg_server *s, struct MHD_Connection *mc)
+{
+    struct srv_sock *k = conn_sock(mc);
+    if (!k)
+        return;
+    pthread_mutex_lock(&s->socks_mu);
+    k->deadline_ns = 0;
+    pthread_mutex_unlock(&s->socks_mu);
+}
+
 static int queue(struct srv_conn *c, unsigned status, struct MHD_Response *r)
 {
     if (!r)
         return MHD_NO;
+    sock_request_in(c->srv, c->mc);
     if (c->origin) {
         MHD_add_response_header(r, "Access-Control-Allow-Origin", c->origin);
         MHD_add_response_header(r, "Vary", "Origin");
@@ -192,6 +215,25 @@ int srv_reply_text(struct srv_conn *c, unsigned status, const char *content_type
     return queue(c, status, r);
 }
 
+/* A response that could not be built (a JSON body that lost a field to a failed allocation
+ * comes here as NULL): 503 with a constant body in the route's error shape, which needs no
+ * allocation beyond MHD's response object. */
+static int reply_oom(struct srv_conn *c)
+{
+    static const char openai[] =
+        "{\"error\":{\"message\":\"out of memory building the response\",\"type\":"
+        "\"unavailable_error\",\"param\":null,\"code\":503}}";
+    static const char ollama[] = "{\"error\":\"out of memory building the response\"}";
+    const bool oai = c->style == SRV_ERR_OPENAI;
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        oai ? sizeof openai - 1 : sizeof ollama - 1, (void *)(oai ? openai : ollama),
+        MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    return queue(c, 503, r);
+}
+
 int srv_reply_json_hdr(struct srv_conn *c, unsigned status, json_t *body, const char *hdr,
                        const char *val)
 {
@@ -200,7 +242,7 @@ int srv_reply_json_hdr(struct srv_conn *c, unsigned status, json_t *body, const 
     json_decref(body);
     if (b.oom || !b.p) {
         srv_buf_free(&b);
-        return MHD_NO;
+        return reply_oom(c);
     }
     struct MHD_Response *r = MHD_create_response_from_buffer(b.n, b.p, MHD_RESPMEM_MUST_FREE);
     if (!r) {
@@ -216,7 +258,7 @@ int srv_reply_json_hdr(struct srv_conn *c, unsigned status, json_t *body, const 
 int srv_reply_json(struct srv_conn *c, unsigned status, json_t *body_steal)
 {
     if (!body_steal)
-        return MHD_NO;
+        return reply_oom(c);
     return srv_reply_json_hdr(c, status, body_steal, NULL, NULL);
 }
 
@@ -396,7 +438,7 @@ static int reply_gen_result(struct srv_conn *c, struct srv_gen *g)
     if (a->failed)
         return srv_reply_error(c, srv_status_http(a->status), "%s", a->message);
     json_t *body = is_openai(g) ? srv_openai_body(&g->sse, a) : srv_ollama_body(&g->nd, a);
-    if (!body)
+    if (!body) /* a field that could not be built never leaves as a response without it */
         return srv_reply_error(c, 500, "could not build the response (invalid tool-call "
                                "arguments from the model, or out of memory)");
     return srv_reply_json(c, 200, body);
@@ -522,25 +564,28 @@ int srv_route_generation(struct srv_conn *c, srv_parse_fn parse)
     return srv_generate(c, p);
 }
 
-/* ---- connection tracking: header deadline (G9) and connection cap (G10) ----
+/* ---- connection tracking: request deadline (G9) and connection cap (G10) ----
  *
- * MHD's own timeout is an idle timeout: a client that trickles one header byte every few
- * seconds would hold its connection for ever, and at MHD's connection limit new clients
- * wait in the listen backlog (a hang, not an answer). So every connection is tracked here
- * (MHD's socket context): a new one must deliver its request line and headers within
- * header_timeout_s, a keep-alive one its next request within idle_timeout_s of the last
- * response; past that the watchdog writes a 408 (plain HTTP, first request only: under TLS
- * the bytes would have to be encrypted, and an idle keep-alive client could take a late 408
- * for the answer to its next request) and shuts the socket down; MHD then closes it as a
- * client hang-up. A connection over max_connections gets a 503 with Retry-After at once and
- * is closed a second later at the latest; MHD's own limit sits SRV_REJECT_HEADROOM above
- * ours so those rejects have room. */
+ * MHD's own timeout is an idle timeout: a client that trickles one header byte (or one body
+ * byte) every few seconds would hold its connection for ever, and at MHD's connection limit
+ * new clients wait in the listen backlog (a hang, not an answer). So every connection is
+ * tracked here (MHD's socket context): a new one must deliver its whole first request
+ * (request line, headers and body) within header_timeout_s of connecting; a keep-alive one
+ * the headers of its next request within idle_timeout_s of the last response, and that
+ * request's body within header_timeout_s of its headers. Past that the watchdog writes a
+ * 408 (plain HTTP, and only while a request is arriving: under TLS the bytes would have to
+ * be encrypted, and an idle keep-alive client could take a late 408 for the answer to its
+ * next request) and shuts the socket down; MHD then closes it as a client hang-up. The
+ * deadline is lifted once the request is in, or answered before its body (a 401, a 413 on
+ * Content-Length): queue() lifts it. A connection over max_connections gets a 503 with
+ * Retry-After at once and is closed a second later at the latest; MHD's own limit sits
+ * SRV_REJECT_HEADROOM above ours so those rejects have room. */
 
 enum { SRV_REJECT_HEADROOM = 256 };
 
 static const char resp_408[] =
     "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    "Content-Length: 42\r\n\r\n{\"error\":\"request headers took too long\"}\n";
+    "Content-Length: 34\r\n\r\n{\"error\":\"request took too long\"}\n";
 static const char resp_503_conns[] =
     "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
     "Content-Type: application/json\r\nContent-Length: 33\r\n\r\n"
@@ -595,13 +640,6 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         free(k);
         *socket_context = NULL;
     }
-}
-
-static struct srv_sock *conn_sock(struct MHD_Connection *mc)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
 }
 
 /* The watchdog's pass: shut down every connection past its deadline. */
@@ -863,9 +901,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (!c) {
         struct srv_sock *k = conn_sock(mc);
         if (k) {
+            /* headers in; the body is still due: a first request by the deadline set at
+             * connect, a keep-alive one within header_timeout_s from now */
             pthread_mutex_lock(&s->socks_mu);
             bool rejected = k->rejected;
-            k->deadline_ns = 0; /* headers in: from here MHD's idle timeout rules */
+            if (k->served)
+                k->deadline_ns =
+                    srv_mono_ns() + (int64_t)s->cfg.header_timeout_s * 1000000000LL;
+            k->served = false; /* a request is arriving: a 408 is its answer */
             pthread_mutex_unlock(&s->socks_mu);
             if (rejected)
                 return MHD_NO; /* the 503 went out when it connected */
@@ -882,7 +925,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->style = !strncmp(url, "/v1/", 4) ? SRV_ERR_OPENAI : SRV_ERR_OLLAMA;
         int ret = MHD_YES;
         if (admit(c, method, &ret))
-            return (enum MHD_Result)ret;
+            return (enum MHD_Result)ret; /* answered before its body (queue lifted the deadline) */
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -899,6 +942,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         *upload_data_size = 0;
         return MHD_YES;
     }
+    sock_request_in(s, mc); /* the whole request is in */
     if (c->gen) { /* resumed: a non-streamed generation finished */
         struct srv_gen *g = c->gen;
         pthread_mutex_lock(&g->mu);

@@ -17,22 +17,56 @@
 #include "json/json.h"
 #include "server/server.h"
 
+/* Jansson's setters drop the field when its value (or the key's slot) cannot be allocated
+ * and return -1; the writers below build with these, which clear *ok instead, and a chunk
+ * or body that lost a field is never sent (the stream ends with an error, the body is a 500).
+ * set_new takes v's reference, also on failure; set_ref does not (json_object_set). */
+static void set_new(json_t *o, const char *key, json_t *v, bool *ok)
+{
+    if (json_object_set_new(o, key, v) != 0)
+        *ok = false;
+}
+
+static void set_ref(json_t *o, const char *key, json_t *v, bool *ok)
+{
+    if (json_object_set(o, key, v) != 0)
+        *ok = false;
+}
+
 /* ---- accumulator ---- */
+
+/* Something of the answer could not be stored: the answer is an error (503), not a shorter
+ * or nameless one. */
+static void accum_oom(struct srv_accum *a)
+{
+    if (a->failed)
+        return;
+    a->failed = true;
+    a->status = LG_ERR_NOMEM;
+    snprintf(a->message, sizeof a->message, "out of memory collecting the answer");
+}
 
 void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
 {
     switch (ev->kind) {
     case LG_GEN_EV_REASONING:
         srv_buf_put(&a->reasoning, ev->text, ev->n_text);
+        if (a->reasoning.oom)
+            accum_oom(a);
         break;
     case LG_GEN_EV_CONTENT: {
         srv_buf_put(&a->content, ev->text, ev->n_text);
+        if (a->content.oom)
+            accum_oom(a);
         json_t *lp = srv_logprobs_json(ev);
         if (lp) {
             if (!a->logprobs)
                 a->logprobs = json_array();
-            json_array_extend(a->logprobs, lp);
+            if (!a->logprobs || json_array_extend(a->logprobs, lp) != 0)
+                accum_oom(a);
             json_decref(lp);
+        } else if (ev->logprobs && ev->n_logprobs > 0) {
+            accum_oom(a);
         }
         break;
     }
@@ -46,9 +80,14 @@ void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
             else
                 snprintf(tc->id, sizeof tc->id, "call_%d", (int)i);
             tc->name = strdup(ev->tool_name ? ev->tool_name : "");
+            if (!tc->name)
+                accum_oom(a);
         }
-        if (i >= 0 && i == a->n_calls - 1)
+        if (i >= 0 && i == a->n_calls - 1) {
             srv_buf_put(&a->calls[i].args, ev->text, ev->n_text);
+            if (a->calls[i].args.oom)
+                accum_oom(a);
+        }
         break;
     }
     case LG_GEN_EV_DONE:
@@ -58,6 +97,8 @@ void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
         a->timings = ev->timings;
         json_decref(a->validation);
         a->validation = ev->validation ? json_loads(ev->validation, 0, NULL) : NULL;
+        if (ev->validation && !a->validation) /* our own JSON: only memory can fail it */
+            accum_oom(a);
         break;
     case LG_GEN_EV_ERROR:
         a->done = true;
@@ -68,14 +109,26 @@ void srv_accum_event(struct srv_accum *a, const struct lg_gen_event *ev)
     }
 }
 
+/* Appends v to a (taking v's reference); on failure frees a and returns NULL. */
+static json_t *append_or_free(json_t *a, json_t *v)
+{
+    if (json_array_append_new(a, v) != 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
 static json_t *bytes_json(const char *s, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < n && a; i++)
-        json_array_append_new(a, json_integer((unsigned char)s[i]));
+        a = append_or_free(a, json_integer((unsigned char)s[i]));
     return a;
 }
 
+/* NULL without logprobs, and when one entry could not be built (callers tell the two apart
+ * by ev->n_logprobs): a list missing an entry would misalign tokens and logprobs. */
 json_t *srv_logprobs_json(const struct lg_gen_event *ev)
 {
     if (!ev->logprobs || ev->n_logprobs <= 0)
@@ -85,16 +138,16 @@ json_t *srv_logprobs_json(const struct lg_gen_event *ev)
         const struct lg_gen_logprob *lp = &ev->logprobs[i];
         json_t *top = json_array();
         for (int32_t k = 0; k < lp->n_top && top; k++)
-            json_array_append_new(
+            top = append_or_free(
                 top, json_pack("{s:o, s:f, s:o}", "token",
                                lg_json_text(lp->top[k].token, lp->top[k].n_token), "logprob",
                                (double)lp->top[k].logprob, "bytes",
                                bytes_json(lp->top[k].token, lp->top[k].n_token)));
-        json_array_append_new(arr, json_pack("{s:o, s:f, s:o, s:o}", "token",
-                                             lg_json_text(lp->token, lp->n_token), "logprob",
-                                             (double)lp->logprob, "bytes",
-                                             bytes_json(lp->token, lp->n_token),
-                                             "top_logprobs", top));
+        arr = append_or_free(arr, json_pack("{s:o, s:f, s:o, s:o}", "token",
+                                            lg_json_text(lp->token, lp->n_token), "logprob",
+                                            (double)lp->logprob, "bytes",
+                                            bytes_json(lp->token, lp->n_token),
+                                            "top_logprobs", top));
     }
     return arr;
 }
@@ -227,6 +280,17 @@ static void sse_send(struct srv_buf *out, json_t *chunk_steal)
     json_decref(chunk_steal);
 }
 
+/* Sends chunk_steal when ok (nothing lost building it), else marks out as failed. */
+static void sse_send_ok(struct srv_buf *out, json_t *chunk_steal, bool ok)
+{
+    if (!ok) {
+        json_decref(chunk_steal);
+        out->oom = true;
+        return;
+    }
+    sse_send(out, chunk_steal);
+}
+
 /* A chunk with one choice: chat {"index":0,"delta":delta,"finish_reason":fr} or completion
  * {"index":0,"text":text,"logprobs":null,"finish_reason":fr}. */
 static void sse_choice_lp(struct srv_sse *w, struct srv_buf *out, json_t *delta_steal,
@@ -244,14 +308,15 @@ static void sse_choice_lp(struct srv_sse *w, struct srv_buf *out, json_t *delta_
     else
         choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text", text_steal, "logprobs",
                            "finish_reason", fr);
-    if (!c || !choice) {
+    bool ok = c && choice;
+    if (!ok) {
         json_decref(c);
         json_decref(choice);
         out->oom = true;
         return;
     }
-    json_object_set_new(c, "choices", json_pack("[o]", choice));
-    sse_send(out, c);
+    set_new(c, "choices", json_pack("[o]", choice), &ok);
+    sse_send_ok(out, c, ok);
 }
 
 static void sse_choice(struct srv_sse *w, struct srv_buf *out, json_t *delta_steal,
@@ -283,11 +348,16 @@ void srv_sse_event(struct srv_sse *w, const struct lg_gen_event *ev, struct srv_
     case LG_GEN_EV_CONTENT:
         if (ev->n_text == 0)
             return;
-        if (w->chat)
+        if (w->chat) {
+            json_t *lp = srv_logprobs_json(ev);
+            if (!lp && ev->logprobs && ev->n_logprobs > 0) {
+                out->oom = true;
+                return;
+            }
             sse_choice_lp(w, out,
                           json_pack("{s:o}", "content", lg_json_text(ev->text, ev->n_text)),
-                          NULL, NULL, srv_logprobs_json(ev));
-        else
+                          NULL, NULL, lp);
+        } else
             sse_choice(w, out, NULL, lg_json_text(ev->text, ev->n_text), NULL);
         return;
     case LG_GEN_EV_TOOL_CALL: {
@@ -315,6 +385,11 @@ void srv_sse_event(struct srv_sse *w, const struct lg_gen_event *ev, struct srv_
     }
     case LG_GEN_EV_DONE: {
         json_t *val = ev->validation ? json_loads(ev->validation, 0, NULL) : NULL;
+        if (ev->validation && !val) { /* our own JSON: only memory can fail it */
+            out->oom = true;
+            w->finished = true;
+            return;
+        }
         const char *fr = oai_finish(ev->finish, w->n_calls_started > 0 && !tool_call_failed(val));
         if (w->chat)
             sse_choice(w, out, json_object(), NULL, fr);
@@ -322,20 +397,18 @@ void srv_sse_event(struct srv_sse *w, const struct lg_gen_event *ev, struct srv_
             sse_choice(w, out, NULL, json_string(""), fr);
         if (val) { /* extension: the answer checked against the requested format */
             json_t *c = chunk_head(w);
-            if (c) {
-                json_object_set_new(c, "choices", json_array());
-                json_object_set(c, "validation", val);
-            }
-            sse_send(out, c);
+            bool ok = c != NULL;
+            set_new(c, "choices", json_array(), &ok);
+            set_ref(c, "validation", val, &ok);
+            sse_send_ok(out, c, ok);
             json_decref(val);
         }
         if (w->include_usage) {
             json_t *c = chunk_head(w);
-            if (c) {
-                json_object_set_new(c, "choices", json_array());
-                json_object_set_new(c, "usage", usage_json(&ev->usage));
-            }
-            sse_send(out, c);
+            bool ok = c != NULL;
+            set_new(c, "choices", json_array(), &ok);
+            set_new(c, "usage", usage_json(&ev->usage), &ok);
+            sse_send_ok(out, c, ok);
         }
         srv_buf_puts(out, "data: [DONE]\n\n");
         w->finished = true;
@@ -362,26 +435,26 @@ json_t *srv_openai_body(const struct srv_sse *w, const struct srv_accum *a)
         return NULL;
     const char *fr = oai_finish(a->finish, a->n_calls > 0 && !tool_call_failed(a->validation));
     json_t *choice;
+    bool ok = true;
     if (w->chat) {
         json_t *msg = json_pack("{s:s}", "role", "assistant");
         if (a->content.n == 0 && a->n_calls > 0)
-            json_object_set_new(msg, "content", json_null());
+            set_new(msg, "content", json_null(), &ok);
         else
-            json_object_set_new(msg, "content", lg_json_text(a->content.p, a->content.n));
+            set_new(msg, "content", lg_json_text(a->content.p, a->content.n), &ok);
         if (a->reasoning.n)
-            json_object_set_new(msg,
-                                w->reasoning_as_reasoning ? "reasoning" : "reasoning_content",
-                                lg_json_text(a->reasoning.p, a->reasoning.n));
+            set_new(msg, w->reasoning_as_reasoning ? "reasoning" : "reasoning_content",
+                    lg_json_text(a->reasoning.p, a->reasoning.n), &ok);
         if (a->n_calls > 0) {
             json_t *calls = json_array();
-            for (int32_t i = 0; i < a->n_calls; i++) {
+            for (int32_t i = 0; i < a->n_calls && calls; i++) {
                 const struct srv_tool_call *tc = &a->calls[i];
-                json_array_append_new(
+                calls = append_or_free(
                     calls, json_pack("{s:s, s:s, s:{s:s, s:o}}", "id", tc->id, "type",
                                      "function", "function", "name", tc->name ? tc->name : "",
                                      "arguments", lg_json_text(tc->args.p, tc->args.n)));
             }
-            json_object_set_new(msg, "tool_calls", calls);
+            set_new(msg, "tool_calls", calls, &ok);
         }
         choice = a->logprobs
                      ? json_pack("{s:i, s:o, s:{s:O}, s:s}", "index", 0, "message", msg,
@@ -393,10 +466,14 @@ json_t *srv_openai_body(const struct srv_sse *w, const struct srv_accum *a)
                            lg_json_text(a->content.p, a->content.n), "logprobs",
                            "finish_reason", fr);
     }
-    json_object_set_new(body, "choices", json_pack("[o]", choice));
-    json_object_set_new(body, "usage", usage_json(&a->usage));
-    json_object_set_new(body, "timings", timings_json(&a->usage, &a->timings));
+    set_new(body, "choices", json_pack("[o]", choice), &ok);
+    set_new(body, "usage", usage_json(&a->usage), &ok);
+    set_new(body, "timings", timings_json(&a->usage, &a->timings), &ok);
     if (a->validation)
-        json_object_set(body, "validation", a->validation);
+        set_ref(body, "validation", a->validation, &ok);
+    if (!ok) {
+        json_decref(body);
+        return NULL;
+    }
     return body;
 }

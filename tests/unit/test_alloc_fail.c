@@ -24,6 +24,10 @@
  * template render of its messages + tools, vocab load (the Gemma 4 mini vocab), tokenize,
  * detokenize, and the output parser over a reply with a tool call; (c) an Ollama chat body
  * (options, format schema, tool calls) and an OpenAI completions body through their parsers.
+ * (d) the response writers (NDJSON and SSE streams, both non-streamed bodies) on a fixed
+ * answer with logprobs, a tool call and a validation report.
+ * For (b), (c) and (d) a run that recovers must also have produced exactly what the unarmed
+ * run did (check_same_text): a field Jansson dropped on a failed allocation is a failure.
  *
  * Under AddressSanitizer malloc belongs to ASan's interceptors, so the ASan build skips (and
  * says so); the optimised build runs everything. LG_ALLOC_FAIL_VERBOSE=1 prints each N.
@@ -304,6 +308,99 @@ out:
     return st;
 }
 
+/* Text built for the fingerprint below; the first failed append sticks. */
+struct fp_buf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static int fp_put(const char *s, size_t n, void *data)
+{
+    struct fp_buf *b = data;
+    if (b->oom)
+        return -1;
+    if (n >= b->cap - b->n) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap - b->n <= n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+/* The parsed request as text: canonical messages, tools and schema as sorted JSON, then
+ * prompt, system and the stop strings; NULL on allocation failure. Not json_dumps or
+ * json_pack: under a failed allocation Jansson 2.14's json_dumps can return a key cut short
+ * (it does not check that write) and json_pack's "s?" turns a string it cannot allocate into
+ * null, so the fingerprint itself would differ. */
+static char *req_fingerprint(const struct lg_gen_req *r)
+{
+    struct fp_buf b = {0};
+    const json_t *parts[3] = {r->messages, r->tools, r->schema};
+    for (int i = 0; i < 3; i++) {
+        if (parts[i]) {
+            if (json_dump_callback(parts[i], fp_put, &b, JSON_SORT_KEYS | JSON_COMPACT) != 0)
+                b.oom = true;
+        } else {
+            fp_put("(none)", 6, &b);
+        }
+        fp_put("\n", 1, &b);
+    }
+    const char *strs[2 + LG_GEN_MAX_STOP] = {r->prompt, r->system};
+    int n_strs = 2;
+    for (int i = 0; i < r->n_stop; i++)
+        strs[n_strs++] = r->stop[i];
+    for (int i = 0; i < n_strs; i++) {
+        const char *t = strs[i] ? strs[i] : "(none)";
+        fp_put(t, strlen(t), &b);
+        fp_put("\n", 1, &b);
+    }
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* A run that recovers from a failed allocation must parse exactly what the unarmed run did:
+ * Jansson's setters drop a field when its value cannot be allocated (json_object_set_new with
+ * a NULL json_string() returns -1), and such a request must fail with LG_ERR_NOMEM instead of
+ * running without the field. The first call (sweep's unarmed warm-up, in the parent) records
+ * *expect; later calls compare with it. */
+static enum lg_status check_same_text(char **expect, char *text_owned, const char *what,
+                                      struct lg_err *err)
+{
+    if (!text_owned)
+        return lg_err_set(err, LG_ERR_NOMEM, "test: %s fingerprint", what);
+    if (!*expect) {
+        *expect = text_owned;
+        return LG_OK;
+    }
+    bool same = strcmp(text_owned, *expect) == 0;
+    free(text_owned);
+    if (!same)
+        return lg_err_set(err, LG_ERR_INTERNAL, "the %s differs from the unarmed run's (a "
+                          "field lost to a failed allocation)", what);
+    return LG_OK;
+}
+
+static enum lg_status check_same_request(char **expect, const struct lg_gen_req *r,
+                                         struct lg_err *err)
+{
+    return check_same_text(expect, req_fingerprint(r), "parsed request", err);
+}
+static char *g_expect_chat, *g_expect_ollama, *g_expect_compl, *g_expect_writers;
+
 static const char REQ_BODY[] =
     "{\"model\":\"tiny\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
     "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Weather in \"},"
@@ -344,6 +441,8 @@ static enum lg_status path_request(struct lg_err *err)
     enum lg_status st = srv_parse_openai_chat(REQ_BODY, sizeof REQ_BODY - 1, LG_JSON_MAX_BODY,
                                               &p, err);
     if (st != LG_OK)
+        goto out;
+    if ((st = check_same_request(&g_expect_chat, &p.req, err)) != LG_OK)
         goto out;
     /* the template takes OpenAI-shaped messages and tools (the engine converts the canonical
      * form back, engine_job.c): render those of the body itself */
@@ -405,7 +504,8 @@ static const char OLLAMA_BODY[] =
     "{\"model\":\"tiny\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
     "{\"role\":\"user\",\"content\":\"Give JSON\"},{\"role\":\"assistant\","
     "\"content\":\"\",\"thinking\":\"hmm\",\"tool_calls\":[{\"function\":{\"name\":\"f\","
-    "\"arguments\":{\"a\":[1,{\"b\":null}]}}}]},{\"role\":\"tool\",\"content\":\"ok\"}],"
+    "\"arguments\":{\"a\":[1,{\"b\":null}]}}}]},{\"role\":\"tool\",\"content\":\"ok\","
+    "\"tool_name\":\"f\"}],"
     "\"format\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}}},"
     "\"options\":{\"temperature\":0.2,\"num_ctx\":2048,\"stop\":[\"a\",\"b\"],"
     "\"repeat_penalty\":1.1},\"keep_alive\":\"5m\",\"think\":true,\"stream\":false}";
@@ -418,12 +518,95 @@ static enum lg_status path_request_other(struct lg_err *err)
     struct srv_parsed p;
     enum lg_status st = srv_parse_ollama_chat(OLLAMA_BODY, sizeof OLLAMA_BODY - 1,
                                               LG_JSON_MAX_BODY, &p, err);
+    if (st == LG_OK)
+        st = check_same_request(&g_expect_ollama, &p.req, err);
     srv_parsed_free(&p);
     if (st != LG_OK)
         return st;
     st = srv_parse_openai_completions(COMPL_BODY, sizeof COMPL_BODY - 1, LG_JSON_MAX_BODY, &p,
                                       err);
+    if (st == LG_OK)
+        st = check_same_request(&g_expect_compl, &p.req, err);
     srv_parsed_free(&p);
+    return st;
+}
+
+/* (d) The response writers (ndjson.c, sse.c): one fixed answer (a thought, content with
+ * logprobs, a tool call in two fragments, DONE with a validation report) through the Ollama
+ * chat NDJSON stream, the OpenAI chat SSE stream (usage chunk on) and the accumulator, then
+ * the non-streamed bodies of both built from it. A failed allocation must fail the output
+ * (the stream's buffer marked, the accumulator failed, or a NULL body); whatever succeeds
+ * must be byte for byte the unarmed output. */
+static int64_t fixed_clock(void)
+{
+    return 1700000000123456789LL;
+}
+
+static enum lg_status path_writers(struct lg_err *err)
+{
+    static const struct lg_gen_top_logprob top[2] = {{"Hel", 3, -0.25f}, {"Hi", 2, -1.5f}};
+    static const struct lg_gen_logprob lp[1] = {{"Hel", 3, -0.25f, top, 2}};
+    struct lg_gen_event ev[5];
+    memset(ev, 0, sizeof ev);
+    ev[0].kind = LG_GEN_EV_REASONING;
+    ev[0].text = "hmm";
+    ev[0].n_text = 3;
+    ev[1].kind = LG_GEN_EV_CONTENT;
+    ev[1].text = "Hello";
+    ev[1].n_text = 5;
+    ev[1].logprobs = lp;
+    ev[1].n_logprobs = 1;
+    ev[2].kind = LG_GEN_EV_TOOL_CALL;
+    ev[2].tool_id = "call_1";
+    ev[2].tool_name = "get_weather";
+    ev[2].text = "{\"city\":";
+    ev[2].n_text = strlen(ev[2].text);
+    ev[3].kind = LG_GEN_EV_TOOL_CALL;
+    ev[3].text = "\"Paris\"}";
+    ev[3].n_text = strlen(ev[3].text);
+    ev[4].kind = LG_GEN_EV_DONE;
+    ev[4].finish = LG_FINISH_TOOL_CALLS;
+    ev[4].usage = (struct lg_gen_usage){12, 4, 9};
+    ev[4].timings = (struct lg_gen_timings){1000, 0, 2000000, 3000000, 6000000, 8};
+    ev[4].validation = "{\"valid\":true,\"errors\":[]}";
+
+    struct srv_buf nd = {0}, sse = {0};
+    struct srv_ndjson w;
+    srv_ndjson_init(&w, true, "tiny", fixed_clock);
+    struct srv_sse sw;
+    srv_sse_init(&sw, true, "chatcmpl-1", 1700000000, "tiny", true, false);
+    struct srv_accum acc;
+    memset(&acc, 0, sizeof acc);
+    srv_sse_begin(&sw, &sse);
+    for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+        srv_ndjson_event(&w, &ev[i], &nd);
+        srv_sse_event(&sw, &ev[i], &sse);
+        srv_accum_event(&acc, &ev[i]);
+    }
+    json_t *ob = acc.failed ? NULL : srv_ollama_body(&w, &acc);
+    json_t *ab = acc.failed ? NULL : srv_openai_body(&sw, &acc);
+    enum lg_status st;
+    if (nd.oom || sse.oom || acc.failed || !ob || !ab) {
+        st = lg_err_set(err, LG_ERR_NOMEM, "writers: out of memory");
+    } else {
+        struct fp_buf b = {0};
+        fp_put(nd.p, nd.n, &b);
+        fp_put(sse.p, sse.n, &b);
+        if (json_dump_callback(ob, fp_put, &b, JSON_SORT_KEYS | JSON_COMPACT) != 0 ||
+            json_dump_callback(ab, fp_put, &b, JSON_SORT_KEYS | JSON_COMPACT) != 0)
+            b.oom = true;
+        if (b.oom) {
+            free(b.p);
+            b.p = NULL;
+        }
+        st = check_same_text(&g_expect_writers, b.p, "writers' output", err);
+    }
+    json_decref(ob);
+    json_decref(ab);
+    srv_accum_free(&acc);
+    srv_ndjson_free(&w);
+    srv_buf_free(&nd);
+    srv_buf_free(&sse);
     return st;
 }
 
@@ -628,6 +811,11 @@ int main(void)
     }
     sweep(path_request, "request", 200000);
     sweep(path_request_other, "request ollama+completions", 200000);
+    sweep(path_writers, "response writers", 200000);
+    free(g_expect_chat);
+    free(g_expect_ollama);
+    free(g_expect_compl);
+    free(g_expect_writers);
     return lg_test_done("test_alloc_fail");
 }
 

@@ -24,26 +24,13 @@
 #include "quant/quant_blocks.h"
 #include "test.h"
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint32_t next_u32(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 32);
-}
-static float frand(void) /* [-1, 1) */
-{
-    return (float)((double)next_u32() / 4294967296.0 * 2.0 - 1.0);
-}
-
 static void fill_floats(float *x, int64_t n)
 {
     float scale = 1.0f;
     for (int64_t i = 0; i < n; i++) {
         if (i % 32 == 0)
-            scale = powf(10.0f, 2.0f * frand() - 1.0f);
-        x[i] = frand() * scale;
+            scale = powf(10.0f, 2.0f * lg_test_frand() - 1.0f);
+        x[i] = lg_test_frand() * scale;
     }
 }
 
@@ -55,7 +42,7 @@ enum { MODE_QUANT, MODE_BYTES, MODE_EXTREME, N_MODES };
 
 static uint16_t small_f16(void)
 {
-    return lg_f32_to_f16(0.001f + 0.01f * (frand() + 1.0f));
+    return lg_f32_to_f16(0.001f + 0.01f * (lg_test_frand() + 1.0f));
 }
 
 /* One weight row of type t, n elements, in `mode`. */
@@ -72,7 +59,7 @@ static void make_wrow(uint32_t t, int64_t n, int mode, uint8_t *dst, float *tmp)
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *p = dst + (size_t)b * bs;
         for (size_t i = 0; i < bs; i++)
-            p[i] = mode == MODE_EXTREME ? 0xff : (uint8_t)next_u32();
+            p[i] = mode == MODE_EXTREME ? 0xff : (uint8_t)lg_test_rand_u32();
         uint16_t d = small_f16(), dm = small_f16();
         if (t == LG_QTYPE_Q4_0 || t == LG_QTYPE_Q5_0) {
             memcpy(p, &d, 2);
@@ -80,7 +67,7 @@ static void make_wrow(uint32_t t, int64_t n, int mode, uint8_t *dst, float *tmp)
             memcpy(p, &d, 2);
             if (mode == MODE_EXTREME) /* -127 or +127 per element */
                 for (int i = 0; i < 32; i++)
-                    p[2 + i] = (uint8_t)(int8_t)(next_u32() & 1 ? 127 : -127);
+                    p[2 + i] = (uint8_t)(int8_t)(lg_test_rand_u32() & 1 ? 127 : -127);
             else
                 for (int i = 0; i < 32; i++)
                     if (p[2 + i] == 0x80)
@@ -93,7 +80,7 @@ static void make_wrow(uint32_t t, int64_t n, int mode, uint8_t *dst, float *tmp)
             if (mode == MODE_EXTREME) /* scales at -128 / 127 */
                 for (int i = 0; i < 16; i++)
                     p[offsetof(struct lg_block_q6_k, scales) + i] =
-                        (uint8_t)(int8_t)(next_u32() & 1 ? 127 : -128);
+                        (uint8_t)(int8_t)(lg_test_rand_u32() & 1 ? 127 : -128);
         }
     }
 }
@@ -102,9 +89,9 @@ static void make_wrow(uint32_t t, int64_t n, int mode, uint8_t *dst, float *tmp)
 static void make_arow(uint32_t t, int64_t n, int mode, uint8_t *dst, float *tmp)
 {
     if (mode == MODE_EXTREME) {
-        int sgn = next_u32() & 1 ? 1 : -1;
+        int sgn = lg_test_rand_u32() & 1 ? 1 : -1;
         for (int64_t i = 0; i < n; i++)
-            tmp[i] = (float)sgn * (next_u32() % 4 ? 1.0f : -1.0f);
+            tmp[i] = (float)sgn * (lg_test_rand_u32() % 4 ? 1.0f : -1.0f);
     } else {
         fill_floats(tmp, n);
     }
@@ -124,9 +111,9 @@ static int run_shape(const struct lg_kern *k, lg_gemm_q_fn g, uint32_t t, int64_
     uint64_t wb64;
     lg_qtype_row_bytes(t, (uint64_t)cols, &wb64);
     size_t wb = (size_t)wb64, ab = lg_act_row_bytes(t, cols);
-    size_t wstride = wb + 4 * (size_t)(next_u32() % 3); /* padded, 4-byte aligned */
-    size_t astride = (ab + 3) / 4 * 4 + 4 * (size_t)(next_u32() % 3);
-    int64_t ldy = rows + (int64_t)(next_u32() % 5);
+    size_t wstride = wb + 4 * (size_t)(lg_test_rand_u32() % 3); /* padded, 4-byte aligned */
+    size_t astride = (ab + 3) / 4 * 4 + 4 * (size_t)(lg_test_rand_u32() % 3);
+    int64_t ldy = rows + (int64_t)(lg_test_rand_u32() % 5);
     uint8_t *w = malloc(wstride * (size_t)rows + 64), *a = malloc(astride * (size_t)nt + 64);
     float *tmp = malloc((size_t)cols * sizeof(float));
     float *y = malloc((size_t)(ldy * nt) * sizeof(float));
@@ -241,11 +228,11 @@ static void test_isa(const struct lg_kern *k)
         /* 1..9 blocks, 1..13 tokens, rows around the tile size, ranges starting mid-tile */
         for (int64_t nblk = 1; nblk <= 9; nblk += (t == LG_QTYPE_Q4_K || t == LG_QTYPE_Q6_K) ? 2 : 1)
             for (int64_t nt = 1; nt <= 13; nt += 1 + (nblk % 2)) {
-                int64_t rows = 1 + (int64_t)(next_u32() % 20);
-                int64_t r0 = (int64_t)(next_u32() % (uint32_t)rows), r1 = rows;
-                if (next_u32() % 2)
-                    r1 = r0 + 1 + (int64_t)(next_u32() % (uint32_t)(rows - r0));
-                int mode = (int)(next_u32() % N_MODES);
+                int64_t rows = 1 + (int64_t)(lg_test_rand_u32() % 20);
+                int64_t r0 = (int64_t)(lg_test_rand_u32() % (uint32_t)rows), r1 = rows;
+                if (lg_test_rand_u32() % 2)
+                    r1 = r0 + 1 + (int64_t)(lg_test_rand_u32() % (uint32_t)(rows - r0));
+                int mode = (int)(lg_test_rand_u32() % N_MODES);
                 int bad = run_shape(k, g, t, rows, nblk, nt, r0, r1, mode, 0);
                 nshapes++;
                 if (bad) {
@@ -284,8 +271,8 @@ static void test_isa(const struct lg_kern *k)
                   "[%s] %s: one-token kernel %s", k->isa, tn, g1 ? "present" : "missing");
         if (g1)
             for (int s = 0; s < 12; s++) {
-                int64_t rows = 1 + (int64_t)(next_u32() % 20), nblk = 1 + s % 9;
-                int64_t r0 = (int64_t)(next_u32() % (uint32_t)rows);
+                int64_t rows = 1 + (int64_t)(lg_test_rand_u32() % 20), nblk = 1 + s % 9;
+                int64_t r0 = (int64_t)(lg_test_rand_u32() % (uint32_t)rows);
                 int64_t nt = 1 + s % 3;
                 int mode = s % N_MODES;
                 int bad = run_shape(k, g1, t, rows, s == 11 ? 70 : nblk, nt, r0, rows, mode, 0);
@@ -304,6 +291,7 @@ static void test_isa(const struct lg_kern *k)
 
 int main(void)
 {
+    lg_test_rand_seed(1);
     const char *isas[] = {"ref", "avx2", "avx512"};
     for (int i = 0; i < 3; i++) {
         const struct lg_kern *k = lg_kern_select(isas[i]);

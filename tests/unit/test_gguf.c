@@ -421,6 +421,35 @@ static void check_sample(const struct lg_gguf *g, const struct fill_ctx *fc)
           ((const uint8_t *)g->tensors[0].data)[63] == 0);
 }
 
+/* lg_gguf_is_mapped: true exactly for ranges inside the file mapping of g (opened from a
+ * path); never for gb, opened over a buffer (here the same bytes: g's own mapping). */
+static void check_is_mapped(const struct lg_gguf *g, const struct lg_gguf *gb)
+{
+    const uint8_t *b = g->base;
+    const size_t size = (size_t)g->size;
+    int n_data = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct lg_gguf_tensor *t = &g->tensors[i];
+        if (!t->data)
+            continue;
+        CHECK(lg_gguf_is_mapped(g, t->data, (size_t)t->nbytes));
+        CHECK(!lg_gguf_is_mapped(gb, t->data, (size_t)t->nbytes));
+        n_data++;
+    }
+    CHECK(n_data > 0);
+    CHECK(lg_gguf_is_mapped(g, b, size)); /* the whole file */
+    CHECK(lg_gguf_is_mapped(g, b, 0));
+    CHECK(lg_gguf_is_mapped(g, b + size - 1, 1));         /* the last byte */
+    CHECK(!lg_gguf_is_mapped(g, b, size + 1));            /* one byte past the end */
+    CHECK(!lg_gguf_is_mapped(g, b + size - 1, 2));
+    CHECK(!lg_gguf_is_mapped(g, b + size, 0));            /* the end is outside */
+    CHECK(!lg_gguf_is_mapped(g, b + 1, SIZE_MAX));        /* p + n would wrap */
+    CHECK(!lg_gguf_is_mapped(g, &n_data, sizeof n_data)); /* the stack */
+    CHECK(!lg_gguf_is_mapped(g, NULL, 0));
+    CHECK(!lg_gguf_is_mapped(NULL, b, 1));
+    CHECK(!lg_gguf_is_mapped(gb, gb->base, 1)); /* a borrowed buffer is never "mapped" */
+}
+
 static void test_roundtrip(void)
 {
     struct fill_ctx fc = {0, 5};
@@ -480,6 +509,7 @@ static void test_roundtrip(void)
     CHECK_EQ_INT(lg_gguf_open_buffer(g->base, (size_t)g->size, &g3, &err), LG_OK);
     if (g3) {
         check_sample(g3, &fc);
+        check_is_mapped(g, g3);
         lg_gguf_close(g3);
     }
     /* every proper prefix of the file fails cleanly (truncation at every byte) */

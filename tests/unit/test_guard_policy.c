@@ -213,15 +213,6 @@ static void test_match_limit(void)
     lg_policy_free(p);
 }
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(uint32_t n)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state % n);
-}
-
 static void test_streaming(void)
 {
     static const char *frags[] = {
@@ -265,9 +256,9 @@ static void test_streaming(void)
         const struct lg_policy *p = pols[iter % 2];
         char text[4096];
         size_t tn = 0;
-        int nf = 1 + (int)rnd(60);
+        int nf = 1 + (int)lg_test_rand_below(60);
         for (int i = 0; i < nf; i++) {
-            const char *f = frags[rnd(N_FRAGS)];
+            const char *f = frags[lg_test_rand_below(N_FRAGS)];
             size_t fl = strlen(f);
             if (tn + fl >= sizeof text)
                 break;
@@ -290,7 +281,7 @@ static void test_streaming(void)
         const char *o;
         size_t on;
         while (at < tn) {
-            size_t k = rnd(41);
+            size_t k = lg_test_rand_below(41);
             if (k > tn - at)
                 k = tn - at;
             lg_redactor_feed(r, text + at, k, &o, &on, &err);
@@ -356,6 +347,7 @@ static void test_streaming(void)
 
 int main(void)
 {
+    lg_test_rand_seed(2);
     test_checksums();
     test_builtins();
     test_policy_file();

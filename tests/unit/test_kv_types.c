@@ -34,16 +34,6 @@
 
 static const uint32_t TYPES[4] = {LG_QTYPE_F32, LG_QTYPE_F16, LG_QTYPE_Q8_0, LG_QTYPE_Q4_0};
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
 static const char *model_270m(void)
 {
     const char *p = getenv("LG_MODEL_270M");
@@ -238,7 +228,7 @@ static void test_f16_convert(void)
                 for (int j = 0; j < 12; j++)
                     bits[n++] = hi | (m << 13) | low[j];
                 for (int j = 0; j < 4; j++)
-                    bits[n++] = hi | (m << 13) | ((uint32_t)(frand() * 4096.0f + 4096.0f) & 0x1fff);
+                    bits[n++] = hi | (m << 13) | (lg_test_rand_u32() & 0x1fff);
                 if (n == CH) {
                     bad += f16_compare(bits, n, xf, hv);
                     done += n;
@@ -304,8 +294,8 @@ static void test_kv_store_isa(const struct lg_kern *kt)
         int bad = 0;
         for (int64_t pos = 0; pos < N_CTX; pos++) {
             for (int i = 0; i < KD; i++) {
-                k[i] = frand() * 3.0f;
-                v[i] = frand() * 0.25f;
+                k[i] = lg_test_frand() * 3.0f;
+                v[i] = lg_test_frand() * 0.25f;
             }
             k[7] = 0.0f; /* a zero and an all-equal block stay exact */
             for (int i = 32; i < 64; i++)
@@ -424,8 +414,8 @@ static double attn_case(const struct shape *sh, uint32_t tk, uint32_t tv)
     for (int64_t pos = 0; pos < sh->n_ctx; pos++) {
         float *k = row, *v = row + KD;
         for (int64_t i = 0; i < KD; i++) {
-            k[i] = frand() * 2.0f + (i % 7 == 0 ? 1.5f : 0.0f);
-            v[i] = frand();
+            k[i] = lg_test_frand() * 2.0f + (i % 7 == 0 ? 1.5f : 0.0f);
+            v[i] = lg_test_frand();
         }
         lg_kv_store(kv, 0, pos, k, v);
         int64_t slot = pos % n_slots;
@@ -442,7 +432,7 @@ static double attn_case(const struct shape *sh, uint32_t tk, uint32_t tv)
                        deq_v + s * KD, KD);
     }
     for (int64_t i = 0; i < sh->n_tok * QD; i++)
-        q[i] = frand();
+        q[i] = lg_test_frand();
     struct lg_attn_args a = {
         .q = q, .k = deq_k, .v = deq_v, .type_k = LG_QTYPE_F32, .type_v = LG_QTYPE_F32,
         .n_tok = sh->n_tok, .n_head = sh->H, .n_head_kv = sh->Hkv, .head_dim = sh->hd,
@@ -779,6 +769,7 @@ static void test_real(void)
 
 int main(void)
 {
+    lg_test_rand_seed(3);
     test_parse();
     test_kv_sizes();
     test_f16_convert();

@@ -18,22 +18,13 @@
 #include "quant/quant.h"
 #include "test.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
 static void fill(float *x, int64_t n)
 {
     float scale = 1.0f;
     for (int64_t i = 0; i < n; i++) {
         if (i % 32 == 0)
-            scale = powf(10.0f, 2.0f * frand() - 1.0f);
-        x[i] = frand() * scale;
+            scale = powf(10.0f, 2.0f * lg_test_frand() - 1.0f);
+        x[i] = lg_test_frand() * scale;
     }
 }
 
@@ -229,6 +220,7 @@ static void test_act(void)
 
 int main(void)
 {
+    lg_test_rand_seed(4);
     test_act();
     const char *isas[] = {"ref", "avx2", "avx512"};
     for (int i = 0; i < 3; i++) {

@@ -26,21 +26,9 @@
 #include "quant/quant.h"
 #include "test.h"
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint64_t next_u64(void)
+static int irand(int n) /* uniform in [0, n), as an int for signed offsets */
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-static float frand(void) /* uniform in [-1, 1) */
-{
-    return (float)((double)(next_u64() >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-static int irand(int n) /* uniform in [0, n) */
-{
-    return (int)(next_u64() % (uint64_t)n);
+    return (int)lg_test_rand_below((uint32_t)n);
 }
 
 enum {
@@ -58,27 +46,27 @@ enum {
 
 static void fill_mode(float *x, int64_t n, int mode)
 {
-    float scale = 1.0f, c = frand() * powf(10.0f, 4.0f * frand());
+    float scale = 1.0f, c = lg_test_frand() * powf(10.0f, 4.0f * lg_test_frand());
     for (int64_t i = 0; i < n; i++) {
         switch (mode) {
         case MODE_NORMAL:
             if (i % 32 == 0)
-                scale = powf(10.0f, 2.0f * frand() - 1.0f);
-            x[i] = frand() * scale;
+                scale = powf(10.0f, 2.0f * lg_test_frand() - 1.0f);
+            x[i] = lg_test_frand() * scale;
             break;
         case MODE_EXTREME:
             if (i % 16 == 0)
-                scale = powf(10.0f, 17.0f * frand() - 13.0f);
-            x[i] = frand() * scale;
+                scale = powf(10.0f, 17.0f * lg_test_frand() - 13.0f);
+            x[i] = lg_test_frand() * scale;
             break;
         case MODE_SPARSE:
-            x[i] = irand(5) == 0 ? frand() : 0.0f;
+            x[i] = irand(5) == 0 ? lg_test_frand() : 0.0f;
             break;
         case MODE_ZERO:
             x[i] = 0.0f;
             break;
         case MODE_OUTLIER:
-            x[i] = i % 64 == 17 ? 1e4f * frand() : 1e-3f * frand();
+            x[i] = i % 64 == 17 ? 1e4f * lg_test_frand() : 1e-3f * lg_test_frand();
             break;
         case MODE_CONST:
             x[i] = c;
@@ -87,7 +75,7 @@ static void fill_mode(float *x, int64_t n, int mode)
             x[i] = (float)(irand(17) - 8);
             break;
         case MODE_WIDE:
-            x[i] = ldexpf(frand(), irand(77) - 60);
+            x[i] = ldexpf(lg_test_frand(), irand(77) - 60);
             break;
         default:
             break;
@@ -101,8 +89,8 @@ static void fill_mode(float *x, int64_t n, int mode)
 static uint16_t rand_f16_scale(void)
 {
     if (irand(64) == 0) /* any bit pattern: subnormal, inf, NaN */
-        return (uint16_t)next_u64();
-    return lg_f32_to_f16(frand() * powf(10.0f, 3.0f * frand()));
+        return (uint16_t)lg_test_rand_u64();
+    return lg_f32_to_f16(lg_test_frand() * powf(10.0f, 3.0f * lg_test_frand()));
 }
 
 /* Most rows of random bf16 / f32 bits get the top exponent bit cleared (|x| < 2, subnormals
@@ -140,7 +128,7 @@ static void make_weights(uint32_t t, float *f, uint8_t *w, size_t wb, int64_t n,
         return;
     }
     for (size_t i = 0; i < wb; i++)
-        w[i] = (uint8_t)next_u64();
+        w[i] = (uint8_t)lg_test_rand_u64();
     if (t == LG_QTYPE_BF16 || t == LG_QTYPE_F32)
         no_specials(w, t, n);
     size_t bs = (size_t)lg_qtype_get(t)->type_size;
@@ -232,7 +220,7 @@ static void test_random(const lg_vec_dot_fn *dot, uint32_t t, int n_cases)
         make_weights(t, f, w, (size_t)wb, n, wmode);
         if (t == LG_QTYPE_BF16 && irand(8) == 0) { /* any bf16 pattern: NaN, inf, subnormal */
             for (int64_t i = 0; i < n; i++) {
-                uint16_t h = (uint16_t)next_u64();
+                uint16_t h = (uint16_t)lg_test_rand_u64();
                 memcpy(a + 2 * i, &h, 2);
             }
             no_specials(a, t, n);
@@ -285,7 +273,7 @@ static void test_bf16_order(const lg_vec_dot_fn *dot)
                 else if (kind == 1)
                     y[i] = (i - c) % 3 == 0 ? big : (i - c) % 3 == 1 ? one : nbig;
                 else
-                    y[i] = lg_f32_to_bf16(ldexpf(frand(), irand(40) - 20));
+                    y[i] = lg_f32_to_bf16(ldexpf(lg_test_frand(), irand(40) - 20));
             }
         }
         float want = lg_vec_dot_ref[LG_QTYPE_BF16](x, y, n);
@@ -358,6 +346,7 @@ static void test_bf16_edge(const lg_vec_dot_fn *dot)
 
 int main(void)
 {
+    lg_test_rand_seed(5);
     /* the kernel module's own cpuid gate for its AVX2 table (AVX2 + FMA; every such CPU has
      * F16C) */
     if (!lg_kern_select("avx2")) {

@@ -25,23 +25,6 @@
 
 static char g_dir[] = "/tmp/lg_test_quant_file.XXXXXX";
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float rng_gauss(void)
-{
-    double u1 = ((double)(rng_next() >> 11) + 0.5) * 0x1p-53;
-    double u2 = ((double)(rng_next() >> 11) + 0.5) * 0x1p-53;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
 enum { N_LAYER = 4, MAX_T = 64 };
 
 struct src_tensor {
@@ -73,11 +56,11 @@ static void add_src(const char *name, uint32_t type, uint32_t n_dims, uint64_t n
     if (type == LG_QTYPE_F32) {
         float *f = t->data;
         for (uint64_t i = 0; i < n; i++)
-            f[i] = rng_gauss();
+            f[i] = lg_test_rand_gauss();
     } else {
         uint8_t *b = t->data;
         for (uint64_t i = 0; i < t->nbytes; i++)
-            b[i] = (uint8_t)(rng_next() >> 56);
+            b[i] = (uint8_t)(lg_test_rand_u64() >> 56);
     }
 }
 
@@ -415,6 +398,7 @@ static bool same_bytes(const char *a, const char *b)
 
 int main(void)
 {
+    lg_test_rand_seed(6);
     if (!mkdtemp(g_dir)) {
         fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
         return 1;

@@ -2,10 +2,10 @@
  * error bound each format is known to meet, plus edge blocks (zeros, constants, huge, tiny).
  *
  * Error figure: RMSE of the round trip divided by the RMS of the data, over 64 rows of 4096
- * N(0,1) values (seeded, so the figures are exact repeats). Measured (gcc, x86-64):
- *   F16 0.00021  BF16 0.00166  Q8_0 0.00533  Q8_1 0.00533  Q8_K 0.00694
- *   Q6_K 0.0177  Q5_K 0.0359  Q5_1 0.0377  Q5_0 0.0425  Q4_K 0.0712  IQ4_NL 0.0761
- *   IQ4_XS 0.0766  Q4_1 0.0779  Q4_0 0.0857  MXFP4 0.1152  Q3_K 0.1507  Q2_K 0.2966
+ * N(0,1) values (lg_test_rand_seed(7), so the figures are exact repeats). Measured (gcc, x86-64):
+ *   F16 0.00021  BF16 0.00166  Q8_0 0.00535  Q8_1 0.00535  Q8_K 0.00696
+ *   Q6_K 0.0178  Q5_K 0.0362  Q5_1 0.0379  Q5_0 0.0427  Q4_K 0.0715  IQ4_NL 0.0763
+ *   IQ4_XS 0.0769  Q4_1 0.0783  Q4_0 0.0858  MXFP4 0.1151  Q3_K 0.1509  Q2_K 0.2969
  * The bounds in bounds[] sit about 10% above these, so a quantizer that regresses (wrong
  * rounding, a lost scale search, wrong bit packing) fails.
  * Types gguf-py cannot quantize (K-quants, IQ4_NL, IQ4_XS, Q8_K, Q8_1) are checked here and
@@ -16,27 +16,6 @@
 
 #include "quant/quant.h"
 #include "test.h"
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(void)
-{
-    return ((double)(rng_next() >> 11) + 0.5) * 0x1p-53;
-}
-
-static float rng_gauss(void)
-{
-    double u1 = rng_uniform(), u2 = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 /* Relative RMSE of a round trip of x[n] through type. */
 static double round_trip(uint32_t type, const float *x, int64_t n, float *y)
@@ -86,7 +65,7 @@ static void test_gaussian(void)
     const int64_t n_per_row = 4096, n_rows = 64, n = n_per_row * n_rows;
     float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
     for (int64_t i = 0; i < n; i++)
-        x[i] = rng_gauss();
+        x[i] = lg_test_rand_gauss();
     for (size_t t = 0; t < sizeof bounds / sizeof bounds[0]; t++) {
         int type = lg_qtype_from_name(bounds[t].name);
         CHECK_MSG(type >= 0 && lg_qtype_get((uint32_t)type)->can_quant, "%s", bounds[t].name);
@@ -181,7 +160,7 @@ static void test_q8_k_bsums(void)
 {
     float x[512];
     for (int i = 0; i < 512; i++)
-        x[i] = rng_gauss() * (i < 256 ? 1.0f : 1e-3f);
+        x[i] = lg_test_rand_gauss() * (i < 256 ? 1.0f : 1e-3f);
     uint8_t q[2 * 292];
     lg_quant_row(LG_QTYPE_Q8_K, x, q, 512);
     int bad = 0;
@@ -226,6 +205,7 @@ static void test_exact(void)
 
 int main(void)
 {
+    lg_test_rand_seed(7);
     test_gaussian();
     test_edges();
     test_q8_k_bsums();

@@ -4,8 +4,9 @@
  * disconnects mid-stream, concurrent streams, shutdown with a stream in flight (cut by a
  * short drain; finished normally within a long one while new requests are refused), API keys,
  * CORS, the refusal to bind a non-loopback address without keys, and the connection guards
- * (hardening.md G9/G10): the header deadline (408 + close for a client trickling its
- * headers, none for a served keep-alive connection) and the connection cap (503 at once). */
+ * (hardening.md G9/G10): the request deadline (408 + close for a client trickling its
+ * headers or stalling in its body, none for a served keep-alive connection) and the
+ * connection cap (503 at once). */
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
@@ -413,6 +414,21 @@ static void test_conn_guards(struct engine_double *e)
               secs);
     CHECK_MSG(!strncmp(buf, "HTTP/1.1 408 ", 13) && length_matches(buf), "408: %s", buf);
     close(t);
+
+    /* headers in, then the body stalls: the whole request is due by the same deadline */
+    int b = raw_connect(p);
+    CHECK(b >= 0);
+    t0 = mono_ns();
+    raw_send(b, "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+                "\r\nContent-Length: 64\r\n\r\n{\"model\":");
+    raw_read(b, buf, sizeof buf, 2500, &closed);
+    secs = (double)(mono_ns() - t0) / 1e9;
+    CHECK_MSG(closed && secs > 0.9 && secs < 2.5, "stalled body closed %d after %.2f s", closed,
+              secs);
+    CHECK_MSG(!strncmp(buf, "HTTP/1.1 408 ", 13) && length_matches(buf) &&
+                  strstr(buf, "took too long"),
+              "408 for a stalled body: %s", buf);
+    close(b);
 
     /* a served keep-alive connection is not cut at the header deadline */
     int k = raw_connect(p);

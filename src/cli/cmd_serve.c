@@ -53,7 +53,7 @@
     "  --max-body BYTES    request body limit (1024..1073741824, default 8388608)\n"         \
     "  --max-connections N open connections (1..65536, default 1024)\n"                      \
     "  --timeout SECONDS   idle connection timeout (1..3600, default 30)\n"                  \
-    "  --header-timeout S  a new connection must send its headers within S seconds, else 408\n" \
+    "  --header-timeout S  a request (headers and body) must arrive within S seconds, else 408\n" \
     "                      (1..3600, default 10)\n"                                        \
     "  --log-requests      one stderr line per request (method, path, status, time)\n"      \
     "  --reasoning-key K   OpenAI routes send thinking as K (default reasoning_content)\n"  \

@@ -50,9 +50,10 @@ struct lg_server_config {
     size_t conn_memory_bytes;   /* per-connection pool: bounds request line + headers (431) */
     unsigned idle_timeout_s;    /* idle connection timeout; default 30; also the most a
                                  * keep-alive connection may take to send its next request */
-    unsigned header_timeout_s;  /* a new connection's request line + headers must be in
-                                 * within this, however slowly they trickle (slowloris):
-                                 * else 408 and close (G9); default 10, 0 = default */
+    unsigned header_timeout_s;  /* a request (line, headers and body) must be in within this
+                                 * of the connection (first request) or of its headers
+                                 * (keep-alive), however slowly it trickles (slowloris): else
+                                 * 408 and close (G9); default 10, 0 = default */
     const char *const *cors_origins; /* allowed Origin values; none → every Origin refused */
     size_t n_cors_origins;
     const char *const *allow_hosts; /* extra Host names accepted besides the defaults */
@@ -330,6 +331,8 @@ const struct lg_server_config *srv_conn_config(const struct srv_conn *c);
 const char *srv_conn_url(const struct srv_conn *c);
 bool srv_conn_is_head(const struct srv_conn *c);
 
+/* Queues body_steal (taken over) as the JSON answer; a NULL body (out of memory while building
+ * it) answers 503 "out of memory" instead. */
 int srv_reply_json(struct srv_conn *c, unsigned status, json_t *body_steal);
 int srv_reply_text(struct srv_conn *c, unsigned status, const char *content_type,
                    const char *text, size_t n);

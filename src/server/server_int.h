@@ -102,10 +102,11 @@ struct lg_server {
 struct srv_sock {
     struct srv_sock *prev, *next;
     int fd;
-    int64_t deadline_ns; /* the request line + headers must be in by then; 0 = none */
+    int64_t deadline_ns; /* the request (line, headers and body) must be in by then; 0 = none */
     bool rejected;       /* over the connection cap: 503 sent, closing */
     bool killed;         /* shut down by the watchdog */
-    bool served;         /* a request completed on it (keep-alive) */
+    bool served;         /* a request completed and the next has not started (idle keep-alive:
+                          * no 408) */
 };
 
 struct srv_conn {

@@ -2,13 +2,13 @@
  *
  * Same algorithm and the same floating-point operations, in the same order, as ref_attention
  * (kern/ref.c), so the output is bit-identical to the reference: q.k is summed in 8 lanes
- * (lane j takes elements i with i % 8 == j) and reduced as ((0+4)+(1+5))+((2+6)+(3+7)); V is
- * accumulated element by element in key order. Stored values are widened exactly (F16 with
- * F16C, int8 / nibbles times the block scale d, products that fit in f32) and nothing uses FMA
- * (a fused multiply-add rounds differently). The softmax is the reference one
- * (lg_kern_attn_softmax: no subnormal weights). What the vectors buy is the conversion: 8 keys'
- * elements per instruction instead of a call per element, and V accumulated in registers over
- * all keys for 64 output dims at a time. (Computing q.k for 8 keys at once measured 9% slower:
+ * (lane j takes elements i with i % 8 == j, one fused multiply-add per step) and reduced as
+ * ((0+4)+(1+5))+((2+6)+(3+7)); V is accumulated element by element in key order, one fused
+ * multiply-add per key. Stored values are widened exactly (F16 with F16C, int8 / nibbles times
+ * the block scale d, products that fit in f32). The softmax is lg_kern_attn_softmax (no
+ * subnormal weights) computed 8 lanes at a time. What the vectors buy is the conversion: 8
+ * keys' elements per instruction instead of a call per element, and V accumulated in registers
+ * over all keys for 64 output dims at a time. (Computing q.k for 8 keys at once measured 9% slower:
  * out-of-order execution already overlaps the keys' independent sums.) (token, head) pairs
  * are dealt to the threads in turn (pair p to thread p % nth), so that the long causal rows of
  * a prefill chunk's last tokens do not all land on one thread.
@@ -58,15 +58,94 @@ static inline __m256 q4_0_x8(const uint8_t *blk, __m256 d, int g)
     return _mm256_mul_ps(_mm256_cvtepi32_ps(n), d);
 }
 
+/* ---- the attention softmax ------------------------------------------------------------------ */
+
+/* lg_kern_attn_softmax's weight of z = score - max (kern/ref.c: attn_exp and the cut), 8 lanes:
+ * the same operations, each rounded once as there. */
+static inline __m256 attn_exp8(__m256 z)
+{
+    const __m256 lo = _mm256_set1_ps((float)LG_ATTN_EXP_MIN);
+    const __m256 keep = _mm256_cmp_ps(z, lo, _CMP_NLT_UQ); /* !(z < lo): kept, NaN included */
+    const __m256 nan = _mm256_cmp_ps(z, z, _CMP_UNORD_Q);
+    const __m256 zc = _mm256_max_ps(z, lo); /* the value itself where it is used */
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(zc, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), zc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    e = _mm256_blendv_ps(e, z, nan);
+    return _mm256_and_ps(e, keep);
+}
+
+/* lg_kern_attn_softmax bit for bit (the double sum in the same 8 lanes: elements i..i+3 in one
+ * register of 4 doubles, i+4..i+7 in another). A tail of n % 8 goes through the same vector
+ * code on a copy padded with x[0] (max) or zeros (weights 0 add +0: exact). */
+static void attn_softmax8(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    const int64_t nv = n / 8 * 8, nt = n - nv;
+    float t[8];
+    __m256 vmx = _mm256_set1_ps(x[0]);
+    for (int64_t i = 0; i < nv; i += 8)
+        vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(x + i));
+    if (nt) {
+        for (int j = 0; j < 8; j++)
+            t[j] = j < nt ? x[nv + j] : x[0];
+        vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(t));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmx), _mm256_extractf128_ps(vmx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const __m256 mx = _mm256_set1_ps(_mm_cvtss_f32(m4));
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    for (int64_t i = 0; i < nv; i += 8) {
+        const __m256 e = attn_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mx));
+        _mm256_storeu_ps(x + i, e);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    if (nt) {
+        for (int j = 0; j < 8; j++)
+            t[j] = j < nt ? x[nv + j] : 0.0f;
+        _mm256_storeu_ps(t, attn_exp8(_mm256_sub_ps(_mm256_loadu_ps(t), mx)));
+        for (int j = (int)nt; j < 8; j++)
+            t[j] = 0.0f;
+        memcpy(x + nv, t, (size_t)nt * sizeof(float));
+        const __m256 e = _mm256_loadu_ps(t);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double b[4];
+    _mm256_storeu_pd(b, _mm256_add_pd(a0, a1)); /* b_j = lane j + lane j+4 */
+    const double sum = (b[0] + b[1]) + (b[2] + b[3]);
+    const float inv = (float)(1.0 / sum);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (int64_t i = 0; i < nv; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+    for (int64_t i = nv; i < n; i++)
+        x[i] *= inv;
+}
+
 static float dot_f32(const float *q, const float *k, int64_t d)
 {
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= d; i += 8)
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i)));
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
     float s = hsum_ref_order(acc);
     for (; i < d; i++)
-        s += q[i] * k[i];
+        s = fmaf(q[i], k[i], s);
     return s;
 }
 
@@ -75,10 +154,10 @@ static float dot_f16(const float *q, const uint8_t *k, int64_t d)
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= d; i += 8)
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i), load_f16x8(k + 2 * i)));
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(k + 2 * i), acc);
     float s = hsum_ref_order(acc);
     for (; i < d; i++)
-        s += q[i] * f16_scale(k + 2 * i);
+        s = fmaf(q[i], f16_scale(k + 2 * i), s);
     return s;
 }
 
@@ -88,8 +167,7 @@ static float dot_q8_0(const float *q, const uint8_t *k, int64_t d)
     for (int64_t i = 0; i < d; i += 32, k += 34) {
         __m256 s = _mm256_set1_ps(f16_scale(k));
         for (int g = 0; g < 4; g++)
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i + 8 * g),
-                                                   q8_0_x8(k, s, g)));
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8 * g), q8_0_x8(k, s, g), acc);
     }
     return hsum_ref_order(acc);
 }
@@ -100,8 +178,7 @@ static float dot_q4_0(const float *q, const uint8_t *k, int64_t d)
     for (int64_t i = 0; i < d; i += 32, k += 18) {
         __m256 s = _mm256_set1_ps(f16_scale(k));
         for (int g = 0; g < 4; g++)
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(q + i + 8 * g),
-                                                   q4_0_x8(k, s, g)));
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8 * g), q4_0_x8(k, s, g), acc);
     }
     return hsum_ref_order(acc);
 }
@@ -158,7 +235,7 @@ static inline __attribute__((always_inline)) void attn_v(float *o, const uint8_t
             for (const uint8_t *v = vb + (size_t)slot * vs + head_off; j < end; j++, v += vs) {
                 __m256 wj = _mm256_set1_ps(w[j]);
                 for (int r = 0; r < TILE; r++)
-                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(wj, v_x8(v, type, e + 8 * r)));
+                    acc[r] = _mm256_fmadd_ps(wj, v_x8(v, type, e + 8 * r), acc[r]);
             }
         }
         for (int r = 0; r < TILE; r++)
@@ -169,7 +246,7 @@ static inline __attribute__((always_inline)) void attn_v(float *o, const uint8_t
         for (int64_t j = 0, slot = lo % n_slots; j < n_keys; slot = 0) {
             int64_t end = j + (n_slots - slot < n_keys - j ? n_slots - slot : n_keys - j);
             for (const uint8_t *v = vb + (size_t)slot * vs + head_off; j < end; j++, v += vs)
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[j]), v_x8(v, type, e)));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), v_x8(v, type, e), acc);
         }
         _mm256_storeu_ps(o + e, acc);
     }
@@ -180,7 +257,7 @@ static inline __attribute__((always_inline)) void attn_v(float *o, const uint8_t
             for (const uint8_t *v = vb + (size_t)slot * vs + head_off; j < end; j++, v += vs) {
                 float x = type == LG_QTYPE_F16 ? f16_scale(v + 2 * e)
                                                : ((const float *)(const void *)v)[e];
-                acc += w[j] * x;
+                acc = fmaf(w[j], x, acc);
             }
         }
         o[e] = acc;
@@ -231,8 +308,7 @@ static inline __attribute__((always_inline)) void qk_group(const struct lg_attn_
                 const __m256 kx = v_x8(k, type, e);
                 _Pragma("GCC unroll 8")
                 for (int g = 0; g < G; g++)
-                    acc[g] = _mm256_add_ps(acc[g],
-                                           _mm256_mul_ps(_mm256_loadu_ps(q + g * d + e), kx));
+                    acc[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * d + e), kx, acc[g]);
             }
             _Pragma("GCC unroll 8")
             for (int g = 0; g < G; g++) {
@@ -264,8 +340,7 @@ static inline __attribute__((always_inline)) void v_group(const struct lg_attn_a
                 const __m256 vx = v_x8(v, type, e);
                 _Pragma("GCC unroll 8")
                 for (int g = 0; g < G; g++)
-                    acc[g] = _mm256_add_ps(
-                        acc[g], _mm256_mul_ps(_mm256_set1_ps(w[g * n_keys + j]), vx));
+                    acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(w[g * n_keys + j]), vx, acc[g]);
             }
         }
         _Pragma("GCC unroll 8")
@@ -351,7 +426,7 @@ static void avx2_attention(const struct lg_attn_args *a, int ith, int nth)
             qk_group_typed(a, a->q + (t * a->n_head + h0) * d, kb + (size_t)kvh * hbk, ks, lo,
                            n_keys, sc, a->type_k, G);
             for (int g = 0; g < G; g++)
-                lg_kern_attn_softmax(sc + g * n_keys, n_keys);
+                attn_softmax8(sc + g * n_keys, n_keys);
             v_group_typed(a, a->out + (t * a->n_head + h0) * d, vb + (size_t)kvh * hbv, vs, lo,
                           n_keys, sc, a->type_v, G);
         }
@@ -376,7 +451,7 @@ static void avx2_attention(const struct lg_attn_args *a, int ith, int nth)
                 sc[j] = s;
             }
         }
-        lg_kern_attn_softmax(sc, n_keys);
+        attn_softmax8(sc, n_keys);
         attn_v_typed(a->out + (t * a->n_head + h) * d, vb, vs, (size_t)kvh * hbv, a->type_v, sc,
                      lo, n_keys, a->n_slots, d);
     }

@@ -1,12 +1,14 @@
 /* kern.c: picks the kernel table once at start-up.
  *
- * Each ISA file (kern/x_avx2.c, kern/x_avx512.c) may define a filler
- * `void lg_kern_fill_avx2(struct lg_kern *k)` that overwrites the slots it implements; the
- * AVX2 fillers are always built on x86 and referenced strongly, the AVX-512 one is a weak
- * reference, so a build without that file simply keeps the other slots. The AVX-512 table also
- * gets the VNNI R8 kernels (lg_qdot_fill_avx512, kern/matmul_q.c) and is the automatic choice
- * on a CPU with AVX512-VNNI. Selection: LG_ISA=ref|avx2|avx512 when set, else the best ISA the
- * CPU supports.
+ * Each ISA file (kern/x_avx2.c, kern/x_avx512.c) defines a filler
+ * `void lg_kern_fill_avx2(struct lg_kern *k)` that overwrites the slots it implements. The x86
+ * fillers are always built (the Makefile gives each file its ISA's flags) and referenced
+ * strongly: a weak reference would not pull their objects out of the static library. The
+ * AVX-512 table takes kern/ops_avx512.c's element-wise ops, quantizers and attention
+ * (kern/attn_avx512.c), the VNNI R8 kernels (lg_qdot_fill_avx512, kern/matmul_q.c) on a CPU
+ * with AVX512-VNNI, and the AVX2 functions in every other slot; it is the automatic choice on a
+ * CPU with AVX-512 F/BW/VL/DQ. Selection: LG_ISA=ref|avx2|avx512 when set, else the best ISA
+ * the CPU supports.
  * Invariant: every slot of a returned table is non-NULL.
  */
 #include <pthread.h>
@@ -27,17 +29,31 @@ static void (*const attn_fill_avx2)(struct lg_kern *) = lg_attn_fill_avx2;
 static void (*const ops_fill_avx2)(struct lg_kern *) = lg_kern_fill_avx2;
 /* Q2_K, Q3_K, IQ4_XS, BF16 and F32 dots (kern/qdot_more_avx2.c), likewise. */
 static void (*const qdot_more_avx2)(lg_vec_dot_fn *) = lg_qdot_avx2_more;
+/* The AVX-512 element-wise ops, quantizers and attention (kern/ops_avx512.c), likewise. */
+static void (*const ops_fill_avx512)(struct lg_kern *) = lg_kern_fill_avx512;
 #else
 static void (*const qdot_fill_avx2)(lg_vec_dot_fn *, lg_vec_dot4_fn *) = NULL;
 static void (*const attn_fill_avx2)(struct lg_kern *) = NULL;
 static void (*const ops_fill_avx2)(struct lg_kern *) = NULL;
 static void (*const qdot_more_avx2)(lg_vec_dot_fn *) = NULL;
+static void (*const ops_fill_avx512)(struct lg_kern *) = NULL;
 #endif
-void lg_kern_fill_avx512(struct lg_kern *k) __attribute__((weak));
 
 static struct lg_kern avx2_table, avx512_table;
 static const struct lg_kern *auto_table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* glu_quantize of the ISA tables: composed from each table's own slots. */
+static void glu_quantize_avx2(uint32_t w, const float *g, const float *m, void *dst, int64_t n)
+{
+    lg_kern_glu_quantize_with(&avx2_table, w, g, m, dst, n);
+}
+
+static void glu_quantize_avx512(uint32_t w, const float *g, const float *m, void *dst,
+                                int64_t n)
+{
+    lg_kern_glu_quantize_with(&avx512_table, w, g, m, dst, n);
+}
 
 static void fill_missing(struct lg_kern *k)
 {
@@ -60,6 +76,8 @@ static void fill_missing(struct lg_kern *k)
         k->softcap = r->softcap;
     if (!k->act_quantize)
         k->act_quantize = r->act_quantize;
+    if (!k->glu_quantize)
+        k->glu_quantize = r->glu_quantize;
     if (!k->attention)
         k->attention = r->attention;
     for (int t = 0; t < LG_QTYPE_COUNT; t++)
@@ -82,7 +100,7 @@ static int cpu_has_avx512(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 #else
     return 0;
 #endif
@@ -110,13 +128,15 @@ static void init_tables(void)
         qdot_more_avx2(avx2_table.vec_dot);
     if (attn_fill_avx2 && !avx2_table.attention)
         attn_fill_avx2(&avx2_table);
+    avx2_table.glu_quantize = glu_quantize_avx2;
     fill_missing(&avx2_table);
 
     /* AVX-512 machines also run the AVX2 kernels for slots the AVX-512 file leaves empty. */
     memset(&avx512_table, 0, sizeof avx512_table);
     avx512_table.isa = "avx512";
-    if (lg_kern_fill_avx512)
-        lg_kern_fill_avx512(&avx512_table);
+    /* only on an AVX-512 CPU: the filler itself is built with AVX-512 flags */
+    if (ops_fill_avx512 && cpu_has_avx512())
+        ops_fill_avx512(&avx512_table);
     if (ops_fill_avx2) {
         struct lg_kern tmp;
         memset(&tmp, 0, sizeof tmp);
@@ -143,8 +163,8 @@ static void init_tables(void)
 #if defined(__x86_64__) || defined(__i386__)
     lg_qdot_fill_avx512(avx512_table.vec_dot4); /* VNNI R8 kernels (kern/repack_avx512.c) */
 #endif
-    /* TODO(#10): the AVX-512 table's own kernels are so far only the VNNI R8 matrix products
-     * (on a CPU with AVX512-VNNI: the dot4 above, by which lg_gemm_q_for picks
+    /* The AVX-512 table's own kernels: kern/ops_avx512.c's slots, and on a CPU with
+     * AVX512-VNNI the R8 matrix products (the dot4 above, by which lg_gemm_q_for picks
      * kern/repack_avx512.c for R8 matrices); every other slot holds the AVX2 functions (an
      * AVX-512 CPU runs them). */
     if (qdot_fill_avx2) {
@@ -160,6 +180,7 @@ static void init_tables(void)
                 avx512_table.vec_dot4[t] = d4[t];
         }
     }
+    avx512_table.glu_quantize = glu_quantize_avx512;
     fill_missing(&avx512_table);
 
     const char *env = getenv("LG_ISA");
@@ -173,7 +194,7 @@ static void init_tables(void)
             t = &avx512_table;
     }
     if (!t) {
-        if (cpu_has_avx512() && (lg_kern_fill_avx512 || cpu_has_avx512_vnni()))
+        if (cpu_has_avx512() && (ops_fill_avx512 || cpu_has_avx512_vnni()))
             t = &avx512_table;
         else if (cpu_has_avx2() && (ops_fill_avx2 || qdot_fill_avx2 || attn_fill_avx2))
             t = &avx2_table;

@@ -15,9 +15,10 @@
  *   weights go through vec_dot / vec_dot4 (kern/qdot.h) on activations converted once per row
  *   to ggml's activation format for the weight type, driven by lg_matmul_q over row ranges;
  *   `matmul` (dequantize a row, f32 dot) remains for types without a quantized dot.
- * - ISA files: kern/qdot_avx2.c fills the AVX2 dot products (lg_qdot_fill_avx2). There is no
- *   AVX-512 file yet (this machine has no AVX-512 to test one on): the avx512 table runs the
- *   AVX2 dots. TODO(#10): VNNI dots; NEON later.
+ * - ISA files: kern/qdot_avx2.c fills the AVX2 dot products (lg_qdot_fill_avx2);
+ *   kern/ops_avx512.c and kern/attn_avx512.c the AVX-512 element-wise ops, activation
+ *   quantizers and prefill attention (lg_kern_fill_avx512); the avx512 table runs the AVX2
+ *   functions in the other slots (and the VNNI R8 products, kern/matmul_q.c). NEON later.
  * Thread-safety: the table is immutable after lg_kern_select(); every op is reentrant.
  */
 #ifndef LG_KERN_H
@@ -119,6 +120,12 @@ struct lg_kern {
     /* lg_act_quantize (kern/qdot.h), bit for bit in every ISA. */
     void (*act_quantize)(uint32_t w, const float *x, void *dst, int64_t n);
 
+    /* dst = act_quantize(w, gelu_tanh(g) * m) over n elements (a multiple of the activation
+     * format's block), g and m left unchanged: the GLU and the conversion for the product
+     * after it in one pass over memory, 256 elements at a time through a buffer on the stack.
+     * Bit for bit this table's gelu_tanh, mul and act_quantize in turn. */
+    void (*glu_quantize)(uint32_t w, const float *g, const float *m, void *dst, int64_t n);
+
     /* Attention for this thread's share of (token, head) pairs. */
     void (*attention)(const struct lg_attn_args *a, int ith, int nth);
 
@@ -134,9 +141,18 @@ struct lg_kern {
  * (inv_freq in fp32, product in fp32), then cos/sin. */
 void lg_rope_angles(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale,
                     const float *ff);
+/* The same in two steps, so that a prefill computes the pow()s once per layer:
+ * lg_rope_inv_freq fills inv[i] = base^(-2i/n_rot) (fp32) for i < n_rot/2, and
+ * lg_rope_angles_inv(cs, n_rot, pos, inv, ...) then equals lg_rope_angles bit for bit. */
+void lg_rope_inv_freq(float *inv, int64_t n_rot, float base);
+void lg_rope_angles_inv(float *cs, int64_t n_rot, int64_t pos, const float *inv,
+                        float freq_scale, const float *ff);
 
 /* The table for this CPU (or LG_ISA). Never NULL; any thread; the first call initializes. */
 const struct lg_kern *lg_kern_get(void);
+/* Table k's name for users (bench, logs): k->isa, or "avx512+amx" when its R8 products of
+ * several tokens run on AMX (kern/amx.h). The string is static; any thread. */
+const char *lg_kern_isa_label(const struct lg_kern *k);
 
 /* Explicit selection: "ref", "avx2", "avx512", or NULL for auto (cpuid + LG_ISA). Returns NULL
  * for an unknown or unsupported name. The returned table is static and immutable. */
@@ -147,10 +163,16 @@ const struct lg_kern *lg_kern_ref(void);
 
 /* Reference building blocks, exported for tests and for ISA files to fall back on. */
 float lg_kern_dot_f32(const float *a, const float *b, int64_t n);
-/* The attention softmax (every ISA's attention uses this one): as `softmax`, except that a key
- * more than LG_ATTN_EXP_MIN below the maximum score gets weight 0 instead of a tiny or
- * subnormal one (< 2e-22 of the top weight: invisible in f32 sums, but products with
- * subnormals take microcode assists that made peaked attention several times slower). */
+/* glu_quantize from k's gelu_tanh, mul and act_quantize (the tables' glu_quantize slots). */
+void lg_kern_glu_quantize_with(const struct lg_kern *k, uint32_t w, const float *g,
+                               const float *m, void *dst, int64_t n);
+/* The attention softmax (every ISA's attention computes exactly this one, vectorised): as
+ * `softmax`, except that a key more than LG_ATTN_EXP_MIN below the maximum score gets weight 0
+ * instead of a tiny or subnormal one (< 2e-22 of the top weight: invisible in f32 sums, but
+ * products with subnormals take microcode assists that made peaked attention several times
+ * slower); e^z is a fixed polynomial (about 2 ulp, kern/ref.c) rather than libm's expf, and the
+ * sum of the weights is taken in double over 8 lanes (element i in lane i % 8, lanes reduced as
+ * ((0+4)+(1+5))+((2+6)+(3+7))), so that vector code reproduces it bit for bit. */
 enum { LG_ATTN_EXP_MIN = -50 };
 void lg_kern_attn_softmax(float *x, int64_t n);
 
@@ -158,5 +180,10 @@ void lg_kern_attn_softmax(float *x, int64_t n);
 void lg_attn_fill_avx2(struct lg_kern *k);
 /* The AVX2 element-wise ops and activation quantizers (kern/ops_avx2.c; x86 builds only). */
 void lg_kern_fill_avx2(struct lg_kern *k);
+/* The AVX-512 element-wise ops and activation quantizers (kern/ops_avx512.c), and through
+ * lg_attn_fill_avx512 (kern/attn_avx512.c) the AVX-512 attention; x86 builds only, to be run
+ * on a CPU with AVX-512 F/BW/VL/DQ. */
+void lg_kern_fill_avx512(struct lg_kern *k);
+void lg_attn_fill_avx512(struct lg_kern *k);
 
 #endif

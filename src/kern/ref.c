@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kern/kern.h"
+#include "kern/qdot.h"
 #include "quant/quant.h"
 
 float lg_kern_dot_f32(const float *a, const float *b, int64_t n)
@@ -146,9 +147,50 @@ static void ref_softmax(float *x, int64_t n)
     softmax_cut(x, n, -INFINITY);
 }
 
+/* e^z for z in [LG_ATTN_EXP_MIN, 0] (a score minus the maximum): z = n ln2 + r (Cody-Waite,
+ * |r| <= ln2/2), the Cephes expf polynomial in r by fused multiply-adds, times 2^n (a normal
+ * power of two: n >= -73). About 2 ulp. Every operation is one IEEE rounding that a vector unit
+ * performs identically (rintf: round to nearest even), so the ISA kernels reproduce it bit for
+ * bit 8 or 16 lanes at a time. */
+static inline float attn_exp(float z)
+{
+    const float n = rintf(z * 1.44269504088896341f);
+    float r = fmaf(-n, 0.693359375f, z);
+    r = fmaf(-n, -2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r);
+    p = p + 1.0f;
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return p * s;
+}
+
 void lg_kern_attn_softmax(float *x, int64_t n)
 {
-    softmax_cut(x, n, (float)LG_ATTN_EXP_MIN);
+    if (n <= 0)
+        return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > mx)
+            mx = x[i];
+    const float lo = (float)LG_ATTN_EXP_MIN;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* lane i % 8, in order */
+    for (int64_t i = 0; i < n; i++) {
+        const float z = x[i] - mx;
+        x[i] = z < lo ? 0.0f : z == z ? attn_exp(z) : z; /* NaN stays NaN */
+        acc[i % 8] += (double)x[i];
+    }
+    const double sum =
+        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= inv;
 }
 
 static void ref_gelu_tanh(float *x, int64_t n)
@@ -192,19 +234,25 @@ size_t lg_attn_head_bytes(uint32_t type, int64_t head_dim)
     }
 }
 
-/* q . k for one K head stored in `type`. Converted 8 (F16) or 32 (block types) elements at a
- * time and summed in exactly the order of lg_kern_dot_f32 on the dequantized head. */
+/* q . k for one K head stored in `type`, widened 8 (F32, F16) or 32 (block types) elements at
+ * a time: lane j < 8 accumulates q[i] k[i] for i % 8 == j in order, each step one fused
+ * multiply-add (one rounding: the ISA kernels do the same with vector FMA); the lanes reduce as
+ * ((0+4)+(1+5))+((2+6)+(3+7)); a tail of d % 8 elements (F32 / F16) is fused into the sum one
+ * by one. */
 static float attn_dot(const float *q, const uint8_t *k, uint32_t type, int64_t d)
 {
-    if (type == LG_QTYPE_F32)
-        return lg_kern_dot_f32(q, (const float *)(const void *)k, d);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[32];
+    const float *kf = (const float *)(const void *)k;
     int64_t i = 0;
-    if (type == LG_QTYPE_F16) {
+    if (type == LG_QTYPE_F32 || type == LG_QTYPE_F16) {
         for (; i + 8 <= d; i += 8) {
-            lg_dequant_row(LG_QTYPE_F16, k + 2 * i, x, 8);
+            const float *kx = kf + i;
+            if (type == LG_QTYPE_F16) {
+                lg_dequant_row(LG_QTYPE_F16, k + 2 * i, x, 8);
+                kx = x;
+            }
             for (int j = 0; j < 8; j++)
-                acc[j] += q[i + j] * x[j];
+                acc[j] = fmaf(q[i + j], kx[j], acc[j]);
         }
     } else {
         const size_t bb = lg_attn_head_bytes(type, 32);
@@ -212,31 +260,35 @@ static float attn_dot(const float *q, const uint8_t *k, uint32_t type, int64_t d
             lg_dequant_row((enum lg_qtype)type, k + (size_t)(i / 32) * bb, x, 32);
             for (int g = 0; g < 32; g += 8)
                 for (int j = 0; j < 8; j++)
-                    acc[j] += q[i + g + j] * x[g + j];
+                    acc[j] = fmaf(q[i + g + j], x[g + j], acc[j]);
         }
     }
     float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < d; i++) { /* F16 tail only (block types have d % 32 == 0) */
-        lg_dequant_row(LG_QTYPE_F16, k + 2 * i, x, 1);
-        s += q[i] * x[0];
+    for (; i < d; i++) { /* F32 / F16 tail (block types have d % 32 == 0) */
+        if (type == LG_QTYPE_F16)
+            lg_dequant_row(LG_QTYPE_F16, k + 2 * i, x, 1);
+        else
+            x[0] = kf[i];
+        s = fmaf(q[i], x[0], s);
     }
     return s;
 }
 
-/* o += w * v for one V head stored in `type` (element by element as ref_axpy). */
+/* o[i] = fma(w, v[i], o[i]) for one V head stored in `type`. */
 static void attn_axpy(float *o, const uint8_t *v, uint32_t type, float w, int64_t d)
 {
-    if (type == LG_QTYPE_F32) {
-        ref_axpy(o, (const float *)(const void *)v, w, d);
-        return;
-    }
     float x[32];
     const int64_t blk = type == LG_QTYPE_F16 ? 1 : 32;
     const size_t bb = lg_attn_head_bytes(type, blk);
     for (int64_t i = 0; i < d; i += 32) {
         int64_t n = d - i < 32 ? d - i : 32;
-        lg_dequant_row((enum lg_qtype)type, v + (size_t)(i / blk) * bb, x, n);
-        ref_axpy(o + i, x, w, n);
+        const float *vx = (const float *)(const void *)v + i;
+        if (type != LG_QTYPE_F32) {
+            lg_dequant_row((enum lg_qtype)type, v + (size_t)(i / blk) * bb, x, n);
+            vx = x;
+        }
+        for (int64_t j = 0; j < n; j++)
+            o[i + j] = fmaf(w, vx[j], o[i + j]);
     }
 }
 
@@ -277,19 +329,63 @@ static void ref_attention(const struct lg_attn_args *a, int ith, int nth)
     }
 }
 
+/* One rotation pair from its inverse frequency (the steps after pow, shared by both forms). */
+static inline void rope_pair(float *cs, int64_t pos, float inv, float freq_scale, const float *ffi)
+{
+    float theta = (float)pos * inv;
+    if (freq_scale != 1.0f)
+        theta *= freq_scale;
+    if (ffi)
+        theta /= *ffi;
+    cs[0] = (float)cos((double)theta);
+    cs[1] = (float)sin((double)theta);
+}
+
+static inline float rope_inv(int64_t i, int64_t n_rot, float base)
+{
+    return (float)(1.0 / pow((double)base, (double)(2 * i) / (double)n_rot));
+}
+
 void lg_rope_angles(float *cs, int64_t n_rot, int64_t pos, float base, float freq_scale,
                     const float *ff)
 {
-    for (int64_t i = 0; i < n_rot / 2; i++) {
-        float inv = (float)(1.0 / pow((double)base, (double)(2 * i) / (double)n_rot));
-        float theta = (float)pos * inv;
-        if (freq_scale != 1.0f)
-            theta *= freq_scale;
-        if (ff)
-            theta /= ff[i];
-        cs[2 * i] = (float)cos((double)theta);
-        cs[2 * i + 1] = (float)sin((double)theta);
+    for (int64_t i = 0; i < n_rot / 2; i++)
+        rope_pair(cs + 2 * i, pos, rope_inv(i, n_rot, base), freq_scale, ff ? ff + i : NULL);
+}
+
+void lg_rope_inv_freq(float *inv, int64_t n_rot, float base)
+{
+    for (int64_t i = 0; i < n_rot / 2; i++)
+        inv[i] = rope_inv(i, n_rot, base);
+}
+
+void lg_rope_angles_inv(float *cs, int64_t n_rot, int64_t pos, const float *inv,
+                        float freq_scale, const float *ff)
+{
+    for (int64_t i = 0; i < n_rot / 2; i++)
+        rope_pair(cs + 2 * i, pos, inv[i], freq_scale, ff ? ff + i : NULL);
+}
+
+void lg_kern_glu_quantize_with(const struct lg_kern *k, uint32_t w, const float *g,
+                               const float *m, void *dst, int64_t n)
+{
+    /* 256: a multiple of every activation block (32, 256, 1), so the chunks hold whole blocks */
+    enum { CHUNK = 256 };
+    float t[CHUNK];
+    const size_t cb = lg_act_row_bytes(w, CHUNK);
+    uint8_t *out = dst;
+    for (int64_t i = 0; i < n; i += CHUNK, out += cb) {
+        const int64_t c = n - i < CHUNK ? n - i : CHUNK;
+        memcpy(t, g + i, (size_t)c * sizeof(float));
+        k->gelu_tanh(t, c);
+        k->mul(t, t, m + i, c);
+        k->act_quantize(w, t, out, c);
     }
+}
+
+static void ref_glu_quantize(uint32_t w, const float *g, const float *m, void *dst, int64_t n)
+{
+    lg_kern_glu_quantize_with(lg_kern_ref(), w, g, m, dst, n);
 }
 
 /* Not const: the quantized dot slots are copied from lg_vec_dot_ref (another file) once. */
@@ -304,6 +400,7 @@ static struct lg_kern ref_table = {
     .axpy = ref_axpy,
     .softcap = ref_softcap,
     .act_quantize = lg_act_quantize,
+    .glu_quantize = ref_glu_quantize,
     .attention = ref_attention,
 };
 

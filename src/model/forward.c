@@ -13,6 +13,13 @@
  * shared by all threads, which then pull chunks of output rows from an atomic counter; chunks
  * start at multiples of 8 rows of each matrix (the GEMM kernels work on groups of 8 rows).
  * Products that read the same input (Q/K/V, gate/up) run as one parallel job.
+ *
+ * Everything between two products is row-local (norms, residual adds, RoPE, the GLU, the
+ * K/V stores), so it runs as one "row step" per gap: the rows of the chunk are shared out
+ * across the pool and each row goes through all the gap's operations while in cache, ending
+ * with its conversion to the next product's activation format (s->qx). A row step computes
+ * every element exactly as the separate passes did (same kernels, same order), so the split
+ * of rows across threads or chunks never changes a result: prefill == decode bit for bit.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +32,9 @@
 #include "model/state_priv.h"
 #include "quant/quant.h"
 
-enum { MM_MAX = 3, MM_ALIGN = 8 };
+/* ROWS_MIN: element-operations below which a row step runs on the calling thread alone (a
+ * wake-up of the workers costs about as much as 30K element operations). */
+enum { MM_MAX = 3, MM_ALIGN = 8, ROWS_MIN = 32768 };
 
 /* Up to MM_MAX products y_i[t] = W_i x[t] over the same input, run as one job whose threads
  * pull chunks of rows (of the concatenated outputs) from `next`. */
@@ -110,32 +119,60 @@ static void quant_rows(struct lg_model_state *s, const struct lg_wmat *w, const 
         quant_run(&q, 0, 1);
 }
 
+/* The activation format lg_matmul_q reads for w on this table, or -1 when its product takes
+ * f32 rows (F32 weights, or a type without a quantized dot: the dequantizing `matmul`). */
+static int mm_act(const struct lg_model_state *s, const struct lg_wmat *w)
+{
+    int act = s->k->vec_dot[w->type] ? lg_act_type(w->type) : -1;
+    return act == LG_QTYPE_F32 ? -1 : act;
+}
+
+static void mm_job_init(struct mm_job *j, const struct lg_model_state *s, const float *x,
+                        int64_t ldx, int64_t n)
+{
+    memset(j, 0, sizeof *j);
+    j->s = s;
+    j->x = x;
+    j->ldx = ldx;
+    j->n = n;
+}
+
+static void mm_launch(struct lg_model_state *s, struct mm_job *j)
+{
+    if (j->count == 0)
+        return;
+    int64_t total = j->row0[j->count];
+    /* ~8 chunks per thread balance a loaded machine; at least 16 rows keep dot4 blocks; a
+     * multiple of MM_ALIGN keeps every chunk on the GEMM's 8-row groups. */
+    int64_t step = total / ((int64_t)s->nth * 8);
+    j->step = step < 16 ? 16 : (step + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
+    atomic_store(&j->next, 0);
+    if (total * j->w[0]->cols * j->n < 32768 || s->nth == 1) /* not worth waking the workers */
+        mm_rows(j, 0, total, 0);
+    else
+        lg_tp_run(s->pool, mm_run, j);
+}
+
 /* y_i[t] = W_i x[t] for i < count over the chunk: the input is converted once per activation
  * format (in s->qx, one format at a time, so products of different formats run as separate
- * jobs), rows are shared out across the pool. */
+ * jobs), rows are shared out across the pool. `have`: the format s->qx already holds for these
+ * rows of x (a row step converted them), or -1. */
 static void mm_multi(struct lg_model_state *s, const float *x, int64_t ldx, int64_t n, int count,
-                     const struct lg_wmat *const *ws, float *const *ys, const int64_t *ldys)
+                     const struct lg_wmat *const *ws, float *const *ys, const int64_t *ldys,
+                     int have)
 {
     struct mm_job j;
-    memset(&j, 0, sizeof j);
-    j.s = s;
-    j.x = x;
-    j.ldx = ldx;
-    j.n = n;
-    int cur_act = -2;
+    mm_job_init(&j, s, x, ldx, n);
+    int cur = have;    /* the format s->qx holds */
+    bool used = false; /* a product of j reads s->qx */
     for (int i = 0; i < count; i++) {
         const struct lg_wmat *w = ws[i];
         int act = s->k->vec_dot[w->type] ? lg_act_type(w->type) : -1;
-        if (act >= 0 && act != LG_QTYPE_F32 && act != cur_act && cur_act != -2 &&
-            j.count > 0) {
-            /* s->qx holds another format: flush what we have first */
-            mm_multi(s, x, ldx, n, j.count, j.w, j.y, j.ldy);
-            memset(&j, 0, sizeof j);
-            j.s = s;
-            j.x = x;
-            j.ldx = ldx;
-            j.n = n;
-            cur_act = -2;
+        if (act >= 0 && act != LG_QTYPE_F32 && act != cur && used) {
+            /* s->qx holds another format: run what we have first */
+            mm_launch(s, &j);
+            mm_job_init(&j, s, x, ldx, n);
+            used = false;
         }
         int c = j.count++;
         j.w[c] = w;
@@ -145,32 +182,184 @@ static void mm_multi(struct lg_model_state *s, const float *x, int64_t ldx, int6
             j.qx[c] = x;
             j.ldq[c] = (size_t)ldx * sizeof(float);
         } else if (act >= 0) {
-            if (cur_act != act) {
+            if (cur != act) {
                 quant_rows(s, w, x, ldx, n);
-                cur_act = act;
+                cur = act;
             }
             j.qx[c] = s->qx;
             j.ldq[c] = s->qx_stride;
+            used = true;
         }
         j.row0[c + 1] = j.row0[c] + (w->rows + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
     }
-    int64_t total = j.row0[j.count];
-    /* ~8 chunks per thread balance a loaded machine; at least 16 rows keep dot4 blocks; a
-     * multiple of MM_ALIGN keeps every chunk on the GEMM's 8-row groups. */
-    int64_t step = total / ((int64_t)s->nth * 8);
-    j.step = step < 16 ? 16 : (step + MM_ALIGN - 1) / MM_ALIGN * MM_ALIGN;
-    atomic_store(&j.next, 0);
-    if (total * ws[0]->cols * n < 32768 || s->nth == 1) /* not worth waking the workers */
-        mm_rows(&j, 0, total, 0);
-    else
-        lg_tp_run(s->pool, mm_run, &j);
+    mm_launch(s, &j);
 }
 
-/* y[t] = W x[t] over the chunk. */
+/* y[t] = W x[t] over the chunk (have: as mm_multi). */
 static void mm(struct lg_model_state *s, const struct lg_wmat *w, const float *x, int64_t ldx,
-               float *y, int64_t ldy, int64_t n)
+               float *y, int64_t ldy, int64_t n, int have)
 {
-    mm_multi(s, x, ldx, n, 1, &w, &y, &ldy);
+    mm_multi(s, x, ldx, n, 1, &w, &y, &ldy, have);
+}
+
+/* ---- row steps ------------------------------------------------------------------------------ */
+
+/* Runs row(ctx, t, ith) for every t < n; rows go to the pool's threads in chunks pulled from a
+ * counter (a loaded machine balances) when the step has ROWS_MIN element-operations or more
+ * (work: per row), else all on the calling thread. */
+struct rows_job {
+    void (*row)(void *ctx, int64_t t, int ith);
+    void *ctx;
+    int64_t n, step;
+    atomic_llong next;
+};
+
+static void rows_run(void *arg, int ith, int nth)
+{
+    struct rows_job *j = arg;
+    int64_t lo, hi;
+    (void)nth;
+    while (lg_tp_chunk(&j->next, j->n, j->step, &lo, &hi))
+        for (int64_t t = lo; t < hi; t++)
+            j->row(j->ctx, t, ith);
+}
+
+static void for_rows(struct lg_model_state *s, int64_t n, int64_t work,
+                     void (*row)(void *ctx, int64_t t, int ith), void *ctx)
+{
+    struct rows_job j = {.row = row, .ctx = ctx, .n = n};
+    if (s->nth > 1 && n > 1 && n * work >= ROWS_MIN) {
+        int64_t step = n / ((int64_t)s->nth * 4);
+        j.step = step < 1 ? 1 : step;
+        atomic_store(&j.next, 0);
+        lg_tp_run(s->pool, rows_run, &j);
+    } else {
+        for (int64_t t = 0; t < n; t++)
+            row(ctx, t, 0);
+    }
+}
+
+/* The input of the next product w: row t of src ([n][width]), normed into dst when norm_w or
+ * `norm`, then converted into s->qx row t when the product reads a quantized format (act). */
+struct in_step {
+    const struct lg_wmat *w; /* NULL: no next product */
+    const float *src;
+    float *dst;              /* the normed rows (when normed) */
+    const float *norm_w;     /* NULL with norm: a weightless norm */
+    bool norm;
+    int64_t width;
+    int act;                 /* mm_act(w), -1 when nothing is converted */
+};
+
+static struct in_step in_step(const struct lg_model_state *s, const struct lg_wmat *w,
+                              const float *src, float *dst, const float *norm_w, bool norm,
+                              int64_t width)
+{
+    return (struct in_step){w, src, dst, norm_w, norm, width, w ? mm_act(s, w) : -1};
+}
+
+static void in_row(const struct lg_model_state *s, const struct in_step *in, int64_t t, float eps)
+{
+    if (!in->w)
+        return;
+    const float *r = in->src + t * in->width;
+    if (in->norm) {
+        s->k->rmsnorm(in->dst + t * in->width, r, in->norm_w, in->width, eps);
+        r = in->dst + t * in->width;
+    }
+    if (in->act >= 0)
+        s->k->act_quantize(in->w->type, r, s->qx + (size_t)t * s->qx_stride, in->width);
+}
+
+struct in_ctx {
+    const struct lg_model_state *s;
+    struct in_step in;
+    float eps;
+};
+
+static void in_rows_one(void *arg, int64_t t, int ith)
+{
+    const struct in_ctx *c = arg;
+    (void)ith;
+    in_row(c->s, &c->in, t, c->eps);
+}
+
+/* The rows of in, prepared for its product (a step of its own). Returns the format in s->qx. */
+static int prep_rows(struct lg_model_state *s, const struct in_step *in, int64_t n, float eps)
+{
+    struct in_ctx c = {s, *in, eps};
+    for_rows(s, n, in->width * (in->norm ? 3 : 1), in_rows_one, &c);
+    return in->act;
+}
+
+/* Residual: o = rmsnorm(o; post_w), x += o, x *= out_scale; then the next product's input. */
+struct res_ctx {
+    const struct lg_model_state *s;
+    float *o; /* [n][D] */
+    const float *post_w;
+    float out_scale;
+    int64_t D;
+    float eps;
+    struct in_step next;
+};
+
+static void res_row(void *arg, int64_t t, int ith)
+{
+    const struct res_ctx *c = arg;
+    const struct lg_kern *k = c->s->k;
+    float *o = c->o + t * c->D, *x = c->s->x + t * c->D;
+    (void)ith;
+    k->rmsnorm(o, o, c->post_w, c->D, c->eps);
+    k->axpy(x, o, 1.0f, c->D);
+    if (c->out_scale != 1.0f)
+        for (int64_t i = 0; i < c->D; i++)
+            x[i] *= c->out_scale;
+    in_row(c->s, &c->next, t, c->eps);
+}
+
+static int residual(struct lg_model_state *s, float *o, const float *post_w, float out_scale,
+                    const struct in_step *next, int64_t n, int64_t D, float eps)
+{
+    struct res_ctx c = {s, o, post_w, out_scale, D, eps, *next};
+    for_rows(s, n, 6 * D, res_row, &c);
+    return next->act;
+}
+
+/* GLU: gelu(g) * m (m: the up projection, or the PLE input) as the next product's input:
+ * converted straight into s->qx when it reads a quantized format (g itself then keeps the
+ * gate values), else written to g. */
+struct glu_ctx {
+    const struct lg_model_state *s;
+    float *g;       /* [n][F] */
+    const float *m; /* [n] rows of ldm */
+    int64_t ldm, F;
+    float eps;
+    struct in_step next;
+};
+
+static void glu_row(void *arg, int64_t t, int ith)
+{
+    const struct glu_ctx *c = arg;
+    const struct lg_kern *k = c->s->k;
+    float *g = c->g + t * c->F;
+    (void)ith;
+    if (c->next.act >= 0) {
+        /* straight to the next product's format: g and m are read once, nothing written back
+         * but the (4x smaller) converted row */
+        k->glu_quantize(c->next.w->type, g, c->m + t * c->ldm,
+                        c->s->qx + (size_t)t * c->s->qx_stride, c->F);
+        return;
+    }
+    k->gelu_tanh(g, c->F);
+    k->mul(g, g, c->m + t * c->ldm, c->F);
+}
+
+static int glu(struct lg_model_state *s, float *g, const float *m, int64_t ldm, int64_t F,
+               const struct lg_wmat *next_w, int64_t n, float eps)
+{
+    struct glu_ctx c = {s, g, m, ldm, F, eps, in_step(s, next_w, g, NULL, NULL, false, F)};
+    for_rows(s, n, 8 * F, glu_row, &c);
+    return c.next.act;
 }
 
 enum { FW_MAX_SEG = 64, FW_MAX_ROWS = 512 };
@@ -189,11 +378,27 @@ static void attn_run(void *arg, int ith, int nth)
         j->k->attention(&j->a[i], ith, nth);
 }
 
-static void norm_rows(const struct lg_model_state *s, float *y, const float *x, const float *w,
+/* rmsnorm of n_rows rows (stride apart) of width elements, shared out across the pool. */
+struct norm_ctx {
+    const struct lg_model_state *s;
+    float *y;
+    const float *x, *w;
+    int64_t width, stride;
+    float eps;
+};
+
+static void norm_row(void *arg, int64_t r, int ith)
+{
+    const struct norm_ctx *c = arg;
+    (void)ith;
+    c->s->k->rmsnorm(c->y + r * c->stride, c->x + r * c->stride, c->w, c->width, c->eps);
+}
+
+static void norm_rows(struct lg_model_state *s, float *y, const float *x, const float *w,
                       int64_t n_rows, int64_t width, int64_t stride, float eps)
 {
-    for (int64_t r = 0; r < n_rows; r++)
-        s->k->rmsnorm(y + r * stride, x + r * stride, w, width, eps);
+    struct norm_ctx c = {s, y, x, w, width, stride, eps};
+    for_rows(s, n_rows, 3 * width, norm_row, &c);
 }
 
 /* The tokens of one pass: segment i is n consecutive positions pos0.. of one sequence (its KV
@@ -205,32 +410,67 @@ struct fw_seg {
 
 struct fw_batch {
     const struct fw_seg *seg;
+    const uint8_t *row_seg; /* [n] the segment of each row */
     int n_seg;
     int64_t n; /* rows in all */
 };
 
-/* RoPE on the rows of q ([n][n_head * head_dim]) and, when kk is not NULL, of kk
- * ([n][n_head_kv * head_dim]): the angles of a position are computed once for both. */
-static void rope_rows(const struct lg_model *m, const struct lg_model_state *s,
-                      const struct lg_layer_cfg *lc, float *q, float *kk,
-                      const struct fw_batch *b, int64_t n_head)
+/* After the Q/K/V products, row t (token at position pos): per-head q norm; when the layer
+ * computes its own K/V: V = raw K when K==V, per-head k norm, RoPE on q and k (the angles of
+ * the position computed once for both, in the thread's scratch), weightless v norm, and the
+ * store into the cache in its storage types; else RoPE on q alone. */
+struct qkv_ctx {
+    const struct lg_model *m;
+    const struct lg_model_state *s;
+    const struct fw_batch *b;
+    int32_t il;
+    bool own_cs; /* cos/sin in the threads' dq scratch, inverse frequencies in s->cs (else
+                  * everything in s->cs: one thread) */
+};
+
+static void qkv_row(void *arg, int64_t t, int ith)
 {
-    const float *ff = lc->use_rope_freqs ? m->rope_freqs : NULL;
-    const int64_t hd = lc->head_dim, QD = n_head * hd, KD = lc->n_head_kv * hd;
-    for (int i = 0; i < b->n_seg; i++) {
-        const struct fw_seg *g = &b->seg[i];
-        for (int64_t t = 0; t < g->n; t++) {
-            lg_rope_angles(s->cs, lc->n_rot, g->pos0 + t, lc->rope_base, lc->rope_freq_scale,
-                           ff);
-            s->k->rope_neox(q + (g->t0 + t) * QD, n_head, hd, lc->n_rot, s->cs);
-            if (kk)
-                s->k->rope_neox(kk + (g->t0 + t) * KD, lc->n_head_kv, hd, lc->n_rot, s->cs);
-        }
+    const struct qkv_ctx *cx = arg;
+    const struct lg_model_state *s = cx->s;
+    const struct lg_model_cfg *c = &cx->m->cfg;
+    const struct lg_layer_cfg *lc = &c->layers[cx->il];
+    const struct lg_layer_w *w = &cx->m->layers[cx->il];
+    const struct lg_kern *k = s->k;
+    const int64_t H = c->n_head, hd = lc->head_dim, Hkv = lc->n_head_kv;
+    const struct fw_seg *g = &cx->b->seg[cx->b->row_seg[t]];
+    const int64_t pos = g->pos0 + (t - g->t0);
+    float *q = s->q + t * H * hd, *kk = s->kk + t * Hkv * hd, *vv = s->vv + t * Hkv * hd;
+    float *cs = cx->own_cs ? s->dq + (int64_t)ith * s->dq_stride : s->cs;
+    const bool own = lc->kv_src == cx->il;
+
+    for (int64_t h = 0; h < H; h++)
+        k->rmsnorm(q + h * hd, q + h * hd, w->q_norm, hd, c->eps);
+    if (own) {
+        if (!lc->has_v) /* K==V: V is the raw K projection (neither k-normed nor roped) */
+            memcpy(vv, kk, (size_t)(Hkv * hd) * sizeof(float));
+        for (int64_t h = 0; h < Hkv; h++)
+            k->rmsnorm(kk + h * hd, kk + h * hd, w->k_norm, hd, c->eps);
+    }
+    const float *ff = lc->use_rope_freqs ? cx->m->rope_freqs : NULL;
+    if (cx->own_cs) /* the layer's inverse frequencies are in s->cs */
+        lg_rope_angles_inv(cs, lc->n_rot, pos, s->cs, lc->rope_freq_scale, ff);
+    else
+        lg_rope_angles(cs, lc->n_rot, pos, lc->rope_base, lc->rope_freq_scale, ff);
+    k->rope_neox(q, H, hd, lc->n_rot, cs);
+    if (own) {
+        k->rope_neox(kk, Hkv, hd, lc->n_rot, cs);
+        if (c->v_norm)
+            for (int64_t h = 0; h < Hkv; h++)
+                k->rmsnorm(vv + h * hd, vv + h * hd, NULL, hd, c->eps);
+        /* converted to the cache's storage types; rows of a chunk hold distinct slots */
+        lg_kv_store(g->kv, cx->il, pos, kk, vv);
     }
 }
 
+/* The attention block up to its output projection's input: s->a holds the normed input, in
+ * s->qx in format `have` (-1: not converted). Leaves o = W_o attention. */
 static void attention_block(const struct lg_model *m, struct lg_model_state *s, int32_t il,
-                            const struct fw_batch *b)
+                            const struct fw_batch *b, int have)
 {
     const struct lg_model_cfg *c = &m->cfg;
     const struct lg_layer_cfg *lc = &c->layers[il];
@@ -239,31 +479,21 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
     const int64_t D = c->n_embd, H = c->n_head, hd = lc->head_dim, Hkv = lc->n_head_kv;
     const int64_t QD = H * hd, KD = Hkv * hd, n = b->n;
 
-    norm_rows(s, s->a, s->x, w->attn_norm, n, D, D, c->eps);
     {
         /* Q, and K/V when this layer computes its own, in one job */
         const struct lg_wmat *ws[3] = {&w->wq, &w->wk, &w->wv};
         float *ys[3] = {s->q, s->kk, s->vv};
         const int64_t lds[3] = {QD, KD, KD};
         int cnt = lc->kv_src != il ? 1 : lc->has_v ? 3 : 2;
-        mm_multi(s, s->a, D, n, cnt, ws, ys, lds);
+        mm_multi(s, s->a, D, n, cnt, ws, ys, lds, have);
     }
-    norm_rows(s, s->q, s->q, w->q_norm, n * H, hd, hd, c->eps);
-    if (lc->kv_src != il) {
-        rope_rows(m, s, lc, s->q, NULL, b, H);
-    } else {
-        if (!lc->has_v) /* K==V: V is the raw K projection (neither k-normed nor roped) */
-            memcpy(s->vv, s->kk, (size_t)(n * KD) * sizeof(float));
-        norm_rows(s, s->kk, s->kk, w->k_norm, n * Hkv, hd, hd, c->eps);
-        rope_rows(m, s, lc, s->q, s->kk, b, H);
-        if (c->v_norm)
-            norm_rows(s, s->vv, s->vv, NULL, n * Hkv, hd, hd, c->eps);
-        for (int i = 0; i < b->n_seg; i++) {
-            const struct fw_seg *g = &b->seg[i];
-            for (int64_t t = 0; t < g->n; t++) /* converted to the cache's storage types */
-                lg_kv_store(g->kv, il, g->pos0 + t, s->kk + (g->t0 + t) * KD,
-                            s->vv + (g->t0 + t) * KD);
-        }
+    {
+        struct qkv_ctx qc = {m, s, b, il, lc->n_rot + 2 <= s->dq_stride};
+        if (qc.own_cs)
+            lg_rope_inv_freq(s->cs, lc->n_rot, lc->rope_base);
+        /* per row: the norms (3 passes), RoPE (~6 ops per rotated element + the angles) */
+        int64_t work = qc.own_cs ? 4 * (QD + 2 * KD) + 40 * lc->n_rot : 0;
+        for_rows(s, n, work, qkv_row, &qc);
     }
 
     struct lg_attn_args aa[FW_MAX_SEG];
@@ -294,45 +524,21 @@ static void attention_block(const struct lg_model *m, struct lg_model_state *s, 
     struct attn_job aj = {k, aa, b->n_seg};
     lg_tp_run(s->pool, attn_run, &aj);
 
-    mm(s, &w->wo, s->att, QD, s->o, D, n);
-    norm_rows(s, s->o, s->o, w->post_attn_norm, n, D, D, c->eps);
-    for (int64_t t = 0; t < n; t++)
-        k->axpy(s->x + t * D, s->o + t * D, 1.0f, D);
+    mm(s, &w->wo, s->att, QD, s->o, D, n, -1);
 }
 
-/* g[t] = gelu(g[t]) * u[t] for rows t < n of F elements, rows shared out across threads. */
-struct glu_job {
-    const struct lg_kern *k;
-    float *g;       /* [n][F] */
-    const float *u; /* [n][F] */
-    int64_t n, F;
-};
-
-static void glu_run(void *arg, int ith, int nth)
-{
-    const struct glu_job *j = arg;
-    for (int64_t t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
-        /* a row at a time: it stays in cache from the gelu to the mul */
-        j->k->gelu_tanh(j->g + t * j->F, j->F);
-        j->k->mul(j->g + t * j->F, j->g + t * j->F, j->u + t * j->F, j->F);
-    }
-}
-
-/* f = W_down(gelu(W_gate a) * W_up a) for the dense MLP. */
-static void dense_mlp(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
+/* f = W_down(gelu(W_gate a) * W_up a) for the dense MLP (a in s->qx as `have`). */
+static void dense_mlp(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n,
+                      int have)
 {
     const struct lg_layer_w *w = &m->layers[il];
     const int64_t D = m->cfg.n_embd, F = m->cfg.layers[il].n_ff;
     const struct lg_wmat *ws[2] = {&w->ffn_gate, &w->ffn_up};
     float *ys[2] = {s->g, s->u};
     const int64_t lds[2] = {F, F};
-    mm_multi(s, s->a, D, n, 2, ws, ys, lds);
-    struct glu_job gj = {s->k, s->g, s->u, n, F};
-    if (n * F >= 32768 && s->nth > 1)
-        lg_tp_run(s->pool, glu_run, &gj);
-    else
-        glu_run(&gj, 0, 1);
-    mm(s, &w->ffn_down, s->g, F, s->f, D, n);
+    mm_multi(s, s->a, D, n, 2, ws, ys, lds, have);
+    have = glu(s, s->g, s->u, F, F, &w->ffn_down, n, m->cfg.eps);
+    mm(s, &w->ffn_down, s->g, F, s->f, D, n, have);
 }
 
 static struct lg_wmat expert_mat(const struct lg_wexp *e, int32_t i)
@@ -358,7 +564,7 @@ static void moe_block(const struct lg_model *m, struct lg_model_state *s, int32_
         for (int64_t i = 0; i < D; i++)
             r[i] = r[i] * (w->router_scale ? w->router_scale[i] : 1.0f) * rs;
     }
-    mm(s, &w->router, s->x2, D, s->rl, X, n);
+    mm(s, &w->router, s->x2, D, s->rl, X, n, -1);
     for (int64_t t = 0; t < n; t++) {
         float *p = s->rl + t * X;
         k->softmax(p, X);
@@ -402,37 +608,54 @@ static void moe_block(const struct lg_model *m, struct lg_model_state *s, int32_
             continue;
         if (w->gate_up_exps.n_expert) {
             struct lg_wmat gu = expert_mat(&w->gate_up_exps, e);
-            mm(s, &gu, s->ex, D, s->egu, 2 * Fe, ne);
-            for (int64_t r = 0; r < ne; r++) {
-                float *gp = s->egu + r * 2 * Fe;
-                k->gelu_tanh(gp, Fe);
-                k->mul(s->eh + r * Fe, gp, gp + Fe, Fe);
-            }
+            mm(s, &gu, s->ex, D, s->egu, 2 * Fe, ne, -1);
         } else {
             struct lg_wmat gm = expert_mat(&w->gate_exps, e), um = expert_mat(&w->up_exps, e);
-            mm(s, &gm, s->ex, D, s->egu, 2 * Fe, ne);
-            mm(s, &um, s->ex, D, s->egu + Fe, 2 * Fe, ne);
-            for (int64_t r = 0; r < ne; r++) {
-                float *gp = s->egu + r * 2 * Fe;
-                k->gelu_tanh(gp, Fe);
-                k->mul(s->eh + r * Fe, gp, gp + Fe, Fe);
-            }
+            mm(s, &gm, s->ex, D, s->egu, 2 * Fe, ne, -1);
+            mm(s, &um, s->ex, D, s->egu + Fe, 2 * Fe, ne, -1);
+        }
+        for (int64_t r = 0; r < ne; r++) {
+            float *gp = s->egu + r * 2 * Fe;
+            k->gelu_tanh(gp, Fe);
+            k->mul(s->eh + r * Fe, gp, gp + Fe, Fe);
         }
         struct lg_wmat dm = expert_mat(&w->down_exps, e);
-        mm(s, &dm, s->eh, Fe, s->ey, D, ne);
+        mm(s, &dm, s->eh, Fe, s->ey, D, ne, -1);
         for (int64_t r = 0; r < ne; r++)
             k->axpy(s->racc + (int64_t)s->etok[r] * D, s->ey + r * D, s->ew[r], D);
     }
 }
 
-static void ffn_block(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
+/* The input step of layer il's attention: a = attn_norm(x), converted for W_q. */
+static struct in_step attn_in(const struct lg_model *m, const struct lg_model_state *s,
+                              int32_t il)
+{
+    return in_step(s, &m->layers[il].wq, s->x, s->a, m->layers[il].attn_norm, true,
+                   m->cfg.n_embd);
+}
+
+/* What follows layer il's FFN residual: the PLE gate's input (x itself), else the next
+ * layer's attention input, else nothing. */
+static struct in_step after_ffn(const struct lg_model *m, const struct lg_model_state *s,
+                                int32_t il)
+{
+    if (m->cfg.n_embd_per_layer > 0)
+        return in_step(s, &m->layers[il].inp_gate, s->x, NULL, NULL, false, m->cfg.n_embd);
+    if (il + 1 < m->cfg.n_layer)
+        return attn_in(m, s, il + 1);
+    return in_step(s, NULL, NULL, NULL, NULL, false, m->cfg.n_embd);
+}
+
+/* The FFN block (a = ffn_norm(x) in s->qx as `have`) and its residual; returns the format of
+ * what the residual step converted (see after_ffn). */
+static int ffn_block(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n,
+                     int have)
 {
     const struct lg_model_cfg *c = &m->cfg;
     const struct lg_layer_w *w = &m->layers[il];
     const int64_t D = c->n_embd;
 
-    norm_rows(s, s->a, s->x, w->ffn_norm, n, D, D, c->eps);
-    dense_mlp(m, s, il, n);
+    dense_mlp(m, s, il, n, have);
     if (c->layers[il].has_moe) {
         norm_rows(s, s->f, s->f, w->post_ffw_norm_1, n, D, D, c->eps);
         moe_block(m, s, il, n);
@@ -440,48 +663,90 @@ static void ffn_block(const struct lg_model *m, struct lg_model_state *s, int32_
         for (int64_t t = 0; t < n; t++)
             s->k->axpy(s->f + t * D, s->racc + t * D, 1.0f, D);
     }
-    norm_rows(s, s->f, s->f, w->post_ffw_norm, n, D, D, c->eps);
-    for (int64_t t = 0; t < n; t++)
-        s->k->axpy(s->x + t * D, s->f + t * D, 1.0f, D);
+    /* without PLE the layer ends here: its output scale */
+    float sc = c->n_embd_per_layer > 0 ? 1.0f : w->out_scale;
+    struct in_step next = after_ffn(m, s, il);
+    return residual(s, s->f, w->post_ffw_norm, sc, &next, n, D, c->eps);
 }
 
 /* Per-layer inputs for the chunk (spec §2.2): pl[t][l*P..] = (ctx + tok) / sqrt 2. */
-static void ple_inputs(const struct lg_model *m, struct lg_model_state *s, const int32_t *tok,
-                       int64_t n)
+struct ple_ctx {
+    const struct lg_model *m;
+    const struct lg_model_state *s;
+    const int32_t *tok;
+};
+
+static void ple_row(void *arg, int64_t t, int ith)
 {
+    const struct ple_ctx *cx = arg;
+    const struct lg_model *m = cx->m;
     const struct lg_model_cfg *c = &m->cfg;
+    const struct lg_model_state *s = cx->s;
     const int64_t D = c->n_embd, P = c->n_embd_per_layer, LP = (int64_t)c->n_layer * P;
     const float tok_scale = (float)sqrt((double)P);
     const float proj_scale = (float)(1.0 / sqrt((double)D));
     const float mix = (float)(1.0 / sqrt(2.0));
-    mm(s, &m->ple_proj, s->x, D, s->plc, LP, n);
-    for (int64_t t = 0; t < n; t++) {
-        float *pc = s->plc + t * LP, *pt = s->pl + t * LP;
-        for (int64_t i = 0; i < LP; i++)
-            pc[i] *= proj_scale;
-        norm_rows(s, pc, pc, m->ple_norm, c->n_layer, P, P, c->eps);
-        lg_dequant_row((enum lg_qtype)m->ple_tok.type,
-                       (const uint8_t *)m->ple_tok.data + (size_t)tok[t] * m->ple_tok.row_bytes,
-                       pt, LP);
-        for (int64_t i = 0; i < LP; i++)
-            pt[i] = (pc[i] + pt[i] * tok_scale) * mix;
-    }
+    float *pc = s->plc + t * LP, *pt = s->pl + t * LP;
+    (void)ith;
+    for (int64_t i = 0; i < LP; i++)
+        pc[i] *= proj_scale;
+    for (int32_t l = 0; l < c->n_layer; l++)
+        s->k->rmsnorm(pc + l * P, pc + l * P, m->ple_norm, P, c->eps);
+    lg_dequant_row((enum lg_qtype)m->ple_tok.type,
+                   (const uint8_t *)m->ple_tok.data + (size_t)cx->tok[t] * m->ple_tok.row_bytes,
+                   pt, LP);
+    for (int64_t i = 0; i < LP; i++)
+        pt[i] = (pc[i] + pt[i] * tok_scale) * mix;
 }
 
-/* PLE injection after the FFN (spec §2.6). */
-static void ple_block(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n)
+static void ple_inputs(const struct lg_model *m, struct lg_model_state *s, const int32_t *tok,
+                       int64_t n, int have)
+{
+    const struct lg_model_cfg *c = &m->cfg;
+    const int64_t D = c->n_embd, LP = (int64_t)c->n_layer * c->n_embd_per_layer;
+    mm(s, &m->ple_proj, s->x, D, s->plc, LP, n, have);
+    struct ple_ctx pc = {m, s, tok};
+    for_rows(s, n, 6 * LP, ple_row, &pc);
+}
+
+/* PLE injection after the FFN (spec §2.6; x in s->qx as `have`), then the layer's output scale
+ * and the next layer's attention input. Returns the latter's format. */
+static int ple_block(const struct lg_model *m, struct lg_model_state *s, int32_t il, int64_t n,
+                     int have)
 {
     const struct lg_model_cfg *c = &m->cfg;
     const struct lg_layer_w *w = &m->layers[il];
     const int64_t D = c->n_embd, P = c->n_embd_per_layer, LP = (int64_t)c->n_layer * P;
-    mm(s, &w->inp_gate, s->x, D, s->g, P, n);
-    s->k->gelu_tanh(s->g, n * P);
-    for (int64_t t = 0; t < n; t++)
-        s->k->mul(s->g + t * P, s->g + t * P, s->pl + t * LP + (int64_t)il * P, P);
-    mm(s, &w->proj, s->g, P, s->o, D, n);
-    norm_rows(s, s->o, s->o, w->post_norm, n, D, D, c->eps);
-    for (int64_t t = 0; t < n; t++)
-        s->k->axpy(s->x + t * D, s->o + t * D, 1.0f, D);
+    mm(s, &w->inp_gate, s->x, D, s->g, P, n, have);
+    have = glu(s, s->g, s->pl + (int64_t)il * P, LP, P, &w->proj, n, c->eps);
+    mm(s, &w->proj, s->g, P, s->o, D, n, have);
+    struct in_step next = il + 1 < c->n_layer ? attn_in(m, s, il + 1)
+                                               : in_step(s, NULL, NULL, NULL, NULL, false, D);
+    return residual(s, s->o, w->post_norm, w->out_scale, &next, n, D, c->eps);
+}
+
+/* The token embeddings, scaled; then the first product's input (the PLE projection reads x
+ * itself; else layer 0's attention input). */
+struct embd_ctx {
+    const struct lg_model *m;
+    const struct lg_model_state *s;
+    const int32_t *tok;
+    struct in_step next;
+};
+
+static void embd_row(void *arg, int64_t t, int ith)
+{
+    const struct embd_ctx *cx = arg;
+    const struct lg_model *m = cx->m;
+    const int64_t D = m->cfg.n_embd;
+    float *xt = cx->s->x + t * D;
+    (void)ith;
+    lg_dequant_row((enum lg_qtype)m->tok_embd.type,
+                   (const uint8_t *)m->tok_embd.data + (size_t)cx->tok[t] * m->tok_embd.row_bytes,
+                   xt, D);
+    for (int64_t i = 0; i < D; i++)
+        xt[i] *= m->cfg.embd_scale;
+    in_row(cx->s, &cx->next, t, m->cfg.eps);
 }
 
 /* One pass over b->n rows (b->n <= s->n_chunk). Logits: rows lrow[0..n_lrow) (increasing)
@@ -493,27 +758,27 @@ static void run_chunk(const struct lg_model *m, struct lg_model_state *s, const 
 {
     const struct lg_model_cfg *c = &m->cfg;
     const int64_t D = c->n_embd, V = c->n_vocab, n = b->n;
+    const bool ple = c->n_embd_per_layer > 0;
 
-    for (int64_t t = 0; t < n; t++) {
-        float *xt = s->x + t * D;
-        lg_dequant_row((enum lg_qtype)m->tok_embd.type,
-                       (const uint8_t *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
-                       xt, D);
-        for (int64_t i = 0; i < D; i++)
-            xt[i] *= c->embd_scale;
+    struct embd_ctx ec = {m, s, tok,
+                          ple ? in_step(s, &m->ple_proj, s->x, NULL, NULL, false, D)
+                              : attn_in(m, s, 0)};
+    for_rows(s, n, 4 * D, embd_row, &ec);
+    int have = ec.next.act;
+    if (ple) {
+        ple_inputs(m, s, tok, n, have);
+        struct in_step in = attn_in(m, s, 0);
+        have = prep_rows(s, &in, n, c->eps);
     }
-    if (c->n_embd_per_layer > 0)
-        ple_inputs(m, s, tok, n);
 
     for (int32_t il = 0; il < c->n_layer; il++) {
-        attention_block(m, s, il, b);
-        ffn_block(m, s, il, n);
-        if (c->n_embd_per_layer > 0)
-            ple_block(m, s, il, n);
-        float sc = m->layers[il].out_scale;
-        if (sc != 1.0f)
-            for (int64_t i = 0; i < n * D; i++)
-                s->x[i] *= sc;
+        const struct lg_layer_w *w = &m->layers[il];
+        attention_block(m, s, il, b, have);
+        struct in_step next = in_step(s, &w->ffn_gate, s->x, s->a, w->ffn_norm, true, D);
+        have = residual(s, s->o, w->post_attn_norm, 1.0f, &next, n, D, c->eps);
+        have = ffn_block(m, s, il, n, have);
+        if (ple)
+            have = ple_block(m, s, il, n, have);
     }
 
     if (n_lrow == 0)
@@ -524,7 +789,7 @@ static void run_chunk(const struct lg_model *m, struct lg_model_state *s, const 
         int64_t j = i + 1;
         while (j < n_lrow && ldst[j] == ldst[j - 1] + V)
             j++;
-        mm(s, &m->output, s->a + i * D, D, ldst[i], V, j - i);
+        mm(s, &m->output, s->a + i * D, D, ldst[i], V, j - i, -1);
         if (c->final_softcap > 0.0f)
             for (int64_t r = i; r < j; r++)
                 s->k->softcap(ldst[r], V, c->final_softcap);
@@ -587,6 +852,7 @@ enum lg_status lg_model_forward_batch(const struct lg_model *m, struct lg_model_
     const int64_t V = m->cfg.n_vocab;
     struct fw_seg fs[FW_MAX_SEG];
     int32_t tok[FW_MAX_ROWS];
+    uint8_t row_seg[FW_MAX_ROWS];
     int64_t lrow[FW_MAX_ROWS];
     float *ldst[FW_MAX_ROWS];
     int i = 0;
@@ -605,6 +871,7 @@ enum lg_status lg_model_forward_batch(const struct lg_model *m, struct lg_model_
                 part = kc;
             fs[nf] = (struct fw_seg){kv, rows, part, lg_kv_n_pos(kv)};
             memcpy(tok + rows, g->tokens + done, (size_t)part * sizeof *tok);
+            memset(row_seg + rows, nf, (size_t)part);
             bool end = done + part == g->n_tok;
             if (g->mode == LG_LOGITS_ALL) {
                 for (int64_t t = 0; t < part; t++) {
@@ -625,7 +892,7 @@ enum lg_status lg_model_forward_batch(const struct lg_model *m, struct lg_model_
                 break; /* the rest of this segment goes into the next sub-batch */
             }
         }
-        struct fw_batch b = {fs, nf, rows};
+        struct fw_batch b = {fs, row_seg, nf, rows};
         run_chunk(m, work, tok, &b, lrow, ldst, n_l);
         for (int f = 0; f < nf; f++)
             lg_kv_advance(fs[f].kv, fs[f].n);

@@ -11,19 +11,10 @@
 #include "quant/quant.h"
 #include "test.h"
 
-static uint64_t rng = 88172645463325252ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
 static void fill(float *x, int64_t n, float scale)
 {
     for (int64_t i = 0; i < n; i++)
-        x[i] = frand() * scale;
+        x[i] = lg_test_frand() * scale;
 }
 
 static void nan_fill(float *x, int64_t n)
@@ -159,6 +150,42 @@ static void test_rope(const struct lg_kern *k)
         CHECK(b[2] == a[2] && b[6] == a[6]);
     }
     CHECK_MSG(maxe <= 1e-5, "[%s] rope: %g", k->isa, maxe);
+    /* Every ISA equals the reference bit for bit: half of n_rot below, at and past a multiple
+     * of 16, dims past n_rot untouched. */
+    {
+        const int64_t shapes[][2] = {{12, 8}, {64, 40}, {256, 256}, {512, 512}, {96, 66}};
+        for (size_t is = 0; is < sizeof shapes / sizeof shapes[0]; is++) {
+            const int64_t hd2 = shapes[is][0], nr = shapes[is][1], nh = 3;
+            float *x0 = malloc((size_t)(nh * hd2) * sizeof(float));
+            float *x1 = malloc((size_t)(nh * hd2) * sizeof(float));
+            float *ang = malloc((size_t)nr * sizeof(float));
+            fill(x0, nh * hd2, 2.0f);
+            memcpy(x1, x0, (size_t)(nh * hd2) * sizeof(float));
+            lg_rope_angles(ang, nr, 1234, 1e4f, 1.0f, NULL);
+            k->rope_neox(x0, nh, hd2, nr, ang);
+            lg_kern_ref()->rope_neox(x1, nh, hd2, nr, ang);
+            CHECK_MSG(memcmp(x0, x1, (size_t)(nh * hd2) * sizeof(float)) == 0,
+                      "[%s] rope head %lld n_rot %lld differs from ref", k->isa, (long long)hd2,
+                      (long long)nr);
+            free(x0);
+            free(x1);
+            free(ang);
+        }
+    }
+    /* The two-step form (inverse frequencies once per layer) equals it bit for bit. */
+    {
+        const float ffs[6] = {1.0f, 2.0f, 1e30f, 1.0f, 0.5f, 3.0f};
+        float inv[6], a1[12], a2[12];
+        for (int sc = 0; sc < 2; sc++) {
+            lg_rope_inv_freq(inv, 12, 1e6f);
+            for (int64_t p = 0; p < 5000; p += 997) {
+                lg_rope_angles(a1, 12, p, 1e6f, sc ? 0.25f : 1.0f, sc ? ffs : NULL);
+                lg_rope_angles_inv(a2, 12, p, inv, sc ? 0.25f : 1.0f, sc ? ffs : NULL);
+                CHECK_MSG(memcmp(a1, a2, sizeof a1) == 0, "rope angles in two steps differ at "
+                          "pos %lld", (long long)p);
+            }
+        }
+    }
     /* Linear scaling: freq_scale 0.5 at pos equals pos/2 without scaling. */
     float c1[8], c2[8];
     lg_rope_angles(c1, 8, 40, base, 0.5f, NULL);
@@ -375,11 +402,18 @@ static void test_attention_gqa(const struct lg_kern *k)
         {6, 8, 2, 32, 13, 20, 7, 0.0f},    /* group 4, window 7, ring of 13 wrapping */
         {5, 4, 2, 96, 64, 33, 0, 30.0f},   /* group 2, softcap */
         {9, 16, 2, 32, 24, 50, 16, 0.0f},  /* group 8, 2 KV heads, wrapped ring */
+        /* Gemma 4 head sizes, odd key counts (the AVX-512 kernel's 2 and 4 key steps leave a
+         * tail), rings that wrap mid-step */
+        {12, 8, 1, 256, 40, 17, 24, 0.0f}, /* group 8, head 256, window 24 */
+        {6, 8, 1, 512, 64, 60, 0, 0.0f},   /* group 8, head 512, ring of 64 wrapping */
+        {7, 4, 1, 256, 21, 3, 13, 0.0f},   /* group 4, head 256, window 13 in a ring of 21 */
+        {6, 4, 2, 48, 30, 0, 0, 20.0f},    /* group 2, head 48 (16 past 32; F32/F16), softcap */
     };
     const uint32_t types[4] = {LG_QTYPE_F32, LG_QTYPE_F16, LG_QTYPE_Q8_0, LG_QTYPE_Q4_0};
     const int64_t stride = 8 * 128;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t T = cases[c].n_tok, H = cases[c].H, Hkv = cases[c].Hkv, d = cases[c].hd;
+        CHECK((H / Hkv) * (cases[c].pos0 + T) <= stride); /* the scratch holds a group's scores */
         int64_t S = cases[c].n_slots, W = Hkv * d;
         float *q = malloc((size_t)(T * H * d) * sizeof(float));
         float *o = malloc((size_t)(T * H * d) * sizeof(float));
@@ -393,23 +427,29 @@ static void test_attention_gqa(const struct lg_kern *k)
         fill(kf, S * W, 1.0f);
         fill(vf, S * W, 1.0f);
         for (int it = 0; it < 4; it++) {
-            uint64_t rb;
-            CHECK(lg_qtype_row_bytes(types[it], (uint64_t)W, &rb) == LG_OK);
-            for (int64_t r = 0; r < S; r++) {
-                lg_quant_row((enum lg_qtype)types[it], kf + r * W, kq + (size_t)r * rb, W);
-                lg_quant_row((enum lg_qtype)types[it], vf + r * W, vq + (size_t)r * rb, W);
+            /* K and V in mirrored types; block types need d % 32 == 0, else F32 / F16 */
+            uint32_t tk = types[it], tv = types[3 - it];
+            if (d % 32) {
+                tk = it & 1 ? LG_QTYPE_F16 : LG_QTYPE_F32;
+                tv = it & 1 ? LG_QTYPE_F32 : LG_QTYPE_F16;
             }
-            struct lg_attn_args a = {.q = q, .out = ro, .k = kq, .v = vq, .type_k = types[it],
-                                     .type_v = types[3 - it], .n_tok = T, .n_head = H,
+            uint64_t rb;
+            CHECK(lg_qtype_row_bytes(tk, (uint64_t)W, &rb) == LG_OK);
+            for (int64_t r = 0; r < S; r++) {
+                lg_quant_row((enum lg_qtype)tk, kf + r * W, kq + (size_t)r * rb, W);
+                lg_quant_row((enum lg_qtype)tk, vf + r * W, vq + (size_t)r * rb, W);
+            }
+            struct lg_attn_args a = {.q = q, .out = ro, .k = kq, .v = vq, .type_k = tk,
+                                     .type_v = tv, .n_tok = T, .n_head = H,
                                      .n_head_kv = Hkv, .head_dim = d, .n_slots = S,
                                      .pos0 = cases[c].pos0, .window = cases[c].window,
                                      .scale = 0.3f, .softcap = cases[c].softcap, .scratch = sc,
                                      .scratch_stride = stride};
             /* K and V in different types: V gets the mirrored type (row sizes differ) */
             uint64_t rbv;
-            CHECK(lg_qtype_row_bytes(types[3 - it], (uint64_t)W, &rbv) == LG_OK);
+            CHECK(lg_qtype_row_bytes(tv, (uint64_t)W, &rbv) == LG_OK);
             for (int64_t r = 0; r < S; r++)
-                lg_quant_row((enum lg_qtype)types[3 - it], vf + r * W, vq + (size_t)r * rbv, W);
+                lg_quant_row((enum lg_qtype)tv, vf + r * W, vq + (size_t)r * rbv, W);
             lg_kern_ref()->attention(&a, 0, 1);
             for (int nth = 1; nth <= 3; nth++) {
                 nan_fill(o, T * H * d);
@@ -419,8 +459,8 @@ static void test_attention_gqa(const struct lg_kern *k)
                 a.out = ro;
                 CHECK_MSG(memcmp(o, ro, (size_t)(T * H * d) * sizeof(float)) == 0,
                           "[%s] GQA attention case %zu K %s V %s nth %d: not bit-identical to "
-                          "ref", k->isa, c, lg_qtype_get(types[it])->name,
-                          lg_qtype_get(types[3 - it])->name, nth);
+                          "ref", k->isa, c, lg_qtype_get(tk)->name,
+                          lg_qtype_get(tv)->name, nth);
             }
         }
         free(q);
@@ -538,6 +578,78 @@ static void test_gelu_softcap(const struct lg_kern *k)
     CHECK(g[1] == INFINITY && g[2] == 0.0f && g[3] == 1e30f && g[4] == 0.0f);
 }
 
+/* gelu_tanh on a dense sweep of [-16, 16] (every 2^-9, plus the region where gelu of a
+ * negative x leaves the normal range): within 3e-7 of the exact value relative to max(|x|, 1e-3),
+ * never a subnormal result. */
+static void test_gelu_sweep(const struct lg_kern *k)
+{
+    enum { N = 16384 + 4096 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    for (int i = 0; i < 16384; i++)
+        x[i] = -16.0f + (float)i / 512.0f;
+    for (int i = 0; i < 4096; i++)
+        x[16384 + i] = -11.0f + (float)i / 1024.0f; /* -11 .. -7 */
+    memcpy(y, x, N * sizeof(float));
+    k->gelu_tanh(y, N);
+    double maxe = 0;
+    int sub = 0;
+    for (int i = 0; i < N; i++) {
+        double e = fabs(y[i] - gelu_exact(x[i])) / fmax(fabs((double)x[i]), 1e-3);
+        if (!(e <= maxe))
+            maxe = isnan(e) ? INFINITY : e;
+        sub |= y[i] != 0.0f && fabsf(y[i]) < 1.17549435e-38f;
+    }
+    CHECK_MSG(maxe <= 3e-7, "[%s] gelu sweep: max error %g (relative to |x|)", k->isa, maxe);
+    CHECK_MSG(!sub, "[%s] gelu sweep: a subnormal result", k->isa);
+    free(x);
+    free(y);
+}
+
+/* glu_quantize == gelu_tanh, mul, act_quantize of the same table, byte for byte, for every
+ * activation format (Q8_0, Q8_K, F16, and Q8_1 through the reference quantizer), lengths that
+ * end mid-chunk; g and m are not written. */
+static void test_glu_quantize(const struct lg_kern *k)
+{
+    const uint32_t wtypes[] = {LG_QTYPE_Q4_0, LG_QTYPE_Q4_K, LG_QTYPE_F16, LG_QTYPE_Q4_1};
+    const int64_t ns[] = {32, 256, 512 + 32, 2048 + 256 + 64};
+    enum { NMAX = 2048 + 256 + 64 };
+    float *g = malloc(NMAX * sizeof(float)), *m = malloc(NMAX * sizeof(float));
+    float *g0 = malloc(NMAX * sizeof(float)), *m0 = malloc(NMAX * sizeof(float));
+    float *t = malloc(NMAX * sizeof(float));
+    for (size_t iw = 0; iw < sizeof wtypes / sizeof wtypes[0]; iw++)
+        for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
+            const int64_t n = ns[in];
+            size_t rb = lg_act_row_bytes(wtypes[iw], n);
+            if (!rb)
+                continue; /* e.g. Q8_K needs n % 256 == 0 */
+            fill(g, n, 5.0f);
+            fill(m, n, 2.0f);
+            g[n / 2] = NAN; /* a NaN goes through like any value */
+            memcpy(g0, g, (size_t)n * sizeof(float));
+            memcpy(m0, m, (size_t)n * sizeof(float));
+            uint8_t *a = malloc(rb), *b = malloc(rb);
+            memset(a, 0xa5, rb);
+            memset(b, 0x5a, rb);
+            k->glu_quantize(wtypes[iw], g, m, a, n);
+            memcpy(t, g, (size_t)n * sizeof(float));
+            k->gelu_tanh(t, n);
+            k->mul(t, t, m, n);
+            k->act_quantize(wtypes[iw], t, b, n);
+            CHECK_MSG(memcmp(a, b, rb) == 0, "[%s] glu_quantize %s n=%lld differs from gelu, "
+                      "mul, act_quantize", k->isa, lg_qtype_get(wtypes[iw])->name, (long long)n);
+            CHECK_MSG(memcmp(g, g0, (size_t)n * sizeof(float)) == 0 &&
+                          memcmp(m, m0, (size_t)n * sizeof(float)) == 0,
+                      "[%s] glu_quantize wrote to its inputs", k->isa);
+            free(a);
+            free(b);
+        }
+    free(g);
+    free(m);
+    free(g0);
+    free(m0);
+    free(t);
+}
+
 static float f_of_bits(uint32_t u)
 {
     float f;
@@ -632,6 +744,7 @@ static void test_act_quantize(const struct lg_kern *k)
 
 int main(void)
 {
+    lg_test_rand_seed(9);
     const char *isas[] = {"ref", "avx2", "avx512"};
     int n_tables = 0;
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
@@ -640,7 +753,7 @@ int main(void)
             continue;
         n_tables++;
         CHECK(k->matmul && k->rmsnorm && k->rope_neox && k->softmax && k->gelu_tanh && k->mul &&
-              k->axpy && k->softcap && k->act_quantize && k->attention);
+              k->axpy && k->softcap && k->act_quantize && k->glu_quantize && k->attention);
         test_matmul(k);
         test_rmsnorm(k);
         test_rope(k);
@@ -650,6 +763,8 @@ int main(void)
         test_attention_gqa(k);
         test_ops_vs_ref(k);
         test_gelu_softcap(k);
+        test_gelu_sweep(k);
+        test_glu_quantize(k);
         test_act_quantize(k);
     }
     CHECK(n_tables >= 1);

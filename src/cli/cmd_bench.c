@@ -123,7 +123,7 @@ static double kv_bytes_per_token(const struct lg_model *m, int64_t depth, uint32
 
 struct bw_job {
     const uint64_t *buf;
-    size_t n;            /* uint64 words */
+    size_t n; /* uint64 words */
     uint64_t sink[64];
 };
 
@@ -237,13 +237,13 @@ int lg_cmd_bench(int argc, char **argv)
                 !lg_arg_i64(CMD, a, v, 2, (int64_t)1 << 30, &ctx_opt))
                 return 2;
         } else if (!strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "-t") || !strcmp(a, "-r") ||
-            !strcmp(a, "--depth") || !strcmp(a, "--watts")) {
+                   !strcmp(a, "--depth") || !strcmp(a, "--watts")) {
             if (!(v = lg_arg_value(CMD, argc, argv, &i)))
                 return 2;
-            bool ok = !strcmp(a, "-p")      ? lg_arg_i64(CMD, a, v, 1, 1 << 20, &p)
-                      : !strcmp(a, "-n")    ? lg_arg_i64(CMD, a, v, 1, 1 << 20, &n)
-                      : !strcmp(a, "-t")    ? lg_arg_i64(CMD, a, v, 1, 256, &threads)
-                      : !strcmp(a, "-r")    ? lg_arg_i64(CMD, a, v, 1, MAX_REPS, &reps)
+            bool ok = !strcmp(a, "-p")        ? lg_arg_i64(CMD, a, v, 1, 1 << 20, &p)
+                      : !strcmp(a, "-n")      ? lg_arg_i64(CMD, a, v, 1, 1 << 20, &n)
+                      : !strcmp(a, "-t")      ? lg_arg_i64(CMD, a, v, 1, 256, &threads)
+                      : !strcmp(a, "-r")      ? lg_arg_i64(CMD, a, v, 1, MAX_REPS, &reps)
                       : !strcmp(a, "--depth") ? lg_arg_i64(CMD, a, v, 0, 1 << 24, &depth)
                                               : lg_arg_f64(CMD, a, v, 0, 1e6, &watts);
             if (!ok)
@@ -296,8 +296,10 @@ int lg_cmd_bench(int argc, char **argv)
     int64_t n_ctx = (p > depth + n ? p : depth + n) + 1;
     if (ctx_opt) {
         if (ctx_opt < n_ctx) {
-            fprintf(stderr, "localgemma bench: --ctx %lld is smaller than the %lld positions "
-                    "-p/--depth/-n need\n", (long long)ctx_opt, (long long)n_ctx);
+            fprintf(stderr,
+                    "localgemma bench: --ctx %lld is smaller than the %lld positions "
+                    "-p/--depth/-n need\n",
+                    (long long)ctx_opt, (long long)n_ctx);
             return 2;
         }
         n_ctx = ctx_opt;
@@ -369,7 +371,8 @@ int lg_cmd_bench(int argc, char **argv)
     }
     struct stat3 spp = stats(pp, (int)reps), stg = stats(tg, (int)reps),
                  sttft = stats(ttft, (int)reps);
-    double wb = weight_bytes_per_token(m), kvb = kv_bytes_per_token(m, depth + n / 2, kvo.type_k, kvo.type_v);
+    double wb = weight_bytes_per_token(m),
+           kvb = kv_bytes_per_token(m, depth + n / 2, kvo.type_k, kvo.type_v);
     double bw = (wb + kvb) * stg.med / 1e9;
     long rss = peak_rss_kb(), rss_file, rss_anon;
     rss_split_kb(&rss_file, &rss_anon);
@@ -389,8 +392,8 @@ int lg_cmd_bench(int argc, char **argv)
                "\"kv_type_v\": \"%s\", \"rss_file_mib\": %.1f, \"rss_anon_mib\": %.1f, "
                "\"repacked_bytes\": %zu",
                (int)threads, (long long)p, (long long)n, (long long)depth, (int)reps,
-               lg_kern_get()->isa, load_s, sttft.med, sttft.lo, sttft.hi, spp.med, spp.lo,
-               spp.hi, stg.med, stg.lo, stg.hi, (double)rss / 1024.0, wb, kvb, bw,
+               lg_kern_isa_label(lg_kern_get()), load_s, sttft.med, sttft.lo, sttft.hi, spp.med,
+               spp.lo, spp.hi, stg.med, stg.lo, stg.hi, (double)rss / 1024.0, wb, kvb, bw,
                (long long)n_ctx, lg_kv_type_name(kvo.type_k), lg_kv_type_name(kvo.type_v),
                (double)rss_file / 1024.0, (double)rss_anon / 1024.0, lg_model_repacked_bytes(m));
         if (watts > 0)
@@ -401,20 +404,19 @@ int lg_cmd_bench(int argc, char **argv)
     } else {
         printf("model        %s\n", path);
         printf("threads      %d (isa %s), %d reps, median [min..max]\n", (int)threads,
-               lg_kern_get()->isa, (int)reps);
+               lg_kern_isa_label(lg_kern_get()), (int)reps);
         printf("load         %.3f s (open + map + repack; repacked %.1f MiB to R8)\n", load_s,
                (double)lg_model_repacked_bytes(m) / (1024.0 * 1024.0));
-        printf("TTFT p=%-5lld %.3f s [%.3f..%.3f]\n", (long long)p, sttft.med, sttft.lo,
-               sttft.hi);
+        printf("TTFT p=%-5lld %.3f s [%.3f..%.3f]\n", (long long)p, sttft.med, sttft.lo, sttft.hi);
         printf("prefill      %.2f tok/s [%.2f..%.2f]\n", spp.med, spp.lo, spp.hi);
-        printf("decode n=%-4lld %.2f tok/s [%.2f..%.2f] at depth %lld\n", (long long)n,
-               stg.med, stg.lo, stg.hi, (long long)depth);
+        printf("decode n=%-4lld %.2f tok/s [%.2f..%.2f] at depth %lld\n", (long long)n, stg.med,
+               stg.lo, stg.hi, (long long)depth);
         printf("bytes/token  %.1f MB weights + %.2f MB KV -> %.2f GB/s effective\n", wb / 1e6,
                kvb / 1e6, bw);
         printf("peak RSS     %.1f MiB (now: %.1f MiB mapped file, %.1f MiB anon; context %lld, "
-               "KV %s/%s)\n", (double)rss / 1024.0, (double)rss_file / 1024.0,
-               (double)rss_anon / 1024.0, (long long)n_ctx, lg_kv_type_name(kvo.type_k),
-               lg_kv_type_name(kvo.type_v));
+               "KV %s/%s)\n",
+               (double)rss / 1024.0, (double)rss_file / 1024.0, (double)rss_anon / 1024.0,
+               (long long)n_ctx, lg_kv_type_name(kvo.type_k), lg_kv_type_name(kvo.type_v));
         if (watts > 0)
             printf("energy       %.3f kWh / 1M decoded tokens, %.4f kWh / 1M prompt tokens "
                    "at %.0f W\n",

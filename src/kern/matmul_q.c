@@ -1,7 +1,9 @@
 /* matmul_q.c: the blocked driver around the quantized dot products (see qdot.h): picks the
  * ISA's tiled kernel for the matrix's type and layout, else loops over the dots. The kernel
  * table is recognised by its dot4: the AVX2 ones (kern/qdot_avx2.c), or on the AVX-512 table of
- * a CPU with AVX512-VNNI the aliases lg_qdot_fill_avx512 installs (R8: the VNNI kernels). */
+ * a CPU with AVX512-VNNI the aliases lg_qdot_fill_avx512 installs (R8: the VNNI kernels, or
+ * for several tokens on a CPU with AMX the tile kernels of kern/gemm_amx.c). */
+#include "kern/amx.h"
 #include "kern/kern.h"
 #include "kern/qdot.h"
 
@@ -61,6 +63,14 @@ bool lg_cpu_has_avx512_vnni(void)
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
+const char *lg_kern_isa_label(const struct lg_kern *k)
+{
+    /* the avx512 table is the one with our dot4 (set only on an AVX512-VNNI CPU) */
+    if (k->vec_dot4[LG_QTYPE_Q4_0] == vnni_q4_0_x4 && lg_amx_ok())
+        return "avx512+amx";
+    return k->isa;
+}
+
 void lg_qdot_fill_avx512(lg_vec_dot4_fn *dot4)
 {
     if (!lg_cpu_has_avx512_vnni())
@@ -70,6 +80,11 @@ void lg_qdot_fill_avx512(lg_vec_dot4_fn *dot4)
         if (vnni_dot4_of(t) && avx2_dot4[t])
             dot4[t] = vnni_dot4_of(t);
 }
+#else
+const char *lg_kern_isa_label(const struct lg_kern *k)
+{
+    return k->isa;
+}
 #endif
 
 lg_gemm_q_fn lg_gemm_q_for(uint32_t type, uint32_t layout, lg_vec_dot4_fn dot4, int64_t n_tok)
@@ -77,8 +92,11 @@ lg_gemm_q_fn lg_gemm_q_for(uint32_t type, uint32_t layout, lg_vec_dot4_fn dot4, 
 #if defined(__x86_64__) || defined(__i386__)
     /* Our dot4 can only be in a table when lg_qdot_fill_avx512 found VNNI on this CPU. */
     if (dot4 && dot4 == vnni_dot4_of(type)) {
-        if (layout == LG_WLAYOUT_R8)
-            return lg_gemm_r8_avx512(type);
+        if (layout == LG_WLAYOUT_R8) {
+            /* several tokens on an AMX CPU: the tile kernels (kern/gemm_amx.c) */
+            lg_gemm_q_fn amx = lg_amx_ok() ? lg_gemm_r8_amx(type, n_tok) : NULL;
+            return amx ? amx : lg_gemm_r8_avx512(type);
+        }
         return lg_qdot_gemm_avx2(type, layout, avx2_dot4[type], n_tok);
     }
     return lg_qdot_gemm_avx2(type, layout, dot4, n_tok);

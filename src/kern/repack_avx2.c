@@ -118,4 +118,11 @@ static inline __m256i r8_q6_scaled(const __m256i s[2], __m256i sc)
 #define R8_SC(v, i) lane_bytes16(v, i, i)
 #define R8_SCS(v, i) lane_bytes16s(v, i, i)
 
+/* no one-token tiles of its own: tile_*_1 */
+#define R8_ONE_Q4_0 NULL
+#define R8_ONE_Q8_0 NULL
+#define R8_ONE_Q4_K NULL
+#define R8_ONE_Q6_K NULL
+#define R8_Q8_0_OFFSET 0
+
 #include "kern/repack_body.h"

@@ -15,6 +15,10 @@
  *                    i (0..3) at a time: step i updates s[R8_Q6_SLOT(i)] (step 0 starts it)
  *   R8_SC(v, i), R8_SCS(v, i)  unsigned / signed byte i of each 32-bit lane as r8_scaled
  *                    takes a scale
+ *   R8_ONE_Q4_0, R8_ONE_Q8_0, R8_ONE_Q4_K, R8_ONE_Q6_K  a tile_fn of the includer's own for one
+ *                    token (declared before the include, defined after it), or NULL: tile_*_1
+ *   R8_Q8_0_OFFSET   the prepass's offset for Q8_0's one-token tile (0: none; 128 for a tile
+ *                    taking w + 128)
  * Every step is an exact integer sum, so both ISAs give the same outputs, bit for bit those of
  * lg_vec_dot_ref. */
 enum {
@@ -65,13 +69,19 @@ static inline __m256 scales8(const uint8_t *p)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
 }
 
-/* Software prefetch of the lines of the block PF_DIST bytes ahead: one sequential stream per
- * thread, but the hardware prefetcher alone leaves decode short of the bandwidth. */
-enum { PF_DIST = 1024 };
-static inline void prefetch_block(const uint8_t *p, size_t bytes)
+/* Software prefetch, into L2, of the lines of the block PF_DIST bytes ahead: one sequential
+ * stream per thread, which the hardware prefetcher alone leaves at 45-85 % of a plain read
+ * loop's rate in decode (one token: little work per byte, so the loads must be in flight
+ * early). Measured on one token, 512 MB from DRAM (issue #10): T1 at 4 KiB ahead gave Q4_0
+ * ~90 % of the read loop (T1 at 1 KiB ~75 %, 2 KiB ~87 %, 8 KiB as 4 KiB; T0 ~80 %; NTA ~50 %).
+ * Always inline: as a separate function GCC finds it free of side effects (prefetches do not
+ * count) and deletes the calls, which it did until then. The lines past the end of a row range
+ * are fetched for nothing (4 KiB per call). */
+enum { PF_DIST = 4096 };
+static inline __attribute__((always_inline)) void prefetch_block(const uint8_t *p, size_t bytes)
 {
     for (size_t o = 0; o < bytes; o += 64)
-        _mm_prefetch((const char *)(p + PF_DIST + o), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + PF_DIST + o), _MM_HINT_T1);
 }
 
 #define TILE_BEGIN(NT)                                                                             \
@@ -528,26 +538,28 @@ struct r8_kind {
     size_t abytes;    /* bytes per activation block */
     int prep;         /* Q8_0 activations: prepass of scales (and offset sums) */
     int offset;       /* weight offset to correct with offset * sum(y) (0: none) */
+    int offset_one;   /* the same for one token (the `one` tile, else tile[0]) */
     tile_fn tile[TT]; /* by token count - 1 */
+    tile_fn one;      /* one token: the includer's own tile (R8_ONE_*), NULL: tile[0] */
     decode_fn decode; /* more than TT tokens: decode a chunk once (NULL: the tiles read R8) */
     tile_fn tile_dec[TT];
 };
 
 /* clang-format off */
 static const struct r8_kind K_Q4_0 = {
-    .bbytes = Q4_BLOCK, .blk = LG_QK, .abytes = ABYTES, .prep = 1, .offset = 8,
-    .tile = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4}};
+    .bbytes = Q4_BLOCK, .blk = LG_QK, .abytes = ABYTES, .prep = 1, .offset = 8, .offset_one = 8,
+    .tile = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4}, .one = R8_ONE_Q4_0};
 static const struct r8_kind K_Q8_0 = {
-    .bbytes = Q8_BLOCK, .blk = LG_QK, .abytes = ABYTES, .prep = 1,
-    .tile = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4}};
+    .bbytes = Q8_BLOCK, .blk = LG_QK, .abytes = ABYTES, .prep = 1, .offset_one = R8_Q8_0_OFFSET,
+    .tile = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4}, .one = R8_ONE_Q8_0};
 static const struct r8_kind K_Q4_K = {
     .bbytes = Q4K_BLOCK, .blk = LG_QK_K, .abytes = sizeof(struct lg_block_q8_k),
-    .tile = {tile_q4_k_1, tile_q4_k_2, tile_q4_k_3, tile_q4_k_4},
+    .tile = {tile_q4_k_1, tile_q4_k_2, tile_q4_k_3, tile_q4_k_4}, .one = R8_ONE_Q4_K,
     .decode = decode_q4_k,
     .tile_dec = {tile_q4_k_dec_1, tile_q4_k_dec_2, tile_q4_k_dec_3, tile_q4_k_dec_4}};
 static const struct r8_kind K_Q6_K = {
     .bbytes = Q6K_BLOCK, .blk = LG_QK_K, .abytes = sizeof(struct lg_block_q8_k),
-    .tile = {tile_q6_k_1, tile_q6_k_2, tile_q6_k_3, tile_q6_k_4},
+    .tile = {tile_q6_k_1, tile_q6_k_2, tile_q6_k_3, tile_q6_k_4}, .one = R8_ONE_Q6_K,
     .decode = decode_q6_k,
     .tile_dec = {tile_q6_k_dec_1, tile_q6_k_dec_2, tile_q6_k_dec_3, tile_q6_k_dec_4}};
 /* clang-format on */
@@ -580,6 +592,7 @@ static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const voi
         const int64_t nt = n_tok - tc < MAXTOK ? n_tok - tc : MAXTOK;
         int64_t kb = PRE / nt;
         const int decode = kd->decode && nt > TT;
+        const int off = nt == 1 ? kd->offset_one : kd->offset;
         if (nt > TT && kb > (int64_t)(L1_BYTES / kd->bbytes))
             kb = (int64_t)(L1_BYTES / kd->bbytes);
         if (decode && kb > DEC_BLOCKS)
@@ -594,10 +607,9 @@ static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const voi
                     uint16_t d;
                     memcpy(&d, yb + (size_t)b * ABYTES + offsetof(struct lg_block_q8_0, d), 2);
                     dyb[t * kb + b] = _cvtsh_ss(d);
-                    if (kd->offset)
-                        syb[t * kb + b] =
-                            offset_sum(yb + (size_t)b * ABYTES + offsetof(struct lg_block_q8_0, qs),
-                                       kd->offset);
+                    if (off)
+                        syb[t * kb + b] = offset_sum(
+                            yb + (size_t)b * ABYTES + offsetof(struct lg_block_q8_0, qs), off);
                 }
             }
             for (int64_t g = g0; g < g1; g++) {
@@ -619,7 +631,10 @@ static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const voi
                         a.sy[i] = syb + tok * kb;
                         a.yo[i] = full ? y + (tc + tok) * ldy + 8 * g : part[g != g0][tok];
                     }
-                    (decode ? kd->tile_dec : kd->tile)[n4 - 1](&a);
+                    if (nt == 1 && kd->one)
+                        kd->one(&a);
+                    else
+                        (decode ? kd->tile_dec : kd->tile)[n4 - 1](&a);
                 }
             }
         }

@@ -9,8 +9,9 @@
  *    floats, random bytes incl. Q8_0 -128, and the i16 worst case: every quant and scale at its
  *    extreme, activations at +-127) with awkward shapes (rows 8..48, 32..16640 columns, past
  *    the prepass and L1 chunks, row ranges cut anywhere, 1..70 tokens incl. the decoded-chunk
- *    path of Q4_K / Q6_K, padded strides): every output is bit-identical to lg_vec_dot_ref on
- *    the GGUF rows; outputs outside the range stay NaN.
+ *    path of Q4_K / Q6_K, one token over two column chunks (the AVX-512 one-token tiles
+ *    resuming from partial sums), padded strides): every output is bit-identical to
+ *    lg_vec_dot_ref on the GGUF rows; outputs outside the range stay NaN.
  * 3. Dispatch: lg_gemm_q_for gives the R8 kernel only for the ISA's own dot4, never for the
  *    scalar table, and the VNNI kernel exactly on the avx512 table of a CPU with AVX512-VNNI
  *    (never elsewhere); lg_repack_r8_ok refuses other types and shapes. Without LG_ISA (or
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "kern/amx.h"
 #include "kern/kern.h"
 #include "kern/qdot.h"
 #include "kv/kv.h"
@@ -37,19 +39,6 @@
 #include "quant/quant_blocks.h"
 #include "quant/quant_mix.h"
 #include "test.h"
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 32);
-}
-static float frand(void) /* [-1, 1) */
-{
-    return (float)((double)next_u32() / 4294967296.0 * 2.0 - 1.0);
-}
 
 static const uint32_t types[] = {LG_QTYPE_Q4_0, LG_QTYPE_Q8_0, LG_QTYPE_Q4_K, LG_QTYPE_Q6_K};
 enum { N_TYPES = 4 };
@@ -76,8 +65,8 @@ static void make_wrow(uint32_t t, int64_t cols, int mode, uint8_t *dst, float *t
         float scale = 1.0f;
         for (int64_t i = 0; i < cols; i++) {
             if (i % 32 == 0)
-                scale = powf(10.0f, 2.0f * frand() - 1.0f);
-            tmp[i] = frand() * scale;
+                scale = powf(10.0f, 2.0f * lg_test_frand() - 1.0f);
+            tmp[i] = lg_test_frand() * scale;
         }
         lg_quant_row((enum lg_qtype)t, tmp, dst, cols);
         return;
@@ -86,20 +75,20 @@ static void make_wrow(uint32_t t, int64_t cols, int mode, uint8_t *dst, float *t
     for (int64_t b = 0; b < cols / block_of(t); b++) {
         uint8_t *p = dst + (size_t)b * bs;
         for (size_t i = 0; i < bs; i++) {
-            uint8_t v = (uint8_t)next_u32();
+            uint8_t v = (uint8_t)lg_test_rand_u32();
             if (mode == MODE_EXTREME)
-                v = t == LG_QTYPE_Q8_0 ? (uint8_t)(int8_t)(next_u32() & 1 ? 127 : -128)
-                                       : (next_u32() & 1 ? 0xff : 0x00);
+                v = t == LG_QTYPE_Q8_0 ? (uint8_t)(int8_t)(lg_test_rand_u32() & 1 ? 127 : -128)
+                                       : (lg_test_rand_u32() & 1 ? 0xff : 0x00);
             p[i] = v;
         }
-        uint16_t d = lg_f32_to_f16(0.001f + 0.01f * (frand() + 1.0f));
-        uint16_t dm = lg_f32_to_f16(0.001f + 0.01f * (frand() + 1.0f));
+        uint16_t d = lg_f32_to_f16(0.001f + 0.01f * (lg_test_frand() + 1.0f));
+        uint16_t dm = lg_f32_to_f16(0.001f + 0.01f * (lg_test_frand() + 1.0f));
         if (t == LG_QTYPE_Q6_K) {
             memcpy(p + offsetof(struct lg_block_q6_k, d), &d, 2);
             if (mode == MODE_EXTREME)
                 for (int i = 0; i < 16; i++)
                     p[offsetof(struct lg_block_q6_k, scales) + i] =
-                        (uint8_t)(int8_t)(next_u32() & 1 ? 127 : -128);
+                        (uint8_t)(int8_t)(lg_test_rand_u32() & 1 ? 127 : -128);
         } else {
             memcpy(p, &d, 2);
             if (t == LG_QTYPE_Q4_K) {
@@ -115,7 +104,7 @@ static void make_wrow(uint32_t t, int64_t cols, int mode, uint8_t *dst, float *t
 static void make_arow(uint32_t t, int64_t cols, int mode, uint8_t *dst, float *tmp)
 {
     for (int64_t i = 0; i < cols; i++)
-        tmp[i] = mode == MODE_EXTREME ? (next_u32() % 3 ? 1.0f : -1.0f) : frand() * 3.0f;
+        tmp[i] = mode == MODE_EXTREME ? (lg_test_rand_u32() % 3 ? 1.0f : -1.0f) : lg_test_frand() * 3.0f;
     lg_act_quantize(t, tmp, dst, cols);
 }
 
@@ -134,9 +123,9 @@ static int run_shape(const struct lg_kern *k, lg_gemm_q_fn g, uint32_t t, int64_
                      int64_t cols, int64_t nt, int64_t r0, int64_t r1, int mode)
 {
     const size_t rb = row_bytes(t, cols), ab = lg_act_row_bytes(t, cols);
-    const size_t wstride = rb + 2 * (size_t)(next_u32() % 3);               /* GGUF rows, padded */
-    const size_t astride = (ab + 3) / 4 * 4 + 4 * (size_t)(next_u32() % 3); /* Q8_K: 4-aligned */
-    const int64_t ldy = rows + (int64_t)(next_u32() % 4);
+    const size_t wstride = rb + 2 * (size_t)(lg_test_rand_u32() % 3);               /* GGUF rows, padded */
+    const size_t astride = (ab + 3) / 4 * 4 + 4 * (size_t)(lg_test_rand_u32() % 3); /* Q8_K: 4-aligned */
+    const int64_t ldy = rows + (int64_t)(lg_test_rand_u32() % 4);
     uint8_t *w = malloc(wstride * (size_t)rows), *r8 = malloc(rb * (size_t)rows);
     uint8_t *a = malloc(astride * (size_t)nt), *row = malloc(rb);
     float *tmp = malloc((size_t)cols * sizeof(float)),
@@ -254,23 +243,25 @@ static void test_isa(const struct lg_kern *k)
             CHECK_MSG(lg_gemm_q_for(t, LG_WLAYOUT_R8, k->vec_dot4[types[(it + 1) % N_TYPES]], 1) ==
                           NULL,
                       "[%s] %s: R8 kernel for another type's dot4", k->isa, tn);
-            CHECK_MSG(lg_gemm_q_for(t, LG_WLAYOUT_R8, k->vec_dot4[t], 70) == g,
-                      "[%s] %s: another R8 kernel for 70 tokens", k->isa, tn);
+            /* 70 tokens: the same kernel, or on an AMX CPU the tile kernel (kern/amx.h) */
+            lg_gemm_q_fn amx70 = vnni && lg_amx_ok() ? lg_gemm_r8_amx(t, 70) : NULL;
+            CHECK_MSG(lg_gemm_q_for(t, LG_WLAYOUT_R8, k->vec_dot4[t], 70) == (amx70 ? amx70 : g),
+                      "[%s] %s: not the expected R8 kernel for 70 tokens", k->isa, tn);
         }
         /* random shapes: rows 8..48, 1..130 blocks (and 4096 columns), ranges cut anywhere */
         int nshapes = 0, bad_shapes = 0;
         const int64_t toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 33, 64, 67, 70};
         for (int s = 0; s < 56; s++) {
-            int64_t rows = 8 * (1 + (int64_t)(next_u32() % 6));
-            int64_t nblk = s % 7 == 0 ? 128 : 1 + (int64_t)(next_u32() % 70);
+            int64_t rows = 8 * (1 + (int64_t)(lg_test_rand_u32() % 6));
+            int64_t nblk = s % 7 == 0 ? 128 : 1 + (int64_t)(lg_test_rand_u32() % 70);
             int64_t nt = toks[s % 14];
             if (nt > 13 && nblk > 40)
                 nblk = 40;
             if (block_of(t) == 256) /* super-blocks: 1..17 (more than one L1 chunk) */
                 nblk = 8 * (1 + nblk % 17);
-            int64_t r0 = (int64_t)(next_u32() % (uint32_t)rows), r1 = rows;
-            if (next_u32() % 2)
-                r1 = r0 + 1 + (int64_t)(next_u32() % (uint32_t)(rows - r0));
+            int64_t r0 = (int64_t)(lg_test_rand_u32() % (uint32_t)rows), r1 = rows;
+            if (lg_test_rand_u32() % 2)
+                r1 = r0 + 1 + (int64_t)(lg_test_rand_u32() % (uint32_t)(rows - r0));
             if (s % 5 == 0) {
                 r0 = 0;
                 r1 = rows;
@@ -307,6 +298,14 @@ static void test_isa(const struct lg_kern *k)
                           (long long)fixed[s][4], (long long)fixed[s][1], (long long)fixed[s][2],
                           mode, bad);
             }
+        /* one token past the prepass (2049 blocks: a second column chunk, so the one-token
+         * tiles resume from partial sums), rows cut at both ends */
+        for (int mode = 0; mode < N_MODES; mode++) {
+            const int64_t cols = 2049 * block_of(t);
+            int bad = run_shape(k, is_ref ? NULL : g, t, 16, cols, 1, 3, 13, mode);
+            CHECK_MSG(!bad, "[%s] R8 %s one token, %lld columns, mode %d: %d wrong", k->isa, tn,
+                      (long long)cols, mode, bad);
+        }
     }
 }
 
@@ -463,6 +462,7 @@ static void test_auto_isa(void)
 
 int main(void)
 {
+    lg_test_rand_seed(8);
     test_ok_rules();
     test_layout();
     test_auto_isa();

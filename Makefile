@@ -42,7 +42,7 @@ FUZZERS   = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all test unit asan replay pytest demo fuzz fuzz-build setup clean format
+.PHONY: all test unit asan replay pytest demo fuzz fuzz-build setup clean format coverage
 all: $(BUILD)/localgemma $(BUILD)/liblocalgemma.a
 
 isa_flags = $(if $(findstring _amx,$(1)),$(AMXFLAGS),$(if $(findstring _avx512,$(1)),$(AVX512FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2FLAGS))))
@@ -96,6 +96,67 @@ fuzz-build: $(FUZZERS)
 fuzz: fuzz-build
 	scripts/fuzz $(FUZZ_SECONDS) $(FUZZERS)
 
+# Coverage (hardening goal G22): an instrumented -O0 copy in $(COV_DIR), the unit tests and
+# every fuzz corpus replayed through it, then line + branch coverage per module with gcovr
+# (PyPI; scripts/setup installs it). Tests run one at a time so their .gcda counts add up; a
+# failing test is reported but the report is still printed (timing bounds may trip at -O0).
+# `--exclude-unreachable-branches` drops the compiler's branches on lines with no source code;
+# counters are atomic because kernels and the engine run threads (plain counters race and
+# gcov then reports negative hits); a hot kernel line may exceed 2^32 hits, which gcovr
+# otherwise rejects as "suspicious".
+COV_DIR  ?= build-cov
+COVFLAGS  = --coverage -fprofile-update=atomic -O0 -g
+COV_MODULES = gguf json tok server chat grammar guard store engine model quant sample kv kern base
+COV_LIB_OBJS = $(LIB_SRCS:%.c=$(COV_DIR)/obj/%.o)
+COV_TESTS    = $(TEST_SRCS:tests/unit/%.c=$(COV_DIR)/tests/%)
+COV_REPLAYS  = $(FUZZ_SRCS:tests/fuzz/%.c=$(COV_DIR)/replay/%)
+GCOVR     = $(PYTHON) -m gcovr --root . -j 2 --exclude-unreachable-branches \
+            --gcov-ignore-parse-errors=suspicious_hits.warn_once_per_file
+
+$(COV_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(COVFLAGS) $(ARCH) $(CFLAGS) $(call isa_flags,$<) -c $< -o $@
+
+$(COV_DIR)/liblocalgemma.a: $(COV_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(COV_DIR)/tests/%: tests/unit/%.c $(COV_DIR)/liblocalgemma.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(COVFLAGS) $(ARCH) -Itests -o $@ $< $(COV_DIR)/liblocalgemma.a $(LDLIBS)
+
+$(COV_DIR)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(COV_DIR)/liblocalgemma.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(COVFLAGS) $(ARCH) -Itests -o $@ $< tests/fuzz/replay_main.c $(COV_DIR)/liblocalgemma.a $(LDLIBS)
+
+coverage:
+	scripts/setup
+	$(MAKE) $(COV_TESTS) $(COV_REPLAYS)
+	@find $(COV_DIR) -name '*.gcda' -delete
+	@mkdir -p $(COV_DIR)/logs; fails=""; \
+	for t in $(COV_TESTS); do \
+	    n=$$(basename $$t); \
+	    LG_TEST_DATA=tests $$t >$(COV_DIR)/logs/$$n.log 2>&1 || fails="$$fails $$n"; \
+	    echo "coverage: ran $$n: $$(grep -oE '[0-9]+ passed, [0-9]+ failed' $(COV_DIR)/logs/$$n.log | tail -n 1)"; \
+	done; \
+	for r in $(COV_REPLAYS); do \
+	    n=$$(basename $$r); tgt=$${n#fuzz_}; \
+	    $$r tests/fuzz/corpus/$$tgt tests/corpus/$$tgt >$(COV_DIR)/logs/replay_$$tgt.log 2>&1 || fails="$$fails replay_$$tgt"; \
+	done; \
+	echo "coverage: replayed $(words $(COV_REPLAYS)) fuzz corpora"; \
+	if [ -n "$$fails" ]; then echo "coverage: FAILED (logs in $(COV_DIR)/logs):$$fails"; fi
+	@mkdir -p $(COV_DIR)/html
+	$(GCOVR) --json $(COV_DIR)/coverage.json --html-details $(COV_DIR)/html/index.html \
+	    --filter 'src/' --exclude 'src/cli/' $(COV_DIR) >/dev/null
+	@printf '%-8s %24s %24s\n' module lines branches
+	@for m in $(COV_MODULES); do \
+	    $(PYTHON) -m gcovr --root . -a $(COV_DIR)/coverage.json --filter "src/$$m/" --txt-summary -o /dev/null \
+	    | awk -v m=$$m '/^lines:/{l=$$2" "$$3"/"$$6} /^branches:/{b=$$2" "$$3"/"$$6} END{printf "%-8s %24s %24s\n", m, l, b}'; \
+	done
+	@$(PYTHON) -m gcovr --root . -a $(COV_DIR)/coverage.json --txt-summary -o /dev/null \
+	    | awk '/^lines:/{l=$$2" "$$3"/"$$6} /^branches:/{b=$$2" "$$3"/"$$6} END{printf "%-8s %24s %24s\n", "overall", l, b}'
+	@echo "coverage: per-file detail in $(COV_DIR)/html/index.html"
+
 setup:
 	scripts/setup
 
@@ -120,4 +181,4 @@ format:
 clean:
 	rm -rf $(BUILD) $(ASAN_DIR)
 
--include $(shell find $(BUILD) $(ASAN_DIR) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(ASAN_DIR) $(COV_DIR) -name '*.d' 2>/dev/null)

@@ -35,7 +35,8 @@
  * while the token tiles pass over it; Q4_K / Q6_K chunks are then decoded once per call
  * (lane = row vectors of quants and scale pairs) rather than once per token tile. Row ranges may
  * start and end anywhere: a group the range cuts is computed whole into that buffer and only its
- * rows in range are stored. No allocation: stack buffers of about 43 KiB. Reentrant.
+ * rows in range are stored. No allocation: stack buffers of about 43 KiB (123 KiB with the
+ * AVX-512 pair tiles' staged prepass). Reentrant.
  *
  * The kernel body is kern/repack_body.h, shared with kern/repack_avx512.c; this file gives it
  * the AVX2 integer steps (maddubs into i16, madd to i32) and the exported name.
@@ -124,5 +125,17 @@ static inline __m256i r8_q6_scaled(const __m256i s[2], __m256i sc)
 #define R8_ONE_Q4_K NULL
 #define R8_ONE_Q6_K NULL
 #define R8_Q8_0_OFFSET 0
+/* no pair tiles: one group at a time */
+/* clang-format off */
+#define R8_PAIR_Q4_0 {NULL}
+#define R8_PAIR_Q8_0 {NULL}
+#define R8_Q8_0_OFFSET_N 0
+#define R8_PAIR_TT TT
+#define R8_STAGE 1
+#define R8_PAIR_DECODE_Q4_K NULL
+#define R8_PAIR_DECODE_Q6_K NULL
+#define R8_PAIR_DEC_Q4_K {NULL}
+#define R8_PAIR_DEC_Q6_K {NULL}
+/* clang-format on */
 
 #include "kern/repack_body.h"

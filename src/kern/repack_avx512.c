@@ -39,6 +39,28 @@
  * software prefetch gave 65-70 %, 80-85 %, 75 %, 45 %. From cache (1 MB) the one-token tiles
  * do Q6_K ~1.35x as fast as the 256-bit tile, the others about as fast: the gain in DRAM is
  * the prefetch plus fewer instructions in flight per byte.
+ * Several tokens (prefill, batched decode; issue #10) have pair tiles here for two whole
+ * groups side by side, in 512-bit vectors: vector k of group g in the low half and of g + 1 in
+ * the high half (lane = row, 16 rows), so every lane holds the whole exact integer total of its
+ * row for the block as in the 256-bit tiles, one 32-bit activation broadcast serves 16 rows,
+ * and the weight work (load, nibble split, + 128) is shared by up to 8 tokens (Q4_0, Q8_0;
+ * 4 for the decoded Q4_K / Q6_K chunks, which hold both groups' decoded vectors side by
+ * side). The float step is the 256-bit one's on 16 lanes: same order, same rounding, no FMA.
+ * - Q4_0: the accumulator starts at -8 * sum(y); 8 dpbusd per block and token. The prepass
+ *   stages each tile's activation blocks, scales and sums block-major (struct r8_stage), so that
+ *   8 tokens cost one pointer (8 separate ones spilled).
+ * - Q8_0: w + 128 (xor 0x80) as for one token, the accumulator starting at -128 * sum(y)
+ *   (R8_Q8_0_OFFSET_N: the prepass for several tokens has offset 128 too; the 256-bit tile
+ *   that takes the groups left over ignores it).
+ * - Q4_K / Q6_K (more than TT tokens): pair_decode_* decodes both groups' chunk (the body's
+ *   decoders, joined), the tiles are tile_*_dec's on 16 lanes; the chunk has DEC_BLOCKS / 2
+ *   blocks so that it fits the same buffer; each token's sub-block sum in two dpbusd chains
+ *   (the one-chain tile waited on dpbusd latency: ~8 % slower prefill). 2..4 tokens: the
+ *   256-bit tiles (pair tiles on the R8 bytes measured ~8 % slower there, memory-bound).
+ * Groups the row range cuts, a last odd group, and Q4_K / Q6_K for 2..4 tokens take the 256-bit
+ * tiles of the body. Measured (E2B shapes, random weights, 2 threads, prefill of 256 tokens,
+ * against the 256-bit tiles, alternating runs on a shared VM): Q4_0 ~85 -> ~135 tok/s, Q8_0
+ * ~63 -> ~125, Q4_K_M ~90 -> ~120; 8 tokens: Q4_0 ~77 -> ~97, Q8_0 ~49 -> ~76.
  * Only reached through lg_gemm_q_for with the dot4 that lg_qdot_fill_avx512 installs when the
  * CPU has AVX512-VNNI (kern/matmul_q.c). No allocation; reentrant.
  *
@@ -145,6 +167,49 @@ static void one_q6_k(const struct r8_args *a);
 #define R8_Q8_0_OFFSET 128 /* one_q8_0 takes w + 128 */
 #define R8_ONE_Q4_K one_q4_k
 #define R8_ONE_Q6_K one_q6_k
+/* The pair tiles (several tokens, 16 rows in 512-bit vectors; defined after the body) and the
+ * Q8_0 prepass offset pair_q8_0 needs. */
+static void pair_q4_0_1(const struct r8_args *a);
+static void pair_q4_0_2(const struct r8_args *a);
+static void pair_q4_0_3(const struct r8_args *a);
+static void pair_q4_0_4(const struct r8_args *a);
+static void pair_q4_0_5(const struct r8_args *a);
+static void pair_q4_0_6(const struct r8_args *a);
+static void pair_q4_0_7(const struct r8_args *a);
+static void pair_q4_0_8(const struct r8_args *a);
+static void pair_q8_0_1(const struct r8_args *a);
+static void pair_q8_0_2(const struct r8_args *a);
+static void pair_q8_0_3(const struct r8_args *a);
+static void pair_q8_0_4(const struct r8_args *a);
+static void pair_q8_0_5(const struct r8_args *a);
+static void pair_q8_0_6(const struct r8_args *a);
+static void pair_q8_0_7(const struct r8_args *a);
+static void pair_q8_0_8(const struct r8_args *a);
+/* clang-format off */
+#define R8_PAIR_Q4_0 {pair_q4_0_1, pair_q4_0_2, pair_q4_0_3, pair_q4_0_4, \
+                      pair_q4_0_5, pair_q4_0_6, pair_q4_0_7, pair_q4_0_8}
+#define R8_PAIR_Q8_0 {pair_q8_0_1, pair_q8_0_2, pair_q8_0_3, pair_q8_0_4, \
+                      pair_q8_0_5, pair_q8_0_6, pair_q8_0_7, pair_q8_0_8}
+/* clang-format on */
+#define R8_PAIR_TT 8
+#define R8_STAGE PRE
+#define R8_Q8_0_OFFSET_N 128 /* pair_q8_0 takes w + 128 */
+static void pair_decode_q4_k(const uint8_t *p, size_t gs, int64_t nb, void *dst);
+static void pair_decode_q6_k(const uint8_t *p, size_t gs, int64_t nb, void *dst);
+static void pair_q4_k_dec_1(const struct r8_args *a);
+static void pair_q4_k_dec_2(const struct r8_args *a);
+static void pair_q4_k_dec_3(const struct r8_args *a);
+static void pair_q4_k_dec_4(const struct r8_args *a);
+static void pair_q6_k_dec_1(const struct r8_args *a);
+static void pair_q6_k_dec_2(const struct r8_args *a);
+static void pair_q6_k_dec_3(const struct r8_args *a);
+static void pair_q6_k_dec_4(const struct r8_args *a);
+#define R8_PAIR_DECODE_Q4_K pair_decode_q4_k
+#define R8_PAIR_DECODE_Q6_K pair_decode_q6_k
+/* clang-format off */
+#define R8_PAIR_DEC_Q4_K {pair_q4_k_dec_1, pair_q4_k_dec_2, pair_q4_k_dec_3, pair_q4_k_dec_4}
+#define R8_PAIR_DEC_Q6_K {pair_q6_k_dec_1, pair_q6_k_dec_2, pair_q6_k_dec_3, pair_q6_k_dec_4}
+/* clang-format on */
 
 #include "kern/repack_body.h"
 
@@ -364,3 +429,315 @@ static void one_q6_k(const struct r8_args *a)
     }
     _mm256_storeu_ps(a->yo[0], acc);
 }
+
+/* ---- several tokens: two groups side by side ------------------------------------------------
+ * Pair tiles: the 32-byte vector k of group g (low half) and of group g + 1 (high half) in one
+ * 512-bit vector, so lane j < 8 is row j of g and lane 8 + j row j of g + 1, each lane the whole
+ * exact integer total of its row for the block, as in the 256-bit tiles; one 32-bit broadcast
+ * of 4 activation bytes (vpdpbusd's embedded broadcast) serves all 16 rows, and the nibble split
+ * (Q4_0) or the + 128 (Q8_0) is shared by the tile's tokens. Float step as TILE_SCALE, 16 rows:
+ * acc += (float)isum * (dw * dy), no FMA. */
+
+/* vector at p of group g (low half) and at p + gs of group g + 1 (high half) */
+static inline __m512i load_pair(const uint8_t *p, size_t gs)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(loadu(p)), loadu(p + gs), 1);
+}
+
+/* the 8 f16 scales at p (rows of g) and at p + gs (rows of g + 1) as 16 floats */
+static inline __m512 scales16(const uint8_t *p, size_t gs)
+{
+    const __m256i h = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
+        _mm_loadu_si128((const __m128i *)(const void *)(p + gs)), 1);
+    return _mm512_cvtph_ps(h);
+}
+
+static inline __m512i bcast4x16(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+#define PAIR_BEGIN(NT)                                                                             \
+    __m512 acc[PTT];                                                                               \
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] =                                  \
+        a->first ? _mm512_setzero_ps() : _mm512_loadu_ps(a->yo[t]);
+
+#define PAIR_END(NT)                                                                               \
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) _mm512_storeu_ps(a->yo[t], acc[t]);
+
+/* acc += (float)isum * (dw * dy), 16 rows (dy: the staged scales R) */
+#define PAIR_SCALE(NT, ISUM, P, GS, R)                                                             \
+    {                                                                                              \
+        const __m512 dw = scales16(P, GS);                                                         \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)                                       \
+        {                                                                                          \
+            __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps((R)[t].d));                               \
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(ISUM[t]), sc));        \
+        }                                                                                          \
+    }
+
+/* Q4_0: nibbles 0..15 unsigned, the accumulator starts at -8 * sum(y); activations, scales
+ * and sums from the staged prepass (struct r8_stage: one pointer for all the tile's tokens) */
+static inline __attribute__((always_inline)) void pair_q4_0(const struct r8_args *a, const int NT)
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const size_t gs = a->gstride;
+    PAIR_BEGIN(NT)
+    const uint8_t *p = a->gp;
+    const struct r8_stage *r = a->st;
+    for (int64_t b = 0; b < a->nb; b++, p += Q4_BLOCK, r += NT) {
+        prefetch_block(p, Q4_BLOCK);
+        prefetch_block(p + gs, Q4_BLOCK);
+        const int8_t *yq[PTT];
+        __m512i s[PTT];
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+        {
+            yq[t] = r[t].qs;
+            s[t] = _mm512_set1_epi32(r[t].sy);
+        }
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+        {
+            const __m512i v = load_pair(p + 16 + 32 * k, gs);
+            const __m512i lo = _mm512_and_si512(v, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+            {
+                s[t] = _mm512_dpbusd_epi32(s[t], lo, bcast4x16(yq[t] + 4 * k));
+                s[t] = _mm512_dpbusd_epi32(s[t], hi, bcast4x16(yq[t] + 16 + 4 * k));
+                PIN(s[t]);
+            }
+        }
+        PAIR_SCALE(NT, s, p, gs, r)
+    }
+    PAIR_END(NT)
+}
+
+/* Q8_0: weights w + 128 (unsigned), the accumulator starts at -128 * sum(y) (the staged
+ * prepass with offset R8_Q8_0_OFFSET_N) */
+static inline __attribute__((always_inline)) void pair_q8_0(const struct r8_args *a, const int NT)
+{
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const size_t gs = a->gstride;
+    PAIR_BEGIN(NT)
+    const uint8_t *p = a->gp;
+    const struct r8_stage *r = a->st;
+    for (int64_t b = 0; b < a->nb; b++, p += Q8_BLOCK, r += NT) {
+        prefetch_block(p, Q8_BLOCK);
+        prefetch_block(p + gs, Q8_BLOCK);
+        const int8_t *yq[PTT];
+        __m512i s[PTT];
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+        {
+            yq[t] = r[t].qs;
+            s[t] = _mm512_set1_epi32(r[t].sy);
+        }
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++)
+        {
+            const __m512i w = _mm512_xor_si512(load_pair(p + 16 + 32 * k, gs), bias);
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++)
+            {
+                s[t] = _mm512_dpbusd_epi32(s[t], w, bcast4x16(yq[t] + 4 * k));
+                PIN(s[t]);
+            }
+        }
+        PAIR_SCALE(NT, s, p, gs, r)
+    }
+    PAIR_END(NT)
+}
+
+/* clang-format off */
+static void pair_q4_0_1(const struct r8_args *a) { pair_q4_0(a, 1); }
+static void pair_q4_0_2(const struct r8_args *a) { pair_q4_0(a, 2); }
+static void pair_q4_0_3(const struct r8_args *a) { pair_q4_0(a, 3); }
+static void pair_q4_0_4(const struct r8_args *a) { pair_q4_0(a, 4); }
+static void pair_q4_0_5(const struct r8_args *a) { pair_q4_0(a, 5); }
+static void pair_q4_0_6(const struct r8_args *a) { pair_q4_0(a, 6); }
+static void pair_q4_0_7(const struct r8_args *a) { pair_q4_0(a, 7); }
+static void pair_q4_0_8(const struct r8_args *a) { pair_q4_0(a, 8); }
+static void pair_q8_0_1(const struct r8_args *a) { pair_q8_0(a, 1); }
+static void pair_q8_0_2(const struct r8_args *a) { pair_q8_0(a, 2); }
+static void pair_q8_0_3(const struct r8_args *a) { pair_q8_0(a, 3); }
+static void pair_q8_0_4(const struct r8_args *a) { pair_q8_0(a, 4); }
+static void pair_q8_0_5(const struct r8_args *a) { pair_q8_0(a, 5); }
+static void pair_q8_0_6(const struct r8_args *a) { pair_q8_0(a, 6); }
+static void pair_q8_0_7(const struct r8_args *a) { pair_q8_0(a, 7); }
+static void pair_q8_0_8(const struct r8_args *a) { pair_q8_0(a, 8); }
+/* clang-format on */
+
+/* Q4_K / Q6_K for more than TT tokens: a chunk of groups g and g + 1 decoded once per call into
+ * these (each vector [g | g + 1]: struct q4k_dec / q6_dec of the two groups side by side, the
+ * scales as i32 for vpmulld), then read by the pair tiles. Half as many blocks per chunk as the
+ * one-group decode, in the same buffer. */
+struct q4k_dec2 {
+    __m512i w[64], sc[8], mn[4];
+    __m512 d, dmin;
+};
+
+struct q6_dec2 {
+    __m512i w[64], sc[16], scp[8];
+    __m512 d;
+};
+
+_Static_assert(DEC_BLOCKS / 2 * sizeof(struct q4k_dec2) <= DEC_BLOCKS * sizeof(struct q6_dec) &&
+                   DEC_BLOCKS / 2 * sizeof(struct q6_dec2) <= DEC_BLOCKS * sizeof(struct q6_dec),
+               "pair decode buffer");
+
+static inline __m512i join(__m256i lo, __m256i hi)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+static inline __m512 joinf(__m256 lo, __m256 hi)
+{
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+
+static void pair_decode_q4_k(const uint8_t *p, size_t gs, int64_t nb, void *dst)
+{
+    for (int64_t b = 0; b < nb; b++, p += Q4K_BLOCK) {
+        struct q4k_dec h[2];
+        decode_q4_k(p, 1, &h[0]);
+        decode_q4_k(p + gs, 1, &h[1]);
+        struct q4k_dec2 *o = (struct q4k_dec2 *)dst + b;
+        for (int i = 0; i < 64; i++)
+            o->w[i] = join(h[0].w[i], h[1].w[i]);
+        for (int i = 0; i < 8; i++)
+            o->sc[i] = join(h[0].sc[i], h[1].sc[i]);
+        for (int i = 0; i < 4; i++)
+            o->mn[i] = join(h[0].mn[i], h[1].mn[i]);
+        o->d = joinf(h[0].d, h[1].d);
+        o->dmin = joinf(h[0].dmin, h[1].dmin);
+    }
+}
+
+static void pair_decode_q6_k(const uint8_t *p, size_t gs, int64_t nb, void *dst)
+{
+    for (int64_t b = 0; b < nb; b++, p += Q6K_BLOCK) {
+        struct q6_dec h[2];
+        decode_q6_k(p, 1, &h[0]);
+        decode_q6_k(p + gs, 1, &h[1]);
+        struct q6_dec2 *o = (struct q6_dec2 *)dst + b;
+        for (int i = 0; i < 64; i++)
+            o->w[i] = join(h[0].w[i], h[1].w[i]);
+        for (int i = 0; i < 16; i++)
+            o->sc[i] = join(h[0].sc[i], h[1].sc[i]);
+        for (int i = 0; i < 8; i++)
+            o->scp[i] = join(h[0].scp[i], h[1].scp[i]);
+        o->d = joinf(h[0].d, h[1].d);
+    }
+}
+
+/* q4k_msum in 16 rows: sum over the 8 sub-blocks of min * (sum of the activation sub-block) */
+static inline __m512i msum16(const __m512i mn[4], const struct lg_block_q8_k *y)
+{
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)y->bsums);
+    const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(y->bsums + 8));
+    const __m128i bp = _mm_hadd_epi16(lo, hi);
+    __m512i m = _mm512_madd_epi16(mn[0], _mm512_broadcastd_epi32(bp));
+    m = _mm512_add_epi32(
+        m, _mm512_madd_epi16(mn[1], _mm512_broadcastd_epi32(_mm_shuffle_epi32(bp, 1))));
+    m = _mm512_add_epi32(
+        m, _mm512_madd_epi16(mn[2], _mm512_broadcastd_epi32(_mm_shuffle_epi32(bp, 2))));
+    m = _mm512_add_epi32(
+        m, _mm512_madd_epi16(mn[3], _mm512_broadcastd_epi32(_mm_shuffle_epi32(bp, 3))));
+    return m;
+}
+
+static inline __attribute__((always_inline)) void pair_q4_k_dec(const struct r8_args *a,
+                                                                const int NT)
+{
+    const struct q4k_dec2 *pk = (const struct q4k_dec2 *)(const void *)a->gp;
+    PAIR_BEGIN(NT)
+    for (int64_t b = 0; b < a->nb; b++) {
+        const struct lg_block_q8_k *y[TT];
+        __m512i isum[TT], msum[TT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            y[t] = (const struct lg_block_q8_k *)(const void *)a->ya[t] + b;
+            msum[t] = msum16(pk[b].mn, y[t]);
+            isum[t] = _mm512_setzero_si512();
+        }
+        _Pragma("GCC unroll 1") for (int sb = 0; sb < 8; sb++)
+        {
+            /* two dpbusd chains per token (even / odd i): half the latency */
+            const __m512i *w = pk[b].w + 8 * sb;
+            __m512i s[TT][2];
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+            {
+                const __m512i wi = _mm512_load_si512(w + i);
+                _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+                {
+                    s[t][i % 2] = _mm512_dpbusd_epi32(i < 2 ? _mm512_setzero_si512() : s[t][i % 2],
+                                                      wi, bcast4x16(y[t]->qs + 32 * sb + 4 * i));
+                    PIN(s[t][i % 2]);
+                }
+            }
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) isum[t] = _mm512_add_epi32(
+                isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s[t][0], s[t][1]), pk[b].sc[sb]));
+        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            __m512 v = _mm512_sub_ps(_mm512_mul_ps(pk[b].d, _mm512_cvtepi32_ps(isum[t])),
+                                     _mm512_mul_ps(pk[b].dmin, _mm512_cvtepi32_ps(msum[t])));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t]->d), v));
+        }
+    }
+    PAIR_END(NT)
+}
+
+static inline __attribute__((always_inline)) void pair_q6_k_dec(const struct r8_args *a,
+                                                                const int NT)
+{
+    const struct q6_dec2 *pk = (const struct q6_dec2 *)(const void *)a->gp;
+    PAIR_BEGIN(NT)
+    for (int64_t b = 0; b < a->nb; b++) {
+        const struct lg_block_q8_k *y[TT];
+        __m512i isum[TT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+        {
+            y[t] = (const struct lg_block_q8_k *)(const void *)a->ya[t] + b;
+            /* 32 * sum_k sc[k] * bsums[k]: the correction of q + 32 */
+            __m512i m = _mm512_setzero_si512();
+            _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) m = _mm512_add_epi32(
+                m,
+                _mm512_madd_epi16(pk[b].scp[k], bcast4x16((const uint8_t *)(y[t]->bsums + 2 * k))));
+            isum[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(m, 5));
+        }
+        _Pragma("GCC unroll 1") for (int sb = 0; sb < 16; sb++)
+        {
+            const __m512i *w = pk[b].w + 4 * sb;
+            const __m512i w0 = _mm512_load_si512(w), w1 = _mm512_load_si512(w + 1);
+            const __m512i w2 = _mm512_load_si512(w + 2), w3 = _mm512_load_si512(w + 3);
+            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
+            {
+                /* two dpbusd chains: half the latency */
+                const int8_t *q = y[t]->qs + 16 * sb;
+                __m512i sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, bcast4x16(q));
+                __m512i sb2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w2, bcast4x16(q + 8));
+                sa = _mm512_dpbusd_epi32(sa, w1, bcast4x16(q + 4));
+                sb2 = _mm512_dpbusd_epi32(sb2, w3, bcast4x16(q + 12));
+                isum[t] = _mm512_add_epi32(
+                    isum[t], _mm512_mullo_epi32(_mm512_add_epi32(sa, sb2), pk[b].sc[sb]));
+                PIN(isum[t]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) acc[t] = _mm512_add_ps(
+            acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t]->d),
+                                  _mm512_mul_ps(pk[b].d, _mm512_cvtepi32_ps(isum[t]))));
+    }
+    PAIR_END(NT)
+}
+
+/* clang-format off */
+static void pair_q4_k_dec_1(const struct r8_args *a) { pair_q4_k_dec(a, 1); }
+static void pair_q4_k_dec_2(const struct r8_args *a) { pair_q4_k_dec(a, 2); }
+static void pair_q4_k_dec_3(const struct r8_args *a) { pair_q4_k_dec(a, 3); }
+static void pair_q4_k_dec_4(const struct r8_args *a) { pair_q4_k_dec(a, 4); }
+static void pair_q6_k_dec_1(const struct r8_args *a) { pair_q6_k_dec(a, 1); }
+static void pair_q6_k_dec_2(const struct r8_args *a) { pair_q6_k_dec(a, 2); }
+static void pair_q6_k_dec_3(const struct r8_args *a) { pair_q6_k_dec(a, 3); }
+static void pair_q6_k_dec_4(const struct r8_args *a) { pair_q6_k_dec(a, 4); }
+/* clang-format on */

@@ -19,24 +19,48 @@
  *                    token (declared before the include, defined after it), or NULL: tile_*_1
  *   R8_Q8_0_OFFSET   the prepass's offset for Q8_0's one-token tile (0: none; 128 for a tile
  *                    taking w + 128)
+ *   R8_PAIR_Q4_0, R8_PAIR_Q8_0  {tile_fn for 1 .. R8_PAIR_TT tokens} of the includer's own for
+ *                    two groups side by side (16 rows: group g at a->gp, g + 1 at a->gp +
+ *                    a->gstride; a->yo[t] 16 outputs), run on pairs of whole groups for several
+ *                    tokens, or {NULL}: one group at a time (tile_*)
+ *   R8_PAIR_TT       tokens per pair tile (at most PTT)
+ *   R8_STAGE         entries of the pair tiles' prepass (struct r8_stage): PRE with pair tiles
+ *                    for Q4_0 / Q8_0, else 1 (none)
+ *   R8_Q8_0_OFFSET_N the same offset for Q8_0 with several tokens (tile_q8_0 ignores it; 128 for
+ *                    pair tiles taking w + 128)
+ *   R8_PAIR_DECODE_Q4_K, R8_PAIR_DECODE_Q6_K  a pair_decode_fn of the includer's own (a chunk of
+ *                    groups g and g + 1 decoded together, at most DEC_BLOCKS / 2 blocks) or NULL
+ *   R8_PAIR_DEC_Q4_K, R8_PAIR_DEC_Q6_K  its tiles for 1 .. TT tokens (as R8_PAIR_*), or {NULL}
  * Every step is an exact integer sum, so both ISAs give the same outputs, bit for bit those of
  * lg_vec_dot_ref. */
 enum {
     TT = 4,           /* tokens per tile */
+    PTT = 8,          /* tokens per pair tile at most (R8_PAIR_TT) */
     MAXTOK = 64,      /* tokens per pass (the partial-group buffers) */
     PRE = 2048,       /* prepass entries (tokens x blocks of a chunk) */
     L1_BYTES = 20480, /* R8 bytes of a group's chunk when several token tiles reuse it */
     ABYTES = sizeof(struct lg_block_q8_0)
 };
 
+/* An activation block as the pair tiles of Q4_0 / Q8_0 read it: the prepass stages, per chunk,
+ * each token tile's blocks (block-major, then the tile's tokens), so that a tile reaches all its
+ * tokens' quants, scales and offset sums from one pointer. */
+struct r8_stage {
+    int8_t qs[32];
+    float d;    /* the block's scale */
+    int32_t sy; /* minus offset * sum(qs) */
+};
+
 struct r8_args {
-    const uint8_t *gp;     /* the group's first block of the chunk */
-    int64_t nb;            /* blocks in the chunk */
-    const uint8_t *ya[TT]; /* token's Q8_0 / Q8_K activation block at the chunk's start */
-    const float *dy[TT];   /* activation scales of the chunk's blocks */
-    const int32_t *sy[TT]; /* Q4_0: 8 * sum of the activations per block */
-    float *yo[TT];         /* 8 outputs (rows of the group) */
-    int first;             /* start from 0, else from the partial sums in yo */
+    const uint8_t *gp;         /* the group's first block of the chunk */
+    int64_t nb;                /* blocks in the chunk */
+    const uint8_t *ya[PTT];    /* token's Q8_0 / Q8_K activation block at the chunk's start */
+    const float *dy[PTT];      /* activation scales of the chunk's blocks */
+    const int32_t *sy[PTT];    /* Q4_0: 8 * sum of the activations per block */
+    float *yo[PTT];            /* 8 outputs (rows of the group; 16 for a pair tile) */
+    size_t gstride;            /* bytes from the group's chunk to the next group's */
+    const struct r8_stage *st; /* Q4_0 / Q8_0 pair tiles: token t of block b at st[b * NT + t] */
+    int first;                 /* start from 0, else from the partial sums in yo */
 };
 
 static inline __m256i bcast4(const void *p)
@@ -528,40 +552,52 @@ typedef void (*tile_fn)(const struct r8_args *a);
 
 typedef void (*decode_fn)(const uint8_t *p, int64_t nb, void *dst);
 
+/* decodes nb blocks of groups g (at p) and g + 1 (at p + gs) together */
+typedef void (*pair_decode_fn)(const uint8_t *p, size_t gs, int64_t nb, void *dst);
+
 /* Decoded blocks per chunk (struct q6_dec 2848 bytes, struct q4k_dec 2528). */
 enum { DEC_BLOCKS = 8 };
 _Static_assert(sizeof(struct q4k_dec) <= sizeof(struct q6_dec), "decode buffer");
 
 struct r8_kind {
-    size_t bbytes;    /* bytes of one block of a group */
-    int blk;          /* elements per block */
-    size_t abytes;    /* bytes per activation block */
-    int prep;         /* Q8_0 activations: prepass of scales (and offset sums) */
-    int offset;       /* weight offset to correct with offset * sum(y) (0: none) */
-    int offset_one;   /* the same for one token (the `one` tile, else tile[0]) */
-    tile_fn tile[TT]; /* by token count - 1 */
-    tile_fn one;      /* one token: the includer's own tile (R8_ONE_*), NULL: tile[0] */
-    decode_fn decode; /* more than TT tokens: decode a chunk once (NULL: the tiles read R8) */
+    size_t bbytes;     /* bytes of one block of a group */
+    int blk;           /* elements per block */
+    size_t abytes;     /* bytes per activation block */
+    int prep;          /* Q8_0 activations: prepass of scales (and offset sums) */
+    int offset;        /* weight offset to correct with offset * sum(y) (0: none) */
+    int offset_one;    /* the same for one token (the `one` tile, else tile[0]) */
+    tile_fn tile[TT];  /* by token count - 1 */
+    tile_fn one;       /* one token: the includer's own tile (R8_ONE_*), NULL: tile[0] */
+    tile_fn pair[PTT]; /* several tokens, two whole groups (R8_PAIR_*), {NULL}: tile */
+    int pair_tt;       /* tokens per pair tile */
+    decode_fn decode;  /* more than TT tokens: decode a chunk once (NULL: the tiles read R8) */
     tile_fn tile_dec[TT];
+    pair_decode_fn pair_decode; /* the same for two whole groups (R8_PAIR_DECODE_*), or NULL */
+    tile_fn pair_dec[TT];
 };
 
 /* clang-format off */
 static const struct r8_kind K_Q4_0 = {
     .bbytes = Q4_BLOCK, .blk = LG_QK, .abytes = ABYTES, .prep = 1, .offset = 8, .offset_one = 8,
-    .tile = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4}, .one = R8_ONE_Q4_0};
+    .tile = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4}, .one = R8_ONE_Q4_0,
+    .pair = R8_PAIR_Q4_0, .pair_tt = R8_PAIR_TT};
 static const struct r8_kind K_Q8_0 = {
-    .bbytes = Q8_BLOCK, .blk = LG_QK, .abytes = ABYTES, .prep = 1, .offset_one = R8_Q8_0_OFFSET,
-    .tile = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4}, .one = R8_ONE_Q8_0};
+    .bbytes = Q8_BLOCK, .blk = LG_QK, .abytes = ABYTES, .prep = 1, .offset = R8_Q8_0_OFFSET_N,
+    .offset_one = R8_Q8_0_OFFSET,
+    .tile = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4}, .one = R8_ONE_Q8_0,
+    .pair = R8_PAIR_Q8_0, .pair_tt = R8_PAIR_TT};
 static const struct r8_kind K_Q4_K = {
     .bbytes = Q4K_BLOCK, .blk = LG_QK_K, .abytes = sizeof(struct lg_block_q8_k),
     .tile = {tile_q4_k_1, tile_q4_k_2, tile_q4_k_3, tile_q4_k_4}, .one = R8_ONE_Q4_K,
     .decode = decode_q4_k,
-    .tile_dec = {tile_q4_k_dec_1, tile_q4_k_dec_2, tile_q4_k_dec_3, tile_q4_k_dec_4}};
+    .tile_dec = {tile_q4_k_dec_1, tile_q4_k_dec_2, tile_q4_k_dec_3, tile_q4_k_dec_4},
+    .pair_decode = R8_PAIR_DECODE_Q4_K, .pair_dec = R8_PAIR_DEC_Q4_K};
 static const struct r8_kind K_Q6_K = {
     .bbytes = Q6K_BLOCK, .blk = LG_QK_K, .abytes = sizeof(struct lg_block_q8_k),
     .tile = {tile_q6_k_1, tile_q6_k_2, tile_q6_k_3, tile_q6_k_4}, .one = R8_ONE_Q6_K,
     .decode = decode_q6_k,
-    .tile_dec = {tile_q6_k_dec_1, tile_q6_k_dec_2, tile_q6_k_dec_3, tile_q6_k_dec_4}};
+    .tile_dec = {tile_q6_k_dec_1, tile_q6_k_dec_2, tile_q6_k_dec_3, tile_q6_k_dec_4},
+    .pair_decode = R8_PAIR_DECODE_Q6_K, .pair_dec = R8_PAIR_DEC_Q6_K};
 /* clang-format on */
 
 /* off * (sum of the 32 activations of block yb) */
@@ -575,6 +611,49 @@ static inline int32_t offset_sum(const uint8_t *qs, int off)
     return _mm_cvtsi128_si32(q);
 }
 
+/* The staged prepass of one token (struct r8_stage): its nb blocks at yb to r[0], r[n], r[2n], ..
+ * (n: the tokens of its pair tile), each with -off * sum(qs); the sums 8 blocks at a time
+ * (horizontal adds of 8 blocks' partial sums at once). */
+static void stage_token(struct r8_stage *r, int64_t n, const uint8_t *yb, int64_t nb, int off)
+{
+    const __m256i o = _mm256_set1_epi8((char)off), one = _mm256_set1_epi16(1);
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        __m256i v[8];
+        for (int i = 0; i < 8; i++) {
+            const uint8_t *q = yb + (size_t)(b + i) * ABYTES + offsetof(struct lg_block_q8_0, qs);
+            v[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(o, loadu(q)), one);
+        }
+        /* [blocks 0..3 | 4..7] sums of each 128-bit half, then the halves added */
+        const __m256i h0 =
+            _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        const __m256i h1 =
+            _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+        const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                                             _mm256_permute2x128_si256(h0, h1, 0x31));
+        int32_t sy[8];
+        _mm256_storeu_si256((__m256i *)(void *)sy, _mm256_sub_epi32(_mm256_setzero_si256(), sum));
+        for (int i = 0; i < 8; i++) {
+            const uint8_t *blk = yb + (size_t)(b + i) * ABYTES;
+            struct r8_stage *e = r + (b + i) * n;
+            uint16_t d;
+            memcpy(&d, blk + offsetof(struct lg_block_q8_0, d), 2);
+            memcpy(e->qs, blk + offsetof(struct lg_block_q8_0, qs), 32);
+            e->d = _cvtsh_ss(d);
+            e->sy = sy[i];
+        }
+    }
+    for (; b < nb; b++) {
+        const uint8_t *blk = yb + (size_t)b * ABYTES;
+        struct r8_stage *e = r + b * n;
+        uint16_t d;
+        memcpy(&d, blk + offsetof(struct lg_block_q8_0, d), 2);
+        memcpy(e->qs, blk + offsetof(struct lg_block_q8_0, qs), 32);
+        e->d = _cvtsh_ss(d);
+        e->sy = -offset_sum(blk + offsetof(struct lg_block_q8_0, qs), off);
+    }
+}
+
 static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const void *qx, size_t ldq,
                     float *y, int64_t ldy, int64_t n_tok, int64_t r0, int64_t r1)
 {
@@ -582,8 +661,9 @@ static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const voi
         return;
     float dyb[PRE];
     int32_t syb[PRE];
+    struct r8_stage stg[R8_STAGE];         /* the pair tiles' prepass (token-tile-major) */
     _Alignas(32) float part[2][MAXTOK][8]; /* the first / last group when the range cuts it */
-    _Alignas(32) uint8_t dec[DEC_BLOCKS * sizeof(struct q6_dec)]; /* a decoded chunk */
+    _Alignas(64) uint8_t dec[DEC_BLOCKS * sizeof(struct q6_dec)]; /* a decoded chunk */
     const int64_t nb_all = w->cols / kd->blk;
     const size_t gbytes = kd->bbytes * (size_t)nb_all;
     const int64_t g0 = r0 / 8, g1 = (r1 + 7) / 8;
@@ -595,15 +675,18 @@ static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const voi
         const int off = nt == 1 ? kd->offset_one : kd->offset;
         if (nt > TT && kb > (int64_t)(L1_BYTES / kd->bbytes))
             kb = (int64_t)(L1_BYTES / kd->bbytes);
-        if (decode && kb > DEC_BLOCKS)
-            kb = DEC_BLOCKS;
+        if (decode && kb > (kd->pair_decode ? DEC_BLOCKS / 2 : DEC_BLOCKS))
+            kb = kd->pair_decode ? DEC_BLOCKS / 2 : DEC_BLOCKS;
         if (kb < 1)
             kb = 1;
+        const int stage = R8_STAGE > 1 && kd->prep && kd->pair[0] && nt > 1;
+        /* the one-group tiles' prepass, unless every group of the range goes in a pair */
+        const int plain = !stage || r0 % 8 || r1 % 8 || (r1 - r0) / 8 % 2;
         for (int64_t b0 = 0; b0 < nb_all; b0 += kb) {
             const int64_t nb = nb_all - b0 < kb ? nb_all - b0 : kb;
             for (int64_t t = 0; kd->prep && t < nt; t++) {
                 const uint8_t *yb = ab + (size_t)(tc + t) * ldq + (size_t)b0 * ABYTES;
-                for (int64_t b = 0; b < nb; b++) {
+                for (int64_t b = 0; plain && b < nb; b++) {
                     uint16_t d;
                     memcpy(&d, yb + (size_t)b * ABYTES + offsetof(struct lg_block_q8_0, d), 2);
                     dyb[t * kb + b] = _cvtsh_ss(d);
@@ -611,19 +694,35 @@ static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const voi
                         syb[t * kb + b] = offset_sum(
                             yb + (size_t)b * ABYTES + offsetof(struct lg_block_q8_0, qs), off);
                 }
+                if (stage) {
+                    /* the token's pair tile: tokens [t0, t0 + n), entries from t0 * kb on */
+                    const int64_t t0 = t - t % kd->pair_tt;
+                    const int64_t n = nt - t0 < kd->pair_tt ? nt - t0 : kd->pair_tt;
+                    stage_token(stg + t0 * kb + (t - t0), n, yb, nb, off);
+                }
             }
             for (int64_t g = g0; g < g1; g++) {
                 const int full = 8 * g >= r0 && 8 * g + 8 <= r1;
+                /* groups g and g + 1 whole: the pair tiles (several tokens) */
+                const int pair = nt > 1 &&
+                                 (decode ? kd->pair_decode != NULL : kd->pair[0] != NULL) && full &&
+                                 8 * g + 16 <= r1;
                 struct r8_args a;
                 a.gp = wb + (size_t)g * gbytes + (size_t)b0 * kd->bbytes;
+                a.gstride = gbytes;
                 a.nb = nb;
                 a.first = b0 == 0;
                 if (decode) {
-                    kd->decode(a.gp, nb, dec);
+                    if (pair)
+                        kd->pair_decode(a.gp, gbytes, nb, dec);
+                    else
+                        kd->decode(a.gp, nb, dec);
                     a.gp = (const uint8_t *)dec;
                 }
-                for (int64_t t = 0; t < nt; t += TT) {
-                    const int n4 = nt - t < TT ? (int)(nt - t) : TT;
+                /* tokens per tile: the pair tiles of the decoded chunks take TT */
+                const int tt = pair && !decode ? kd->pair_tt : TT;
+                for (int64_t t = 0; t < nt; t += tt) {
+                    const int n4 = nt - t < tt ? (int)(nt - t) : tt;
                     for (int i = 0; i < n4; i++) {
                         const int64_t tok = t + i;
                         a.ya[i] = ab + (size_t)(tc + tok) * ldq + (size_t)b0 * kd->abytes;
@@ -631,11 +730,14 @@ static void r8_gemm(const struct r8_kind *kd, const struct lg_wmat *w, const voi
                         a.sy[i] = syb + tok * kb;
                         a.yo[i] = full ? y + (tc + tok) * ldy + 8 * g : part[g != g0][tok];
                     }
+                    a.st = stage ? stg + t * kb : NULL;
                     if (nt == 1 && kd->one)
                         kd->one(&a);
                     else
-                        (decode ? kd->tile_dec : kd->tile)[n4 - 1](&a);
+                        (decode ? (pair ? kd->pair_dec : kd->tile_dec)
+                                : (pair ? kd->pair : kd->tile))[n4 - 1](&a);
                 }
+                g += pair;
             }
         }
         /* the rows in range of a cut group */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kern/kern.h"
+#include "kern/vexp.h"
 #include "quant/quant.h"
 
 static inline float hsum_ref_order(__m256 acc)
@@ -61,28 +62,14 @@ static inline __m256 q4_0_x8(const uint8_t *blk, __m256 d, int g)
 /* ---- the attention softmax ------------------------------------------------------------------ */
 
 /* lg_kern_attn_softmax's weight of z = score - max (kern/ref.c: attn_exp and the cut), 8 lanes:
- * the same operations, each rounded once as there. */
+ * lg_exp8 (kern/vexp.h) is the same operations, each rounded once as there. */
 static inline __m256 attn_exp8(__m256 z)
 {
     const __m256 lo = _mm256_set1_ps((float)LG_ATTN_EXP_MIN);
     const __m256 keep = _mm256_cmp_ps(z, lo, _CMP_NLT_UQ); /* !(z < lo): kept, NaN included */
     const __m256 nan = _mm256_cmp_ps(z, z, _CMP_UNORD_Q);
-    const __m256 zc = _mm256_max_ps(z, lo); /* the value itself where it is used */
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(zc, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), zc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    /* z >= lo where it is used: lg_exp8's clamps change nothing there */
+    __m256 e = lg_exp8(_mm256_max_ps(z, lo));
     e = _mm256_blendv_ps(e, z, nan);
     return _mm256_and_ps(e, keep);
 }

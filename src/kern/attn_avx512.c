@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kern/kern.h"
+#include "kern/vexp.h"
 #include "quant/quant.h"
 
 static void (*attn_avx2)(const struct lg_attn_args *a, int ith, int nth);
@@ -136,28 +137,14 @@ static inline __m512 reduce16(const __m512 *z)
 /* ---- the attention softmax ------------------------------------------------------------------ */
 
 /* lg_kern_attn_softmax's weight of z = score - max (kern/ref.c: attn_exp and the cut), 16 lanes:
- * the same operations, each rounded once as there. */
+ * lg_exp16 (kern/vexp.h) is the same operations, each rounded once as there. */
 static inline __m512 attn_exp16(__m512 z)
 {
     const __m512 lo = _mm512_set1_ps((float)LG_ATTN_EXP_MIN);
     const __mmask16 cut = _mm512_cmp_ps_mask(z, lo, _CMP_LT_OQ);
     const __mmask16 nan = _mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q);
-    const __m512 zc = _mm512_max_ps(z, lo); /* the value itself where it is used */
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(zc, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), zc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    const __m512i bits = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    __m512 e = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+    /* z in [lo, 0] where it is used: 2^n normal, so vscalefps forms the same product */
+    __m512 e = lg_exp16(_mm512_max_ps(z, lo));
     e = _mm512_mask_mov_ps(e, nan, z);
     return _mm512_maskz_mov_ps((__mmask16)~cut, e);
 }

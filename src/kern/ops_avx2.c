@@ -25,33 +25,9 @@
 
 #include "kern/kern.h"
 #include "kern/qdot.h"
+#include "kern/vexp.h"
 #include "quant/quant.h"
 #include "quant/quant_blocks.h"
-
-/* ---- exp ---------------------------------------------------------------------------------- */
-
-/* e^x for x clamped to [-87, 88] (normal results only: 2^n with -126 <= n <= 127). Cody-Waite
- * reduction x = n ln2 + r, |r| <= ln2/2, then the Cephes expf polynomial: about 2 ulp. */
-static inline __m256 exp8(__m256 x)
-{
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 
 /* ---- element-wise --------------------------------------------------------------------------- */
 
@@ -61,8 +37,8 @@ static inline __m256 gelu8(__m256 x)
     __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
     __m256 inner = _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x);
     __m256 z = _mm256_mul_ps(inner, _mm256_set1_ps(-2.0f * 0.7978845608028654f));
-    __m256 g = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(z)));
-    /* e^z overflows (exp8 clamps): the reference's 1 + tanh u is 0 there */
+    __m256 g = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), lg_exp8(z)));
+    /* e^z overflows (lg_exp8 clamps): the reference's 1 + tanh u is 0 there */
     return _mm256_andnot_ps(_mm256_cmp_ps(z, _mm256_set1_ps(88.0f), _CMP_GT_OQ), g);
 }
 
@@ -85,12 +61,12 @@ static inline __m256 softcap8(__m256 x, __m256 cap, __m256 inv_cap)
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 y = _mm256_mul_ps(x, inv_cap);
     __m256 ay = _mm256_andnot_ps(sign, y);
-    __m256 e = exp8(_mm256_add_ps(ay, ay));
+    __m256 e = lg_exp8(_mm256_add_ps(ay, ay));
     __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f),
                              _mm256_div_ps(_mm256_set1_ps(2.0f),
                                            _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
     t = _mm256_or_ps(t, _mm256_and_ps(sign, y));
-    /* NaN in, NaN out (exp8's clamps would turn it into a number) */
+    /* NaN in, NaN out (lg_exp8's clamps would turn it into a number) */
     t = _mm256_blendv_ps(t, y, _mm256_cmp_ps(y, y, _CMP_UNORD_Q));
     return _mm256_mul_ps(cap, t);
 }

@@ -28,6 +28,7 @@
 
 #include "kern/kern.h"
 #include "kern/qdot.h"
+#include "kern/vexp.h"
 #include "quant/quant.h"
 #include "quant/quant_blocks.h"
 
@@ -37,25 +38,6 @@ static inline __mmask16 tail_mask(int64_t n)
 }
 
 /* ---- gelu ----------------------------------------------------------------------------------- */
-
-/* e^x for x in [-87, 80] (the caller clamps): Cody-Waite reduction x = n ln2 + r and the Cephes
- * expf polynomial as in kern/ops_avx2.c; 2^n by vscalefps. */
-static inline __m512 exp16(__m512 x)
-{
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 /* Where -2u > Z_MAX gelu(x) is below 1e-33 |x|: it is returned as 0 (the reference's 1 + tanh u
  * rounds to 0 not much further out), which also keeps 1 / (1 + e^z) away from subnormals
@@ -70,7 +52,7 @@ static inline __m512 gelu16(__m512 x)
     __mmask16 big = _mm512_cmp_ps_mask(z, _mm512_set1_ps(GELU_Z_MAX), _CMP_GT_OQ);
     __m512 zc = _mm512_max_ps(_mm512_min_ps(z, _mm512_set1_ps(GELU_Z_MAX)),
                               _mm512_set1_ps(-87.0f));
-    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(zc)); /* in [1, e^80] */
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), lg_exp16(zc)); /* in [1, e^80] */
     __m512 r = _mm512_rcp14_ps(d);                                 /* 2^-14 relative */
     __m512 q = _mm512_mul_ps(x, r);
     __m512 res = _mm512_fnmadd_ps(q, d, x); /* x - q d */

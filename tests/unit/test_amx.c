@@ -34,6 +34,7 @@
 #include "quant/quant_blocks.h"
 #include "quant/quant_mix.h"
 #include "test.h"
+#include "model_run.h"
 
 enum { MODE_QUANT, MODE_BYTES, MODE_EXTREME, MODE_SCALES, N_MODES };
 
@@ -307,45 +308,20 @@ static void test_env(void)
 
 enum { N_PROMPT = 9, N_DEC = 3, N_CTX = 32 };
 
-/* Logits [N_PROMPT + N_DEC][V]: a prefill with all logits, then decode steps. */
+/* Logits [N_PROMPT + N_DEC][V] of this file's token sequence: a prefill with all logits,
+ * then decode steps (tests/model_run.h). */
 static int run_model(struct lg_model *m, float *out)
 {
-    struct lg_err err = {0};
-    struct lg_model_state *s = NULL;
     const int64_t V = m->cfg.n_vocab;
-    if (lg_model_state_create(m, N_CTX, 4, &s, &err) != LG_OK)
-        return 0;
-    lg_model_state_set_kern(s, lg_kern_get());
     int32_t tok[N_PROMPT + N_DEC];
     for (int i = 0; i < N_PROMPT + N_DEC; i++)
         tok[i] = (int32_t)((11 + 97 * i + 13 * i * i) % (V - 2)) + 1;
-    int ok = lg_model_forward(m, s, tok, N_PROMPT, LG_LOGITS_ALL, out, &err) == LG_OK;
-    for (int i = 0; ok && i < N_DEC; i++)
-        ok = lg_model_forward(m, s, tok + N_PROMPT + i, 1, LG_LOGITS_LAST,
-                              out + (size_t)(N_PROMPT + i) * (size_t)V, &err) == LG_OK;
-    if (!ok)
-        fprintf(stderr, "  forward: %s\n", err.msg);
-    lg_model_state_destroy(s);
-    return ok;
-}
-
-static struct lg_model *open_model(const char *path, int repack)
-{
-    struct lg_err err = {0};
-    struct lg_model *m = NULL;
-    if (repack)
-        unsetenv("LG_REPACK");
-    else
-        setenv("LG_REPACK", "0", 1);
-    if (lg_model_open(path, &m, &err) != LG_OK)
-        fprintf(stderr, "  %s: %s\n", path, err.msg);
-    unsetenv("LG_REPACK");
-    return m;
+    return lg_test_run_model(m, lg_kern_get(), tok, N_PROMPT, N_DEC, N_CTX, out);
 }
 
 static void check_model(const char *path)
 {
-    struct lg_model *m0 = open_model(path, 0), *m1 = open_model(path, 1);
+    struct lg_model *m0 = lg_test_open_model(path, 0), *m1 = lg_test_open_model(path, 1);
     CHECK_MSG(m0 && m1, "%s: cannot open", path);
     if (m0 && m1) {
         CHECK_MSG(lg_model_repacked_bytes(m1) > 0, "%s: nothing repacked", path);

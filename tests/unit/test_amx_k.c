@@ -3,8 +3,8 @@
  * 1. Selection: lg_gemm_r8_amx_k gives a kernel for Q4_K and Q6_K only; where the AMX dispatch
  *    hands out kernels (lg_gemm_r8_amx with many tokens) it hands out these (a check that the
  *    file is linked in, not a weak stand-in).
- * 2. Kernels (only when the CPU has AMX-TILE + AMX-INT8 and the OS grants the tile state, which
- *    this file asks for itself; otherwise skipped with a message): random matrices (quantized
+ * 2. Kernels (only where lg_amx_ok(): the CPU has AMX-TILE + AMX-INT8, the OS grants the tile
+ *    state and LG_AMX is not 0; otherwise skipped with a message): random matrices (quantized
  *    floats; random bytes with finite f16 scales; every quant, scale and min at its extreme with
  *    activations at +-127), rows 8, 16, 24, 264 (an 8-row tail), 256 .. 6400 columns (past a K
  *    chunk, a short last chunk), 1 .. 40 tokens (a token tile, one more, a short last tile with
@@ -13,13 +13,11 @@
  *    lg_vec_dot_ref on the GGUF rows and to lg_matmul_r8_ref; outputs outside the range stay
  *    NaN.
  */
-#include <cpuid.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kern/amx.h"
@@ -28,23 +26,6 @@
 #include "quant/quant.h"
 #include "quant/quant_blocks.h"
 #include "test.h"
-
-/* Whether this process may run AMX int8 tiles: CPUID.7.0:EDX bits 24 (AMX-TILE) and 25
- * (AMX-INT8), the OS saving the tile state (XCR0 bits 17, 18), and Linux granting it to this
- * process (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA; refused e.g. under valgrind). */
-static int amx_here(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25)))
-        return 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) /* OSXSAVE */
-        return 0;
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & (3u << 17)) != (3u << 17))
-        return 0;
-    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-}
 
 enum { MODE_QUANT, MODE_BYTES, MODE_EXTREME, N_MODES };
 
@@ -233,10 +214,9 @@ int main(void)
     if (!lg_gemm_r8_amx_k(LG_QTYPE_Q4_K) || !lg_gemm_r8_amx_k(LG_QTYPE_Q6_K))
         printf("test_amx_k: lg_gemm_r8_amx_k is a stand-in, not kern/gemm_k_amx.c's (a weak "
                "definition linked first?): kernels not tested\n");
-    else if (amx_here())
+    else if (lg_amx_ok())
         test_kernels();
     else
-        printf("test_amx_k: no AMX-INT8 here (or the OS refuses the tile state): kernels "
-               "skipped\n");
+        printf("test_amx_k: AMX not usable here (CPU, OS or LG_AMX=0): kernels skipped\n");
     return lg_test_done("test_amx_k");
 }

@@ -39,6 +39,7 @@
 #include "quant/quant_blocks.h"
 #include "quant/quant_mix.h"
 #include "test.h"
+#include "model_run.h"
 
 static const uint32_t types[] = {LG_QTYPE_Q4_0, LG_QTYPE_Q8_0, LG_QTYPE_Q4_K, LG_QTYPE_Q6_K};
 enum { N_TYPES = 4 };
@@ -313,40 +314,15 @@ static void test_isa(const struct lg_kern *k)
 
 enum { N_PROMPT = 9, N_DEC = 3, N_CTX = 32 };
 
-/* Logits [N_PROMPT + N_DEC][V] of a prefill (all logits) then decode steps, on table k. */
+/* Logits [N_PROMPT + N_DEC][V] of this file's token sequence: a prefill with all logits,
+ * then decode steps (tests/model_run.h). */
 static int run_model(struct lg_model *m, const struct lg_kern *k, float *out)
 {
-    struct lg_err err = {0};
-    struct lg_model_state *s = NULL;
     const int64_t V = m->cfg.n_vocab;
-    if (lg_model_state_create(m, N_CTX, 4, &s, &err) != LG_OK)
-        return 0;
-    lg_model_state_set_kern(s, k);
     int32_t tok[N_PROMPT + N_DEC];
     for (int i = 0; i < N_PROMPT + N_DEC; i++)
         tok[i] = (int32_t)((7 + 131 * i + 17 * i * i) % (V - 2)) + 1;
-    int ok = lg_model_forward(m, s, tok, N_PROMPT, LG_LOGITS_ALL, out, &err) == LG_OK;
-    for (int i = 0; ok && i < N_DEC; i++)
-        ok = lg_model_forward(m, s, tok + N_PROMPT + i, 1, LG_LOGITS_LAST,
-                              out + (size_t)(N_PROMPT + i) * (size_t)V, &err) == LG_OK;
-    if (!ok)
-        fprintf(stderr, "  forward: %s\n", err.msg);
-    lg_model_state_destroy(s);
-    return ok;
-}
-
-static struct lg_model *open_model(const char *path, int repack)
-{
-    struct lg_err err = {0};
-    struct lg_model *m = NULL;
-    if (repack)
-        unsetenv("LG_REPACK");
-    else
-        setenv("LG_REPACK", "0", 1);
-    if (lg_model_open(path, &m, &err) != LG_OK)
-        fprintf(stderr, "  %s: %s\n", path, err.msg);
-    unsetenv("LG_REPACK");
-    return m;
+    return lg_test_run_model(m, k, tok, N_PROMPT, N_DEC, N_CTX, out);
 }
 
 /* Counts the model's R8 matrices (experts tensors count once). */
@@ -365,7 +341,7 @@ static int count_r8(const struct lg_model *m)
 
 static void check_model(const char *path, int expect_experts)
 {
-    struct lg_model *m0 = open_model(path, 0), *m1 = open_model(path, 1);
+    struct lg_model *m0 = lg_test_open_model(path, 0), *m1 = lg_test_open_model(path, 1);
     CHECK_MSG(m0 && m1, "%s: cannot open", path);
     if (!m0 || !m1)
         goto out;

@@ -9,6 +9,7 @@
 
 #include "base/err.h"
 #include "engine/engine_priv.h"
+#include "json/json.h"
 #include "kv/kv.h"
 #include "model/model.h"
 #include "tok/tok.h"
@@ -247,49 +248,6 @@ static bool append_ok(json_t *a, json_t *e)
     return json_array_append_new(a, e) == 0;
 }
 
-/* Growing text for json_dump_callback. The failure is sticky: Jansson 2.14 does not check
- * the write of an object key, so after one failed write it carries on, and json_dumps can
- * then return JSON with a key cut short under memory pressure. */
-struct dump_buf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static int dump_cb(const char *s, size_t n, void *data)
-{
-    struct dump_buf *b = data;
-    if (b->oom)
-        return -1;
-    if (n >= b->cap - b->n) { /* b->n < b->cap once allocated: room for the NUL */
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->n <= n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return -1;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return 0;
-}
-
-/* Compact JSON text of v (malloc'd), NULL when any allocation failed. */
-static char *dump_json(const json_t *v)
-{
-    struct dump_buf b = {0};
-    if (!v || json_dump_callback(v, dump_cb, &b, JSON_COMPACT) != 0 || b.oom || !b.p) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
-}
-
 /* The answer checked against the requested format, plus a failed tool call if any:
  * {"valid", "errors"} as malloc'd JSON text. NULL on allocation failure, also when only one
  * error entry could not be stored: a report missing an error could read "valid": true. */
@@ -327,7 +285,7 @@ static char *job_validate(const struct eng_job *j)
     }
     json_t *v = json_pack("{s:b, s:o}", "valid", json_array_size(errors) == 0, "errors",
                           errors);
-    char *text = dump_json(v);
+    char *text = lg_json_dumps(v, JSON_COMPACT);
     json_decref(v);
     return text;
 }

@@ -394,3 +394,43 @@ json_t *lg_json_text(const char *text, size_t n)
     free(fixed);
     return v;
 }
+
+/* Growing text for json_dump_callback; the failure is sticky (see lg_json_dumps). */
+struct dump_buf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static int dump_cb(const char *s, size_t n, void *data)
+{
+    struct dump_buf *b = data;
+    if (b->oom)
+        return -1;
+    if (n >= b->cap - b->n) { /* b->n < b->cap once allocated: room for the NUL */
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->n <= n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+char *lg_json_dumps(const json_t *v, size_t flags)
+{
+    struct dump_buf b = {0};
+    if (!v || json_dump_callback(v, dump_cb, &b, flags) != 0 || b.oom || !b.p) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}

@@ -99,4 +99,10 @@ char *lg_json_utf8_sanitize(const char *text, size_t n, size_t *out_len);
  * New reference or NULL on allocation failure. */
 json_t *lg_json_text(const char *text, size_t n);
 
+/* json_dumps(v, flags) that fails clean: the text (malloc'd, NUL-terminated), or NULL when v is
+ * NULL or any allocation failed. Jansson 2.14 does not check the write of an object key, so
+ * under memory pressure json_dumps can return JSON with a key cut short; here the first failed
+ * write makes the whole dump fail. */
+char *lg_json_dumps(const json_t *v, size_t flags);
+
 #endif

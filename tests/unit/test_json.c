@@ -389,6 +389,31 @@ static void test_durations(void)
     CHECK_EQ_INT(lg_parse_duration_ms("nan", &ms, &err), LG_ERR_FORMAT);
 }
 
+/* lg_json_dumps: the same text as json_dumps for the same flags (also past its first 256-byte
+ * buffer), NULL for NULL. (Allocation failures: tests/unit/test_alloc_fail.c's writers.) */
+static void test_dumps(void)
+{
+    CHECK(lg_json_dumps(NULL, JSON_COMPACT) == NULL);
+    json_t *v = json_pack("{s:[i,f,b,n],s:{s:s}}", "a", 1, 2.5, 1, "b", "k", "\u00e9\u2028x");
+    CHECK(v != NULL);
+    json_t *big = json_array();
+    for (int i = 0; v && big && i < 200; i++)
+        json_array_append_new(big, json_sprintf("item %d", i));
+    if (v && big)
+        json_object_set(v, "big", big);
+    const size_t flags[] = {JSON_COMPACT, JSON_COMPACT | JSON_SORT_KEYS, JSON_INDENT(2)};
+    for (size_t f = 0; v && f < sizeof flags / sizeof flags[0]; f++) {
+        char *ours = lg_json_dumps(v, flags[f]), *ref = json_dumps(v, flags[f]);
+        CHECK_MSG(ours && ref && strcmp(ours, ref) == 0, "flags %zu: lg_json_dumps != json_dumps",
+                  flags[f]);
+        CHECK(ours && strlen(ours) > 256);
+        free(ours);
+        free(ref);
+    }
+    json_decref(big);
+    json_decref(v);
+}
+
 int main(void)
 {
     test_parse_limits();
@@ -397,5 +422,6 @@ int main(void)
     test_request_fields();
     test_request_values();
     test_durations();
+    test_dumps();
     return lg_test_done("test_json");
 }

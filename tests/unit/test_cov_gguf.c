@@ -85,6 +85,17 @@ static void bb_key(struct bb *b, const char *key, enum lg_gguf_type t)
     bb_le(b, (uint64_t)t, 4);
 }
 
+/* key: an array of two integer-coded elements of type elt, each `width` bytes little-endian */
+static void bb_arr2(struct bb *b, const char *key, enum lg_gguf_type elt, uint64_t v0,
+                    uint64_t v1, unsigned width)
+{
+    bb_key(b, key, LG_GGUF_TYPE_ARRAY);
+    bb_le(b, elt, 4);
+    bb_le(b, 2, 8);
+    bb_le(b, v0, width);
+    bb_le(b, v1, width);
+}
+
 static void bb_pad(struct bb *b, size_t a)
 {
     while (b->n % a)
@@ -191,46 +202,14 @@ static void build_all_types(struct bb *b)
     bb_key(b, "str", LG_GGUF_TYPE_STRING);
     bb_str(b, "h\xc3\xa9llo");
     /* arrays: one per scalar element type, two elements each */
-    bb_key(b, "a.u8", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_UINT8, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, 1, 1);
-    bb_le(b, 255, 1);
-    bb_key(b, "a.i8", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_INT8, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, (uint8_t)-1, 1);
-    bb_le(b, 127, 1);
-    bb_key(b, "a.u16", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_UINT16, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, 65535, 2);
-    bb_le(b, 2, 2);
-    bb_key(b, "a.i16", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_INT16, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, (uint16_t)-2, 2);
-    bb_le(b, 3, 2);
-    bb_key(b, "a.u32", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_UINT32, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, 4000000000u, 4);
-    bb_le(b, 4, 4);
-    bb_key(b, "a.i32", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_INT32, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, (uint32_t)-4, 4);
-    bb_le(b, 5, 4);
-    bb_key(b, "a.u64", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_UINT64, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, UINT64_MAX, 8);
-    bb_le(b, 6, 8);
-    bb_key(b, "a.i64", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_INT64, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, (uint64_t)-6, 8);
-    bb_le(b, 7, 8);
+    bb_arr2(b, "a.u8", LG_GGUF_TYPE_UINT8, 1, 255, 1);
+    bb_arr2(b, "a.i8", LG_GGUF_TYPE_INT8, (uint8_t)-1, 127, 1);
+    bb_arr2(b, "a.u16", LG_GGUF_TYPE_UINT16, 65535, 2, 2);
+    bb_arr2(b, "a.i16", LG_GGUF_TYPE_INT16, (uint16_t)-2, 3, 2);
+    bb_arr2(b, "a.u32", LG_GGUF_TYPE_UINT32, 4000000000u, 4, 4);
+    bb_arr2(b, "a.i32", LG_GGUF_TYPE_INT32, (uint32_t)-4, 5, 4);
+    bb_arr2(b, "a.u64", LG_GGUF_TYPE_UINT64, UINT64_MAX, 6, 8);
+    bb_arr2(b, "a.i64", LG_GGUF_TYPE_INT64, (uint64_t)-6, 7, 8);
     bb_key(b, "a.f32", LG_GGUF_TYPE_ARRAY);
     bb_le(b, LG_GGUF_TYPE_FLOAT32, 4);
     bb_le(b, 2, 8);
@@ -249,11 +228,7 @@ static void build_all_types(struct bb *b)
     d = -1e19;
     memcpy(&du, &d, 8);
     bb_le(b, du, 8);
-    bb_key(b, "a.bool", LG_GGUF_TYPE_ARRAY);
-    bb_le(b, LG_GGUF_TYPE_BOOL, 4);
-    bb_le(b, 2, 8);
-    bb_le(b, 1, 1);
-    bb_le(b, 0, 1);
+    bb_arr2(b, "a.bool", LG_GGUF_TYPE_BOOL, 1, 0, 1);
     bb_key(b, "a.str", LG_GGUF_TYPE_ARRAY);
     bb_le(b, LG_GGUF_TYPE_STRING, 4);
     bb_le(b, 2, 8);
